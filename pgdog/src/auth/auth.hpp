@@ -1,0 +1,111 @@
+#pragma once
+
+// Sans-io authentication: md5 and SCRAM-SHA-256 (RFC 5802 / RFC 7677), both sides.
+// Bytes in, bytes out; no sockets. The proxy, unit tests and fuzzers drive the same code.
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+namespace pgdog::auth {
+
+enum class Error {
+  malformed_message = 1,  // a SCRAM message does not parse
+  unsupported_mechanism,  // not SCRAM-SHA-256, or channel binding requested
+  nonce_mismatch,         // the final message's nonce is not the one we issued/sent
+  wrong_password,         // client proof (server side) does not verify
+  bad_server_signature,   // server signature (client side) does not verify
+  iteration_count,        // the server asks for an unreasonable iteration count
+  wrong_state,            // a message out of order
+};
+
+const boost::system::error_category& category();
+inline boost::system::error_code make_error_code(Error e) {
+  return {static_cast<int>(e), category()};
+}
+
+template <class T>
+using Result = boost::system::result<T>;
+
+// Random bytes from OpenSSL's CSPRNG.
+void random_bytes(std::span<std::uint8_t> out);
+
+// --- md5 (PostgreSQL's "md5" method) -------------------------------------------------------
+// "md5" + hex(md5(password + user)): what pg_authid stores.
+std::string md5_password_hash(std::string_view user, std::string_view password);
+// "md5" + hex(md5(hex(md5(password + user)) + salt)): what the client sends.
+std::string md5_response(std::string_view user, std::string_view password,
+                         std::span<const std::uint8_t, 4> salt);
+
+// --- SCRAM-SHA-256 ----------------------------------------------------------------------------
+constexpr std::string_view kScramMechanism = "SCRAM-SHA-256";
+constexpr int kDefaultIterations = 4096;
+
+struct ScramSecret {
+  int iterations = kDefaultIterations;
+  std::vector<std::uint8_t> salt;
+  std::array<std::uint8_t, 32> stored_key{};
+  std::array<std::uint8_t, 32> server_key{};
+};
+
+// Derives the verifier from a plaintext password (PBKDF2-HMAC-SHA-256). A random 16-byte salt
+// is drawn when `salt` is empty.
+ScramSecret make_scram_secret(std::string_view password, std::span<const std::uint8_t> salt = {},
+                              int iterations = kDefaultIterations);
+
+// Verifies a client that logs in to us.
+class ScramServer {
+ public:
+  explicit ScramServer(ScramSecret secret);
+  // For tests: a fixed server nonce part instead of a random one.
+  ScramServer(ScramSecret secret, std::string server_nonce);
+
+  // client-first-message (the SASLInitialResponse data) -> server-first-message.
+  Result<std::string> client_first(std::string_view message);
+  // client-final-message (the SASLResponse data) -> server-final-message ("v=...").
+  // Error::wrong_password when the proof does not verify.
+  Result<std::string> client_final(std::string_view message);
+
+ private:
+  enum class State { initial, first_sent, done };
+  ScramSecret secret_;
+  std::string server_nonce_part_;
+  std::string client_first_bare_;
+  std::string server_first_;
+  std::string nonce_;  // client nonce + server nonce
+  State state_ = State::initial;
+};
+
+// Logs us in to a PostgreSQL server.
+class ScramClient {
+ public:
+  ScramClient(std::string_view password);
+  // For tests: a fixed client nonce instead of a random one.
+  ScramClient(std::string_view password, std::string client_nonce);
+
+  // The client-first-message ("n,,n=,r=<nonce>"); PostgreSQL ignores the user name in it.
+  std::string client_first();
+  // server-first-message -> client-final-message.
+  Result<std::string> server_first(std::string_view message);
+  // server-final-message: verifies the server signature.
+  Result<void> server_final(std::string_view message);
+
+ private:
+  enum class State { initial, first_sent, final_sent, done };
+  std::string password_;
+  std::string client_nonce_;
+  std::string client_first_bare_;
+  std::array<std::uint8_t, 32> expected_server_signature_{};
+  State state_ = State::initial;
+};
+
+}  // namespace pgdog::auth
+
+template <>
+struct boost::system::is_error_code_enum<pgdog::auth::Error> : std::true_type {};

@@ -1,0 +1,149 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/system/result.hpp>
+
+namespace pgdog::config {
+
+using Millis = std::chrono::milliseconds;
+
+enum class PoolerMode { transaction, session };
+enum class AuthType { scram, md5, trust };
+enum class TlsVerify { disabled, prefer, verify_ca, verify_full };
+enum class PreparedStatements { disabled, extended };
+enum class MirrorLevel { all, dml, ddl };
+enum class MirrorCompare { off, tags, results };
+
+std::string_view to_string(PoolerMode v);
+std::string_view to_string(AuthType v);
+std::string_view to_string(TlsVerify v);
+std::string_view to_string(PreparedStatements v);
+std::string_view to_string(MirrorLevel v);
+std::string_view to_string(MirrorCompare v);
+
+// Defaults follow the Rust PgDog where the key exists there; durations are milliseconds in TOML.
+struct General {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 6432;
+  int workers = 2;
+  int default_pool_size = 10;
+  int min_pool_size = 1;
+  PoolerMode pooler_mode = PoolerMode::transaction;
+  AuthType auth_type = AuthType::scram;
+  Millis connect_timeout{5'000};
+  Millis checkout_timeout{5'000};
+  Millis idle_timeout{60'000};
+  Millis shutdown_timeout{60'000};
+  Millis server_lifetime{86'400'000};
+  Millis client_login_timeout{60'000};
+  std::optional<std::string> tls_certificate;
+  std::optional<std::string> tls_private_key;
+  bool tls_client_required = false;
+  TlsVerify tls_verify = TlsVerify::prefer;
+  std::optional<std::string> tls_server_ca_certificate;
+  std::optional<std::uint16_t> openmetrics_port;
+  std::string openmetrics_host = "0.0.0.0";
+  PreparedStatements prepared_statements = PreparedStatements::extended;
+  std::size_t prepared_statements_limit = 1'000;  // per server connection
+  std::size_t max_client_conn = 10'000;
+  std::size_t max_message_size = 64 * 1024 * 1024;  // bytes; larger frames get 08P01
+  std::size_t mirror_queue = 128;
+  double mirror_exposure = 1.0;
+  Millis mirror_timeout{10'000};
+  bool mirror_metrics_enabled = true;
+  std::optional<double> mirror_failure_threshold;
+  MirrorCompare mirror_compare = MirrorCompare::tags;
+  std::string log_level = "info";  // trace|debug|info|warn|error
+};
+
+struct Admin {
+  std::string name = "admin";
+  std::string user = "admin";
+  std::optional<std::string> password;  // unset: the admin console refuses everyone
+};
+
+struct Database {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 5432;
+  std::optional<std::string> database_name;  // defaults to name
+  std::optional<std::string> user;           // server-side user for every pool of this database
+  std::optional<std::string> password;
+  std::optional<int> pool_size;
+  std::optional<int> min_pool_size;
+  std::optional<PoolerMode> pooler_mode;
+
+  const std::string& server_database() const { return database_name ? *database_name : name; }
+};
+
+struct Mirroring {
+  std::string source_db;
+  std::string destination_db;
+  std::optional<std::size_t> queue_length;
+  std::optional<double> exposure;
+  MirrorLevel level = MirrorLevel::all;
+  std::optional<Millis> timeout;
+  std::optional<MirrorCompare> compare;
+};
+
+struct User {
+  std::string name;
+  std::string database;
+  std::optional<std::string> password;
+  std::optional<int> pool_size;
+  std::optional<PoolerMode> pooler_mode;
+  std::optional<std::string> server_user;
+  std::optional<std::string> server_password;
+};
+
+struct Config {
+  General general;
+  Admin admin;
+  std::vector<Database> databases;
+  std::vector<Mirroring> mirroring;
+  std::vector<User> users;
+  std::string config_path;
+  std::string users_path;
+
+  const Database* find_database(std::string_view name) const;
+  const User* find_user(std::string_view name, std::string_view database) const;
+
+  // Effective values after the database / user / mirroring overrides.
+  int pool_size(const User& user) const;
+  int min_pool_size(const User& user) const;
+  PoolerMode pooler_mode(const User& user) const;
+  std::size_t queue_length(const Mirroring& m) const;
+  double exposure(const Mirroring& m) const;
+  Millis mirror_timeout(const Mirroring& m) const;
+  MirrorCompare compare(const Mirroring& m) const;
+};
+
+// Where a configuration problem is: the file, the 1-based line (0 when unknown), the key path
+// ("general.port", "databases[1].name") and what is wrong.
+struct Error {
+  std::string file;
+  std::size_t line = 0;
+  std::string key;
+  std::string message;
+
+  std::string to_string() const;  // "pgdog.toml:12: general.port: expected an integer"
+};
+
+template <class T>
+using Result = boost::system::result<T, Error>;
+
+// Parses both files and validates the whole configuration. Nothing is applied on failure.
+Result<Config> load(const std::string& config_path, const std::string& users_path);
+
+// The same from strings (unit tests, fuzzing); the names are used in errors.
+Result<Config> parse(std::string_view config_text, std::string_view users_text,
+                     const std::string& config_name = "pgdog.toml",
+                     const std::string& users_name = "users.toml");
+
+}  // namespace pgdog::config
