@@ -16,7 +16,7 @@
 namespace pgdog::auth {
 
 enum class Error {
-  malformed_message = 1,  // a SCRAM message does not parse
+  malformed_message = 1,  // a SCRAM message (or a stored secret) does not parse
   unsupported_mechanism,  // not SCRAM-SHA-256, or channel binding requested
   nonce_mismatch,         // the final message's nonce is not the one we issued/sent
   wrong_password,         // client proof (server side) does not verify
@@ -33,7 +33,7 @@ inline boost::system::error_code make_error_code(Error e) {
 template <class T>
 using Result = boost::system::result<T>;
 
-// Random bytes from OpenSSL's CSPRNG.
+// Random bytes from OpenSSL's CSPRNG. Throws std::runtime_error if the CSPRNG fails.
 void random_bytes(std::span<std::uint8_t> out);
 
 // --- md5 (PostgreSQL's "md5" method) -------------------------------------------------------
@@ -42,6 +42,9 @@ std::string md5_password_hash(std::string_view user, std::string_view password);
 // "md5" + hex(md5(hex(md5(password + user)) + salt)): what the client sends.
 std::string md5_response(std::string_view user, std::string_view password,
                          std::span<const std::uint8_t, 4> salt);
+// Compares a client's md5 response with the expected one in constant time.
+bool md5_verify(std::string_view user, std::string_view password,
+                std::span<const std::uint8_t, 4> salt, std::string_view response);
 
 // --- SCRAM-SHA-256 ----------------------------------------------------------------------------
 constexpr std::string_view kScramMechanism = "SCRAM-SHA-256";
@@ -55,9 +58,15 @@ struct ScramSecret {
 };
 
 // Derives the verifier from a plaintext password (PBKDF2-HMAC-SHA-256). A random 16-byte salt
-// is drawn when `salt` is empty.
+// is drawn when `salt` is empty. The password is used as given: PostgreSQL's SASLprep is the
+// identity for ASCII passwords but may normalise others. Throws std::invalid_argument when
+// iterations < 1.
 ScramSecret make_scram_secret(std::string_view password, std::span<const std::uint8_t> salt = {},
                               int iterations = kDefaultIterations);
+
+// pg_authid's text form: "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".
+std::string format_scram_secret(const ScramSecret& secret);
+Result<ScramSecret> parse_scram_secret(std::string_view text);
 
 // Verifies a client that logs in to us.
 class ScramServer {
@@ -71,11 +80,13 @@ class ScramServer {
   // client-final-message (the SASLResponse data) -> server-final-message ("v=...").
   // Error::wrong_password when the proof does not verify.
   Result<std::string> client_final(std::string_view message);
+  // Any error except wrong_state ends the exchange: later calls return wrong_state.
 
  private:
   enum class State { initial, first_sent, done };
   ScramSecret secret_;
   std::string server_nonce_part_;
+  std::string gs2_header_;  // "n,," or "y,,"; the final message's c= must echo it
   std::string client_first_bare_;
   std::string server_first_;
   std::string nonce_;  // client nonce + server nonce
@@ -85,16 +96,24 @@ class ScramServer {
 // Logs us in to a PostgreSQL server.
 class ScramClient {
  public:
-  ScramClient(std::string_view password);
-  // For tests: a fixed client nonce instead of a random one.
-  ScramClient(std::string_view password, std::string client_nonce);
+  explicit ScramClient(std::string_view password);
+  // For tests: a fixed client nonce instead of a random one, and optionally a user name to put
+  // in the client-first-message (RFC 7677's example uses "user").
+  ScramClient(std::string_view password, std::string client_nonce, std::string_view user = {});
 
   // The client-first-message ("n,,n=,r=<nonce>"); PostgreSQL ignores the user name in it.
+  // Returns the same message when called again.
   std::string client_first();
-  // server-first-message -> client-final-message.
+  // server-first-message -> client-final-message. Error::iteration_count outside
+  // [1, kMaxIterations]; Error::nonce_mismatch unless the nonce extends ours.
   Result<std::string> server_first(std::string_view message);
-  // server-final-message: verifies the server signature.
+  // server-final-message: verifies the server signature. A server error ("e=invalid-proof")
+  // is Error::wrong_password; any other "e=" is Error::bad_server_signature.
   Result<void> server_final(std::string_view message);
+  // Any error except wrong_state ends the exchange: later calls return wrong_state.
+
+  // A hostile server could otherwise make us run PBKDF2 for minutes.
+  static constexpr int kMaxIterations = 1'000'000;
 
  private:
   enum class State { initial, first_sent, final_sent, done };
