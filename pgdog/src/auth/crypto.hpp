@@ -20,8 +20,7 @@ using Md5 = std::array<std::uint8_t, 16>;
 Sha256 sha256(std::span<const std::uint8_t> data);
 Md5 md5(std::string_view data);
 Sha256 hmac_sha256(std::span<const std::uint8_t> key, std::string_view data);
-Sha256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt,
-                     int iterations);
+Sha256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt, int iterations);
 
 // Lower-case hex, as PostgreSQL prints md5 digests.
 std::string to_hex(std::span<const std::uint8_t> data);
