@@ -1,12 +1,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <boost/assert/source_location.hpp>
 #include <boost/system/result.hpp>
 
 namespace pgdog::config {
@@ -52,7 +54,7 @@ struct General {
   PreparedStatements prepared_statements = PreparedStatements::extended;
   std::size_t prepared_statements_limit = 1'000;  // per server connection
   std::size_t max_client_conn = 10'000;
-  std::size_t max_message_size = 64 * 1024 * 1024;  // bytes; larger frames get 08P01
+  std::size_t max_message_size = std::size_t{64} * 1024 * 1024;  // bytes; larger frames get 08P01
   std::size_t mirror_queue = 128;
   double mirror_exposure = 1.0;
   Millis mirror_timeout{10'000};
@@ -132,8 +134,14 @@ struct Error {
   std::string key;
   std::string message;
 
-  std::string to_string() const;  // "pgdog.toml:12: general.port: expected an integer"
+  // "pgdog.toml:12: general.port: expected an integer"; the line and the key are left out when
+  // unknown (0 / empty), e.g. "users.toml: file not found".
+  std::string to_string() const;
 };
+
+// Lets Result<T>::value() throw on an error: boost::system::result finds it by ADL. Throws
+// std::runtime_error carrying to_string().
+[[noreturn]] void throw_exception_from_error(const Error& error, const boost::source_location& loc);
 
 template <class T>
 using Result = boost::system::result<T, Error>;

@@ -1,0 +1,141 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <boost/throw_exception.hpp>
+
+namespace pgdog::config {
+
+std::string_view to_string(PoolerMode v) {
+  switch (v) {
+    case PoolerMode::transaction:
+      return "transaction";
+    case PoolerMode::session:
+      return "session";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(AuthType v) {
+  switch (v) {
+    case AuthType::scram:
+      return "scram";
+    case AuthType::md5:
+      return "md5";
+    case AuthType::trust:
+      return "trust";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(TlsVerify v) {
+  switch (v) {
+    case TlsVerify::disabled:
+      return "disabled";
+    case TlsVerify::prefer:
+      return "prefer";
+    case TlsVerify::verify_ca:
+      return "verify_ca";
+    case TlsVerify::verify_full:
+      return "verify_full";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(PreparedStatements v) {
+  switch (v) {
+    case PreparedStatements::disabled:
+      return "disabled";
+    case PreparedStatements::extended:
+      return "extended";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(MirrorLevel v) {
+  switch (v) {
+    case MirrorLevel::all:
+      return "all";
+    case MirrorLevel::dml:
+      return "dml";
+    case MirrorLevel::ddl:
+      return "ddl";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(MirrorCompare v) {
+  switch (v) {
+    case MirrorCompare::off:
+      return "off";
+    case MirrorCompare::tags:
+      return "tags";
+    case MirrorCompare::results:
+      return "results";
+  }
+  return "unknown";
+}
+
+const Database* Config::find_database(std::string_view name) const {
+  auto it = std::find_if(databases.begin(), databases.end(),
+                         [&](const Database& d) { return d.name == name; });
+  return it == databases.end() ? nullptr : &*it;
+}
+
+const User* Config::find_user(std::string_view name, std::string_view database) const {
+  auto it = std::find_if(users.begin(), users.end(),
+                         [&](const User& u) { return u.name == name && u.database == database; });
+  return it == users.end() ? nullptr : &*it;
+}
+
+int Config::pool_size(const User& user) const {
+  if (user.pool_size) return *user.pool_size;
+  const Database* db = find_database(user.database);
+  if (db != nullptr && db->pool_size) return *db->pool_size;
+  return general.default_pool_size;
+}
+
+int Config::min_pool_size(const User& user) const {
+  const Database* db = find_database(user.database);
+  int min = (db != nullptr && db->min_pool_size) ? *db->min_pool_size : general.min_pool_size;
+  // A user may ask for a smaller pool than the database-wide minimum; the pool size wins.
+  return std::min(min, pool_size(user));
+}
+
+PoolerMode Config::pooler_mode(const User& user) const {
+  if (user.pooler_mode) return *user.pooler_mode;
+  const Database* db = find_database(user.database);
+  if (db != nullptr && db->pooler_mode) return *db->pooler_mode;
+  return general.pooler_mode;
+}
+
+std::size_t Config::queue_length(const Mirroring& m) const {
+  return m.queue_length.value_or(general.mirror_queue);
+}
+
+double Config::exposure(const Mirroring& m) const {
+  return m.exposure.value_or(general.mirror_exposure);
+}
+
+Millis Config::mirror_timeout(const Mirroring& m) const {
+  return m.timeout.value_or(general.mirror_timeout);
+}
+
+MirrorCompare Config::compare(const Mirroring& m) const {
+  return m.compare.value_or(general.mirror_compare);
+}
+
+std::string Error::to_string() const {
+  std::string out = file;
+  if (line > 0) out += ":" + std::to_string(line);
+  if (!key.empty()) out += ": " + key;
+  out += ": " + message;
+  return out;
+}
+
+void throw_exception_from_error(const Error& error, const boost::source_location& loc) {
+  boost::throw_exception(std::runtime_error(error.to_string()), loc);
+}
+
+}  // namespace pgdog::config
