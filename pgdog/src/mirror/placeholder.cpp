@@ -1,1 +1,1 @@
-// placeholder until the module has sources
+// Mirroring arrives with the mirror engine.

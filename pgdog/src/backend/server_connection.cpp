@@ -1,0 +1,333 @@
+#include "backend/server_connection.hpp"
+
+#include <sys/socket.h>
+
+#include <atomic>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "auth/auth.hpp"
+
+namespace pgdog::backend {
+
+namespace {
+
+std::atomic<std::uint64_t> next_id{1};
+
+Failure io_failure(const error_code& ec, const ServerAddress& address) {
+  return Failure::from(Error::connection_closed,
+                       "server " + address.host + ":" + std::to_string(address.port) +
+                           " connection lost: " + ec.message());
+}
+
+Failure server_failure(const protocol::ErrorFields& e, Error kind = Error::server_error) {
+  Failure f;
+  f.code = kind;
+  f.sqlstate = std::string(e.code);
+  f.message = std::string(e.message);
+  f.detail = std::string(e.detail);
+  return f;
+}
+
+}  // namespace
+
+std::string ServerAddress::to_string() const {
+  return user + "@" + host + ":" + std::to_string(port) + "/" + database;
+}
+
+ServerConnection::ServerConnection(tcp::socket socket, ServerAddress address,
+                                   std::size_t max_message_size)
+    : stream_(std::move(socket)),
+      address_(std::move(address)),
+      max_message_size_(max_message_size),
+      id_(next_id.fetch_add(1, std::memory_order_relaxed)),
+      created_at_(Clock::now()),
+      last_used_(created_at_) {}
+
+ServerConnection::~ServerConnection() {
+  if (!broken_) {
+    std::string terminate;
+    protocol::write_terminate(terminate);
+    stream_.write_now(terminate);
+  }
+  stream_.close();
+}
+
+Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
+    Executor ex, ServerAddress address, config::Millis timeout,
+    std::size_t max_message_size) {
+  using namespace asio::experimental::awaitable_operators;
+
+  auto attempt = [&]() -> Task<Result<std::unique_ptr<ServerConnection>>> {
+    tcp::socket socket(ex);
+    error_code ec;
+    auto ip = asio::ip::make_address(address.host, ec);
+    if (!ec) {
+      std::tie(ec) = co_await socket.async_connect(tcp::endpoint(ip, address.port), use_nothrow);
+    } else {
+      tcp::resolver resolver(ex);
+      auto [rec, endpoints] =
+          co_await resolver.async_resolve(address.host, std::to_string(address.port), use_nothrow);
+      if (rec) {
+        co_return Failure::from(Error::connect_failed, "could not resolve server host \"" +
+                                                           address.host + "\": " + rec.message());
+      }
+      std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
+    }
+    if (ec) {
+      co_return Failure::from(Error::connect_failed,
+                              "could not connect to server " + address.host + ":" +
+                                  std::to_string(address.port) + ": " + ec.message());
+    }
+    std::unique_ptr<ServerConnection> conn(
+        new ServerConnection(std::move(socket), address, max_message_size));
+    if (auto r = co_await conn->negotiate_tls(); !r) co_return r.error();
+    if (auto r = co_await conn->startup(); !r) co_return r.error();
+    co_return conn;
+  };
+
+  asio::steady_timer timer(ex, timeout);
+  auto winner = co_await (attempt() || timer.async_wait(use_nothrow));
+  if (winner.index() == 1) {
+    co_return Failure::from(Error::connect_timeout,
+                            "timed out after " + std::to_string(timeout.count()) +
+                                " ms connecting to server " + address.host + ":" +
+                                std::to_string(address.port));
+  }
+  co_return std::move(std::get<0>(winner));
+}
+
+Task<Result<void>> ServerConnection::negotiate_tls() {
+  using config::TlsVerify;
+  if (address_.tls_verify == TlsVerify::disabled || address_.tls_context == nullptr) {
+    co_return Result<void>{};
+  }
+  std::string request;
+  protocol::write_ssl_request(request);
+  if (auto ec = co_await stream_.write(request)) co_return io_failure(ec, address_);
+  char answer = 0;
+  auto [ec, n] = co_await asio::async_read(stream_.socket(), asio::buffer(&answer, 1), use_nothrow);
+  if (ec) co_return io_failure(ec, address_);
+  if (answer != 'S') {
+    if (address_.tls_verify == TlsVerify::prefer) co_return Result<void>{};
+    co_return Failure::from(Error::tls_failed, "server " + address_.host + ":" +
+                                                   std::to_string(address_.port) +
+                                                   " does not accept TLS and tls_verify requires it");
+  }
+  const bool verify_host = address_.tls_verify == TlsVerify::verify_full;
+  if (auto hec = co_await stream_.tls_connect(*address_.tls_context, address_.host, verify_host)) {
+    co_return Failure::from(Error::tls_failed, "TLS handshake with server " + address_.host + ":" +
+                                                   std::to_string(address_.port) +
+                                                   " failed: " + hec.message());
+  }
+  co_return Result<void>{};
+}
+
+Task<Result<void>> ServerConnection::startup() {
+  std::string out;
+  protocol::write_startup(out, {{"user", address_.user},
+                                {"database", address_.database},
+                                {"application_name", "pgdog"}});
+  if (auto ec = co_await stream_.write(out)) co_return io_failure(ec, address_);
+
+  std::unique_ptr<auth::ScramClient> scram;
+  while (true) {
+    auto frame = co_await read_frame();
+    if (!frame) co_return frame.error();
+    const auto type = frame->type;
+    const auto body = frame->body;
+    out.clear();
+    switch (type) {
+      case protocol::be::kAuthentication: {
+        auto a = protocol::decode_authentication(body);
+        if (!a) co_return Failure::from(Error::protocol_violation, "bad Authentication message");
+        switch (a->code) {
+          case protocol::auth_code::kOk:
+            break;
+          case protocol::auth_code::kCleartext:
+            protocol::write_password(out, address_.password);
+            break;
+          case protocol::auth_code::kMd5: {
+            std::array<std::uint8_t, 4> salt;
+            std::memcpy(salt.data(), a->data.data(), 4);
+            protocol::write_password(out,
+                                     auth::md5_response(address_.user, address_.password, salt));
+            break;
+          }
+          case protocol::auth_code::kSasl: {
+            // The body lists mechanisms as NUL-terminated strings.
+            bool offered = false;
+            protocol::Reader r(a->data);
+            for (auto m = r.cstring(); r.ok() && !m.empty(); m = r.cstring()) {
+              offered = offered || m == auth::kScramMechanism;
+            }
+            if (!offered) {
+              co_return Failure::from(Error::unsupported_auth,
+                                      "server offers no SASL mechanism pgdog supports");
+            }
+            scram = std::make_unique<auth::ScramClient>(address_.password);
+            protocol::write_sasl_initial_response(out, auth::kScramMechanism,
+                                                  scram->client_first());
+            break;
+          }
+          case protocol::auth_code::kSaslContinue: {
+            if (!scram) co_return Failure::from(Error::protocol_violation, "unexpected SASL");
+            auto final_message = scram->server_first(a->data);
+            if (!final_message) {
+              co_return Failure::from(Error::auth_failed,
+                                      "SCRAM with server failed: " + final_message.error().message(),
+                                      "28P01");
+            }
+            protocol::write_sasl_response(out, *final_message);
+            break;
+          }
+          case protocol::auth_code::kSaslFinal: {
+            if (!scram) co_return Failure::from(Error::protocol_violation, "unexpected SASL");
+            if (auto ok = scram->server_final(a->data); !ok) {
+              co_return Failure::from(Error::auth_failed,
+                                      "server SCRAM signature invalid: " + ok.error().message(),
+                                      "28P01");
+            }
+            break;
+          }
+          default:
+            co_return Failure::from(Error::unsupported_auth,
+                                    "server requested unsupported authentication method " +
+                                        std::to_string(a->code));
+        }
+        break;
+      }
+      case protocol::be::kErrorResponse: {
+        auto e = protocol::decode_error(body);
+        if (!e) co_return Failure::from(Error::protocol_violation, "bad ErrorResponse");
+        auto kind = (e->code == "28P01" || e->code == "28000") ? Error::auth_failed
+                                                               : Error::server_error;
+        co_return server_failure(*e, kind);
+      }
+      case protocol::be::kParameterStatus: {
+        auto p = protocol::decode_parameter_status(body);
+        if (p) params_.set(p->name, p->value);
+        break;
+      }
+      case protocol::be::kBackendKeyData: {
+        auto k = protocol::decode_backend_key_data(body);
+        if (k) key_ = *k;
+        break;
+      }
+      case protocol::be::kReadyForQuery: {
+        auto s = protocol::decode_ready_for_query(body);
+        status_ = s ? *s : 'I';
+        buffer_.consume(frame->size());
+        co_return Result<void>{};
+      }
+      case protocol::be::kNoticeResponse:
+      case protocol::be::kNegotiateProtocolVersion:
+        break;
+      default:
+        co_return Failure::from(Error::protocol_violation,
+                                std::string("unexpected message '") + type + "' during startup");
+    }
+    buffer_.consume(frame->size());
+    if (!out.empty()) {
+      if (auto ec = co_await stream_.write(out)) co_return io_failure(ec, address_);
+    }
+  }
+}
+
+Task<Result<protocol::Frame>> ServerConnection::read_frame() {
+  while (true) {
+    auto frame = protocol::next_frame(buffer_.readable(), max_message_size_);
+    if (frame) co_return *frame;
+    if (frame.error() != protocol::Error::need_more) {
+      broken_ = true;
+      co_return Failure::from(Error::protocol_violation,
+                              "invalid message from server: " + frame.error().message());
+    }
+    std::size_t want = 4096;
+    if (auto h = protocol::peek_header(buffer_.readable(), max_message_size_)) {
+      want = std::max(want, h->size - buffer_.size());
+    }
+    auto space = buffer_.prepare(want);
+    auto [ec, n] = co_await stream_.read_some(space);
+    if (ec) {
+      broken_ = true;
+      co_return io_failure(ec, address_);
+    }
+    buffer_.commit(n);
+  }
+}
+
+Task<Result<void>> ServerConnection::execute(std::string_view sql) {
+  std::string out;
+  protocol::write_query(out, sql);
+  if (auto ec = co_await stream_.write(out)) {
+    broken_ = true;
+    co_return io_failure(ec, address_);
+  }
+  std::optional<Failure> failure;
+  while (true) {
+    auto frame = co_await read_frame();
+    if (!frame) co_return frame.error();
+    switch (frame->type) {
+      case protocol::be::kErrorResponse:
+        if (auto e = protocol::decode_error(frame->body); e && !failure) {
+          failure = server_failure(*e);
+          if (e->is_fatal()) broken_ = true;
+        }
+        break;
+      case protocol::be::kParameterStatus:
+        if (auto p = protocol::decode_parameter_status(frame->body)) params_.set(p->name, p->value);
+        break;
+      case protocol::be::kReadyForQuery:
+        if (auto s = protocol::decode_ready_for_query(frame->body)) status_ = *s;
+        buffer_.consume(frame->size());
+        if (failure) co_return *failure;
+        co_return Result<void>{};
+      default:
+        break;
+    }
+    buffer_.consume(frame->size());
+  }
+}
+
+bool ServerConnection::alive() {
+  if (broken_ || !stream_.is_open()) return false;
+  if (!buffer_.empty()) return false;  // an idle server has nothing to say
+  char byte;
+  const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+  // With TLS, record bytes may be a harmless session ticket; anything in plaintext is not.
+  return stream_.is_tls();
+}
+
+Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t port,
+                                    protocol::BackendKeyData key) {
+  tcp::socket socket(ex);
+  error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (!ec) {
+    std::tie(ec) = co_await socket.async_connect(tcp::endpoint(ip, port), use_nothrow);
+  } else {
+    tcp::resolver resolver(ex);
+    auto [rec, endpoints] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
+    if (rec) co_return;
+    std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
+  }
+  if (ec) {
+    spdlog::warn("cancel request to {}:{} failed: {}", host, port, ec.message());
+    co_return;
+  }
+  std::string out;
+  protocol::write_cancel_request(out, key.process_id, key.secret_key);
+  co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+  // The server closes the connection without answering.
+  char byte;
+  co_await socket.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+}
+
+}  // namespace pgdog::backend

@@ -1,0 +1,108 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/error.hpp"
+#include "backend/prepared.hpp"
+#include "config/config.hpp"
+#include "net/stream.hpp"
+#include "protocol/buffer.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/params.hpp"
+
+namespace pgdog::backend {
+
+using Clock = std::chrono::steady_clock;
+
+// Where and as whom to connect.
+struct ServerAddress {
+  std::string host;
+  std::uint16_t port = 5432;
+  std::string database;
+  std::string user;
+  std::string password;
+  config::TlsVerify tls_verify = config::TlsVerify::prefer;
+  asio::ssl::context* tls_context = nullptr;  // required unless tls_verify is disabled
+
+  std::string to_string() const;  // "user@host:port/database", no password
+  bool operator==(const ServerAddress&) const = default;
+};
+
+// One authenticated connection to a PostgreSQL server. Used by one session (or mirror worker)
+// at a time; the pool hands it over.
+class ServerConnection {
+ public:
+  static Task<Result<std::unique_ptr<ServerConnection>>> connect(Executor ex, ServerAddress address,
+                                                                 config::Millis timeout,
+                                                                 std::size_t max_message_size);
+  ~ServerConnection();
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+
+  net::Stream& stream() { return stream_; }
+  protocol::Buffer& buffer() { return buffer_; }
+  std::size_t max_message_size() const { return max_message_size_; }
+
+  // The server's session parameters as it reported them, plus the ones we SET.
+  protocol::Params& params() { return params_; }
+  // Parameters SET by the proxy for some client; a client without them gets them RESET.
+  protocol::Params& applied() { return applied_; }
+  // Hash of the client parameters this server was last synchronized with.
+  std::uint64_t synced_hash = 0;
+
+  const protocol::BackendKeyData& key() const { return key_; }
+  char status() const { return status_; }
+  void set_status(char s) { status_ = s; }
+  std::uint64_t id() const { return id_; }
+  Clock::time_point created_at() const { return created_at_; }
+  Clock::time_point last_used() const { return last_used_; }
+  void touch() { last_used_ = Clock::now(); }
+  const ServerAddress& address() const { return address_; }
+
+  // The connection can no longer be trusted (I/O error, FATAL, protocol violation, timeout).
+  bool broken() const { return broken_; }
+  void mark_broken() { broken_ = true; }
+
+  PreparedCache& prepared() { return prepared_; }
+
+  // Whether the socket is still open at the other end, without reading anything: a server that
+  // was terminated while idle has sent FATAL and EOF.
+  bool alive();
+
+  // Reads until one whole frame is at the front of buffer(). The caller consumes it.
+  Task<Result<protocol::Frame>> read_frame();
+
+  // Runs `sql` with the simple protocol and reads to ReadyForQuery. ParameterStatus updates
+  // params(); the first ErrorResponse becomes the failure.
+  Task<Result<void>> execute(std::string_view sql);
+
+  // Sends a CancelRequest for this connection's current query over a new connection.
+  static Task<void> cancel(Executor ex, std::string host, std::uint16_t port,
+                           protocol::BackendKeyData key);
+
+ private:
+  ServerConnection(tcp::socket socket, ServerAddress address, std::size_t max_message_size);
+  Task<Result<void>> startup();
+  Task<Result<void>> negotiate_tls();
+
+  net::Stream stream_;
+  protocol::Buffer buffer_;
+  ServerAddress address_;
+  std::size_t max_message_size_;
+  protocol::Params params_;
+  protocol::Params applied_;
+  protocol::BackendKeyData key_;
+  PreparedCache prepared_;
+  char status_ = 'I';
+  bool broken_ = false;
+  std::uint64_t id_;
+  Clock::time_point created_at_;
+  Clock::time_point last_used_;
+};
+
+using ServerPtr = std::unique_ptr<ServerConnection>;
+
+}  // namespace pgdog::backend

@@ -1,0 +1,315 @@
+#include "frontend/admin.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/messages.hpp"
+
+namespace pgdog::frontend {
+
+namespace {
+
+using Row = std::vector<std::optional<std::string>>;
+
+// "  show   pools ; " -> "SHOW POOLS"
+std::string normalize(std::string_view sql) {
+  std::string out;
+  bool space = false;
+  for (char c : sql) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (c == ';') continue;
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string str(std::uint64_t v) { return std::to_string(v); }
+
+std::string ms(config::Millis m) { return std::to_string(m.count()); }
+
+AdminResult show_pools(App& app) {
+  AdminResult r{{"database", "user", "cl_active", "cl_waiting", "cl_idle", "sv_active", "sv_idle",
+                 "sv_login", "maxwait", "maxwait_us", "pool_mode", "pool_size", "min_pool_size",
+                 "paused", "errors"},
+                {},
+                "SHOW"};
+  // Client states per pool, counted in one pass over the clients.
+  std::map<std::pair<std::string, std::string>, std::array<int, 3>> clients;
+  for (const auto& c : app.clients().list()) {
+    auto& counts = clients[{c->database(), c->user()}];
+    switch (c->state.load(std::memory_order_relaxed)) {
+      case ClientState::active:
+        ++counts[0];
+        break;
+      case ClientState::waiting:
+        ++counts[1];
+        break;
+      case ClientState::idle:
+        ++counts[2];
+        break;
+      case ClientState::login:
+        break;
+    }
+  }
+  for (const auto& pool : app.pools()) {
+    const auto st = pool->state();
+    const auto counts = clients[{pool->database(), pool->user()}];
+    r.rows.push_back(Row{pool->database(), pool->user(), std::to_string(counts[0]),
+                         std::to_string(counts[1]), std::to_string(counts[2]),
+                         std::to_string(st.active), std::to_string(st.idle),
+                         std::to_string(st.connecting), str(st.max_wait_us / 1'000'000),
+                         str(st.max_wait_us % 1'000'000), std::string(config::to_string(st.mode)),
+                         std::to_string(st.size), std::to_string(st.min_size),
+                         st.paused ? "yes" : "no",
+                         str(pool->counters().server_connect_errors.load())});
+  }
+  return r;
+}
+
+AdminResult show_clients(App& app) {
+  AdminResult r{{"id", "user", "database", "state", "addr", "connect_time", "application_name",
+                 "transactions", "queries"},
+                {},
+                "SHOW"};
+  auto clients = app.clients().list();
+  std::sort(clients.begin(), clients.end(), [](auto& a, auto& b) { return a->id < b->id; });
+  for (const auto& c : clients) {
+    r.rows.push_back(Row{str(c->id), c->user(), c->database(),
+                         std::string(to_string(c->state.load(std::memory_order_relaxed))),
+                         c->address, iso_time(c->connected_at), c->application_name(),
+                         str(c->transactions.load()), str(c->queries.load())});
+  }
+  return r;
+}
+
+AdminResult show_servers(App& app) {
+  AdminResult r{{"id", "database", "user", "state", "addr", "port", "remote_pid", "connect_time",
+                 "age_seconds"},
+                {},
+                "SHOW"};
+  const auto now_sys = std::chrono::system_clock::now();
+  const auto now = backend::Clock::now();
+  for (const auto& pool : app.pools()) {
+    for (const auto& s : pool->servers()) {
+      const auto age = now - s.created_at;
+      r.rows.push_back(
+          Row{str(s.id), pool->database(), pool->user(), s.active ? "active" : "idle", s.host,
+              std::to_string(s.port), std::to_string(s.remote_pid),
+              iso_time(now_sys - std::chrono::duration_cast<std::chrono::system_clock::duration>(age)),
+              str(static_cast<std::uint64_t>(
+                  std::chrono::duration_cast<std::chrono::seconds>(age).count()))});
+    }
+  }
+  return r;
+}
+
+AdminResult show_stats(App& app) {
+  AdminResult r{{"database", "user", "total_xact_count", "total_query_count", "total_received",
+                 "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
+                 "total_errors", "avg_query_time"},
+                {},
+                "SHOW"};
+  for (const auto& pool : app.pools()) {
+    const auto& c = pool->counters();
+    const auto queries = c.queries.load();
+    const auto query_time = c.query_time_us.load();
+    r.rows.push_back(Row{pool->database(), pool->user(), str(c.transactions.load()), str(queries),
+                         str(c.bytes_received.load()), str(c.bytes_sent.load()),
+                         str(c.transaction_time_us.load()), str(query_time),
+                         str(c.wait_time_us.load()), str(c.errors.load()),
+                         str(queries ? query_time / queries : 0)});
+  }
+  return r;
+}
+
+AdminResult show_config(App& app) {
+  auto cfg = app.config();
+  const auto& g = cfg->general;
+  AdminResult r{{"key", "value"}, {}, "SHOW"};
+  auto add = [&](std::string k, std::string v) { r.rows.push_back(Row{std::move(k), std::move(v)}); };
+  auto opt = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
+  add("host", g.host);
+  add("port", std::to_string(g.port));
+  add("workers", std::to_string(g.workers));
+  add("default_pool_size", std::to_string(g.default_pool_size));
+  add("min_pool_size", std::to_string(g.min_pool_size));
+  add("pooler_mode", std::string(config::to_string(g.pooler_mode)));
+  add("auth_type", std::string(config::to_string(g.auth_type)));
+  add("connect_timeout", ms(g.connect_timeout));
+  add("checkout_timeout", ms(g.checkout_timeout));
+  add("idle_timeout", ms(g.idle_timeout));
+  add("shutdown_timeout", ms(g.shutdown_timeout));
+  add("server_lifetime", ms(g.server_lifetime));
+  add("client_login_timeout", ms(g.client_login_timeout));
+  add("tls_certificate", opt(g.tls_certificate));
+  add("tls_private_key", opt(g.tls_private_key));
+  add("tls_client_required", g.tls_client_required ? "true" : "false");
+  add("tls_verify", std::string(config::to_string(g.tls_verify)));
+  add("tls_server_ca_certificate", opt(g.tls_server_ca_certificate));
+  add("openmetrics_port", g.openmetrics_port ? std::to_string(*g.openmetrics_port) : "");
+  add("openmetrics_host", g.openmetrics_host);
+  add("prepared_statements", std::string(config::to_string(g.prepared_statements)));
+  add("prepared_statements_limit", std::to_string(g.prepared_statements_limit));
+  add("max_client_conn", std::to_string(g.max_client_conn));
+  add("max_message_size", std::to_string(g.max_message_size));
+  add("mirror_queue", std::to_string(g.mirror_queue));
+  add("mirror_exposure", std::to_string(g.mirror_exposure));
+  add("mirror_timeout", ms(g.mirror_timeout));
+  add("mirror_metrics_enabled", g.mirror_metrics_enabled ? "true" : "false");
+  add("mirror_failure_threshold",
+      g.mirror_failure_threshold ? std::to_string(*g.mirror_failure_threshold) : "");
+  add("mirror_compare", std::string(config::to_string(g.mirror_compare)));
+  add("log_level", g.log_level);
+  add("admin.name", cfg->admin.name);
+  add("admin.user", cfg->admin.user);
+  return r;
+}
+
+}  // namespace
+
+AdminSession::AdminSession(App& app, net::Stream& client, protocol::Buffer& in, ClientInfo& info)
+    : app_(app), client_(client), in_(in), info_(info) {}
+
+Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
+                                                       std::string& error_code,
+                                                       std::string& error_message) {
+  const std::string cmd = normalize(sql);
+  if (cmd == "SHOW POOLS") co_return show_pools(app_);
+  if (cmd == "SHOW CLIENTS") co_return show_clients(app_);
+  if (cmd == "SHOW SERVERS") co_return show_servers(app_);
+  if (cmd == "SHOW STATS") co_return show_stats(app_);
+  if (cmd == "SHOW CONFIG") co_return show_config(app_);
+  if (cmd == "SHOW VERSION") co_return AdminResult{{"version"}, {Row{"pgdog " PGDOG_VERSION}}, "SHOW"};
+  if (cmd == "RELOAD") {
+    auto r = app_.reload();
+    if (!r) {
+      error_code = "F0000";
+      error_message = "reload rejected, the previous configuration stays in force: " +
+                      r.error().to_string();
+      spdlog::error("{}", error_message);
+      co_return std::nullopt;
+    }
+    co_return AdminResult{{}, {}, "RELOAD"};
+  }
+  if (cmd == "PAUSE") {
+    app_.pause();
+    // Returns once every running transaction has finished; new ones wait for RESUME.
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (true) {
+      bool busy = false;
+      for (const auto& p : app_.pools()) busy = busy || p->state().active > 0;
+      if (!busy) break;
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(use_nothrow);
+    }
+    co_return AdminResult{{}, {}, "PAUSE"};
+  }
+  if (cmd == "RESUME") {
+    app_.resume();
+    co_return AdminResult{{}, {}, "RESUME"};
+  }
+  if (cmd == "SHUTDOWN") {
+    app_.shutdown(true);
+    co_return AdminResult{{}, {}, "SHUTDOWN"};
+  }
+  error_code = "42601";
+  error_message = "unsupported admin command: \"" + std::string(sql) +
+                  "\"; try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, "
+                  "SHOW VERSION, RELOAD, PAUSE, RESUME or SHUTDOWN";
+  co_return std::nullopt;
+}
+
+Task<void> AdminSession::run() {
+  std::string out;
+  for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"server_version", "15.0 (pgdog " PGDOG_VERSION ")"},
+           {"server_encoding", "UTF8"},
+           {"client_encoding", "UTF8"},
+           {"DateStyle", "ISO, MDY"},
+           {"integer_datetimes", "on"},
+           {"standard_conforming_strings", "on"},
+           {"application_name", ""}}) {
+    protocol::write_parameter_status(out, k, v);
+  }
+  protocol::write_backend_key_data(out, info_.process_id, info_.secret_key);
+  protocol::write_ready_for_query(out, 'I');
+  if (co_await client_.write(out)) co_return;
+  info_.state.store(ClientState::idle, std::memory_order_relaxed);
+
+  bool skip_to_sync = false;
+  while (true) {
+    auto f = protocol::next_frame(in_.readable(), 1 << 20);
+    if (!f) {
+      if (f.error() != protocol::Error::need_more) {
+        out.clear();
+        protocol::write_error(out, {.severity = "FATAL", .code = "08P01", .message = "invalid message"});
+        co_await client_.write(out);
+        co_return;
+      }
+      auto [ec, n] = co_await client_.read_some(in_.prepare(4096));
+      if (ec) co_return;
+      in_.commit(n);
+      continue;
+    }
+    const char type = f->type;
+    std::string body(f->body);
+    in_.consume(f->size());
+    out.clear();
+    if (type == protocol::fe::kTerminate) co_return;
+    if (type == protocol::fe::kSync) {
+      skip_to_sync = false;
+      protocol::write_ready_for_query(out, 'I');
+    } else if (type != protocol::fe::kQuery) {
+      if (!skip_to_sync) {
+        protocol::write_error(out, {.code = "0A000",
+                                    .message = "the admin console only supports the simple query protocol"});
+      }
+      skip_to_sync = true;
+    } else {
+      auto sql = protocol::decode_query(body);
+      std::string code;
+      std::string message;
+      std::optional<AdminResult> result;
+      if (!sql) {
+        code = "08P01";
+        message = "malformed Query message";
+      } else if (normalize(*sql).empty()) {
+        protocol::write_empty_query_response(out);
+      } else {
+        result = co_await execute(*sql, code, message);
+      }
+      if (result) {
+        if (!result->columns.empty()) {
+          protocol::write_row_description(out, result->columns);
+          for (const auto& row : result->rows) protocol::write_data_row(out, row);
+          protocol::write_command_complete(out, result->tag);
+        } else {
+          protocol::write_command_complete(out, result->tag);
+        }
+      } else if (!code.empty()) {
+        protocol::write_error(out, {.code = code, .message = message});
+      }
+      protocol::write_ready_for_query(out, 'I');
+    }
+    if (!out.empty() && co_await client_.write(out)) co_return;
+  }
+}
+
+}  // namespace pgdog::frontend

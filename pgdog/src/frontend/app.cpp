@@ -1,0 +1,250 @@
+#include "frontend/app.hpp"
+
+#include <boost/asio/strand.hpp>
+#include <spdlog/spdlog.h>
+
+#include "frontend/client_session.hpp"
+
+namespace pgdog::frontend {
+
+namespace {
+
+const std::string& first_of(const std::optional<std::string>& a, const std::optional<std::string>& b,
+                            const std::string& fallback) {
+  if (a) return *a;
+  if (b) return *b;
+  return fallback;
+}
+
+}  // namespace
+
+App::App(asio::io_context& io, config::Config config) : io_(io), acceptor_(io) {
+  threads_ = config.general.workers;
+  build_tls(config);
+  apply(std::move(config));
+}
+
+App::~App() = default;
+
+void App::build_tls(const config::Config& c) {
+  const auto& g = c.general;
+  if (g.tls_certificate && g.tls_private_key) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(*g.tls_certificate);
+    ctx->use_private_key_file(*g.tls_private_key, asio::ssl::context::pem);
+    client_tls_ = std::move(ctx);
+  }
+  if (g.tls_verify != config::TlsVerify::disabled) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    const bool verify =
+        g.tls_verify == config::TlsVerify::verify_ca || g.tls_verify == config::TlsVerify::verify_full;
+    if (verify) {
+      if (g.tls_server_ca_certificate) {
+        ctx->load_verify_file(*g.tls_server_ca_certificate);
+      } else {
+        ctx->set_default_verify_paths();
+      }
+      ctx->set_verify_mode(asio::ssl::verify_peer);
+    } else {
+      ctx->set_verify_mode(asio::ssl::verify_none);
+    }
+    server_tls_ = std::move(ctx);
+  }
+}
+
+void App::start() {
+  auto cfg = config();
+  const auto& g = cfg->general;
+  tcp::endpoint endpoint(asio::ip::make_address(g.host), g.port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  spdlog::info("pgdog listening on {}:{}", g.host, g.port);
+  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("listener stopped: {}", ex.what());
+    }
+  });
+  for (const auto& pool : pools()) pool->start();
+}
+
+Executor App::session_executor() {
+  if (threads_ > 1) return asio::make_strand(io_);
+  return io_.get_executor();
+}
+
+Task<void> App::accept_loop() {
+  while (acceptor_.is_open()) {
+    auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      // Out of file descriptors and the like: back off instead of spinning.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(use_nothrow);
+      continue;
+    }
+    auto session = std::make_shared<ClientSession>(*this, std::move(socket));
+    asio::co_spawn(session_executor(), session->run(), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("client session failed: {}", ex.what());
+      }
+    });
+  }
+}
+
+std::shared_ptr<const config::Config> App::config() const {
+  std::lock_guard g(mutex_);
+  return config_;
+}
+
+std::shared_ptr<UserEntry> App::find_user(std::string_view user, std::string_view database) const {
+  std::lock_guard g(mutex_);
+  auto it = users_.find(std::pair<std::string, std::string>(user, database));
+  return it == users_.end() ? nullptr : it->second;
+}
+
+bool App::has_database(std::string_view database) const {
+  std::lock_guard g(mutex_);
+  return config_->find_database(database) != nullptr;
+}
+
+backend::PoolSettings App::pool_settings(const config::Config& c, const config::User& u) const {
+  const auto* db = c.find_database(u.database);
+  backend::PoolSettings s;
+  s.address.host = db->host;
+  s.address.port = db->port;
+  s.address.database = db->server_database();
+  s.address.user = first_of(u.server_user, db->user, u.name);
+  static const std::string empty;
+  s.address.password = first_of(u.server_password, db->password, u.password ? *u.password : empty);
+  s.address.tls_verify = c.general.tls_verify;
+  s.address.tls_context = server_tls_.get();
+  s.size = c.pool_size(u);
+  s.min_size = c.min_pool_size(u);
+  s.mode = c.pooler_mode(u);
+  s.connect_timeout = c.general.connect_timeout;
+  s.checkout_timeout = c.general.checkout_timeout;
+  s.idle_timeout = c.general.idle_timeout;
+  s.server_lifetime = c.general.server_lifetime;
+  s.max_message_size = c.general.max_message_size;
+  return s;
+}
+
+void App::apply(config::Config next) {
+  auto cfg = std::make_shared<const config::Config>(std::move(next));
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users;
+  std::vector<std::shared_ptr<backend::Pool>> removed;
+  std::vector<std::shared_ptr<backend::Pool>> added;
+  {
+    std::lock_guard g(mutex_);
+    for (const auto& u : cfg->users) {
+      auto key = std::make_pair(u.name, u.database);
+      auto settings = pool_settings(*cfg, u);
+      auto entry = std::make_shared<UserEntry>();
+      entry->user = u;
+      auto old = users_.find(key);
+      if (old != users_.end()) {
+        entry->pool = old->second->pool;
+        entry->pool->update(settings);
+        // PBKDF2 is slow on purpose: derive again only when the password changed.
+        entry->scram = old->second->user.password == u.password ? old->second->scram
+                                                                : auth::ScramSecret{};
+      } else {
+        entry->pool =
+            std::make_shared<backend::Pool>(io_.get_executor(), u.name, u.database, settings);
+        added.push_back(entry->pool);
+      }
+      if (u.password && entry->scram.salt.empty()) {
+        entry->scram = auth::make_scram_secret(*u.password);
+      }
+      users.emplace(std::move(key), std::move(entry));
+    }
+    for (const auto& [key, entry] : users_) {
+      if (!users.contains(key)) removed.push_back(entry->pool);
+    }
+    users_ = std::move(users);
+    const bool first = config_ == nullptr;
+    config_ = cfg;
+    if (first) added.clear();  // start() starts them
+  }
+  for (auto& p : removed) p->shutdown();
+  for (auto& p : added) p->start();
+}
+
+config::Result<void> App::reload() {
+  auto current = config();
+  auto next = config::load(current->config_path, current->users_path);
+  if (!next) return next.error();
+  const auto& a = current->general;
+  const auto& b = next->general;
+  if (a.host != b.host || a.port != b.port || a.workers != b.workers) {
+    spdlog::warn("reload: host, port and workers take effect only after a restart");
+  }
+  apply(std::move(*next));
+  spdlog::info("configuration reloaded from {} and {}", current->config_path,
+               current->users_path);
+  return {};
+}
+
+std::vector<std::shared_ptr<backend::Pool>> App::pools() const {
+  std::lock_guard g(mutex_);
+  std::vector<std::shared_ptr<backend::Pool>> out;
+  for (const auto& [key, entry] : users_) out.push_back(entry->pool);
+  return out;
+}
+
+void App::pause() {
+  for (auto& p : pools()) p->pause();
+}
+
+void App::resume() {
+  for (auto& p : pools()) p->resume();
+}
+
+void App::shutdown(bool graceful) {
+  const bool again = shutting_down_.exchange(true);
+  if (again) {
+    // A second request (SIGINT after SIGTERM) does not wait any longer.
+    if (!graceful) io_.stop();
+    return;
+  }
+  asio::post(io_, [this, graceful] {
+    error_code ec;
+    acceptor_.close(ec);
+    spdlog::info("shutting down ({})", graceful ? "waiting for transactions to finish" : "now");
+    for (const auto& c : clients_.list()) {
+      if (auto s = c->session()) s->terminate(graceful);
+    }
+    const auto timeout = graceful ? config()->general.shutdown_timeout : config::Millis{0};
+    asio::co_spawn(io_, drain(timeout), [this](std::exception_ptr) { io_.stop(); });
+  });
+}
+
+Task<void> App::drain(config::Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  asio::steady_timer t(io_);
+  while (clients_.size() > 0 && std::chrono::steady_clock::now() < deadline) {
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(use_nothrow);
+  }
+  if (clients_.size() > 0) {
+    spdlog::warn("shutdown_timeout reached with {} clients still connected", clients_.size());
+  }
+  for (auto& p : pools()) p->shutdown();
+}
+
+}  // namespace pgdog::frontend

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "auth/auth.hpp"
+#include "backend/pool.hpp"
+#include "config/config.hpp"
+#include "frontend/clients.hpp"
+#include "net/event.hpp"
+
+namespace pgdog::frontend {
+
+// A user that may log in to one database: its credentials and its pool.
+struct UserEntry {
+  config::User user;
+  std::shared_ptr<backend::Pool> pool;
+  auth::ScramSecret scram;  // derived once per (re)load: PBKDF2 is deliberately slow
+};
+
+// Everything the proxy runs: the configuration in force, pools, clients, listeners. Sessions
+// look things up here at login; reload swaps the lookups atomically.
+class App {
+ public:
+  App(asio::io_context& io, config::Config config);
+  ~App();
+
+  // Binds the listener; throws if the port cannot be bound.
+  void start();
+
+  std::shared_ptr<const config::Config> config() const;
+  std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;
+  bool has_database(std::string_view database) const;
+  ClientRegistry& clients() { return clients_; }
+  asio::ssl::context* client_tls() { return client_tls_.get(); }
+  // Sessions run here: a strand when several threads run the io_context.
+  Executor session_executor();
+  Executor io_executor() { return io_.get_executor(); }
+
+  // Validated configuration in; pools, users and passwords change without dropping clients.
+  void apply(config::Config next);
+  // Loads the files the current configuration came from and applies them; the error, if any,
+  // names the file, line and key, and nothing changes.
+  config::Result<void> reload();
+
+  std::vector<std::shared_ptr<backend::Pool>> pools() const;
+  void pause();
+  void resume();
+
+  // Graceful: stop accepting, close idle clients with 57P01, let running transactions finish up
+  // to shutdown_timeout, then stop the io_context. Not graceful: close everything now.
+  // Thread-safe.
+  void shutdown(bool graceful);
+  bool shutting_down() const { return shutting_down_; }
+
+ private:
+  Task<void> accept_loop();
+  Task<void> drain(config::Millis timeout);
+  backend::PoolSettings pool_settings(const config::Config& c, const config::User& u) const;
+  void build_tls(const config::Config& c);
+
+  asio::io_context& io_;
+  tcp::acceptor acceptor_;
+  ClientRegistry clients_;
+  std::unique_ptr<asio::ssl::context> client_tls_;
+  std::unique_ptr<asio::ssl::context> server_tls_;
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<const config::Config> config_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users_;
+  std::atomic<bool> shutting_down_{false};
+  int threads_ = 1;
+};
+
+}  // namespace pgdog::frontend

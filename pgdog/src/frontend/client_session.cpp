@@ -1,0 +1,706 @@
+#include "frontend/client_session.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <spdlog/spdlog.h>
+
+#include "auth/auth.hpp"
+#include "frontend/admin.hpp"
+#include "protocol/scanner.hpp"
+
+namespace pgdog::frontend {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using stats::PoolCounters;
+
+std::uint64_t micros(Clock::duration d) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+std::string peer_address(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+void log_failure(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("session task failed: {}", ex.what());
+  }
+}
+
+bool is_frontend_type(char t) {
+  switch (t) {
+    case protocol::fe::kQuery:
+    case protocol::fe::kParse:
+    case protocol::fe::kBind:
+    case protocol::fe::kDescribe:
+    case protocol::fe::kExecute:
+    case protocol::fe::kClose:
+    case protocol::fe::kSync:
+    case protocol::fe::kFlush:
+    case protocol::fe::kCopyData:
+    case protocol::fe::kCopyDone:
+    case protocol::fe::kCopyFail:
+    case protocol::fe::kFunctionCall:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+ClientSession::ClientSession(App& app, tcp::socket socket)
+    : app_(app), client_(std::move(socket)), pump_done_(client_.get_executor()) {
+  pump_done_.set();
+}
+
+ClientSession::~ClientSession() = default;
+
+void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory_order_relaxed); }
+
+Task<void> ClientSession::run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  config_ = app_.config();
+  max_message_size_ = config_->general.max_message_size;
+  info_ = app_.clients().add(peer_address(client_.socket()));
+  info_->set_session(weak_from_this());
+
+  if (app_.shutting_down()) {
+    co_await fatal("57P01", "pgdog is shutting down");
+  } else if (app_.clients().size() > config_->general.max_client_conn) {
+    co_await fatal("53300", "too many client connections (max_client_conn = " +
+                                std::to_string(config_->general.max_client_conn) + ")");
+  } else {
+    asio::steady_timer timer(co_await asio::this_coro::executor,
+                             config_->general.client_login_timeout);
+    auto login = co_await (startup() || timer.async_wait(use_nothrow));
+    if (login.index() == 1) {
+      co_await fatal("08P01", "client did not finish logging in within client_login_timeout");
+    } else if (std::get<0>(login) == Login::admin) {
+      AdminSession admin(app_, client_, in_, *info_);
+      co_await admin.run();
+    } else if (std::get<0>(login) == Login::proceed) {
+      co_await serve();
+    }
+  }
+  app_.clients().remove(*info_);
+  client_.close();
+}
+
+void ClientSession::terminate(bool graceful) {
+  asio::post(client_.get_executor(), [self = shared_from_this(), graceful] {
+    if (self->closing_) return;
+    if (graceful && self->server_ && (self->in_transaction_ || self->pending_ > 0)) {
+      self->terminate_after_transaction_ = true;
+      return;
+    }
+    std::string out;
+    protocol::write_error(out, {.severity = "FATAL",
+                                .code = "57P01",
+                                .message = "terminating connection due to administrator command"});
+    self->client_.write_now(out);
+    self->closing_ = true;
+    self->client_.close();
+  });
+}
+
+Task<void> ClientSession::fatal(std::string_view code, std::string_view message) {
+  std::string out;
+  protocol::write_error(out, {.severity = "FATAL", .code = code, .message = message});
+  co_await client_.write(out);
+  closing_ = true;
+  client_.close();
+}
+
+Task<bool> ClientSession::read_startup_packet(protocol::StartupPacket& packet) {
+  while (true) {
+    auto len = protocol::peek_startup_length(in_.readable());
+    if (len && in_.size() >= *len) {
+      auto decoded = protocol::decode_startup(in_.readable().substr(0, *len));
+      in_.consume(*len);
+      if (!decoded) {
+        if (decoded.error() == protocol::Error::bad_startup_code) {
+          co_await fatal("0A000", "unsupported frontend protocol: pgdog speaks protocol 3.0");
+        } else {
+          co_await fatal("08P01", "invalid startup packet: " + decoded.error().message());
+        }
+        co_return false;
+      }
+      packet = std::move(*decoded);
+      co_return true;
+    }
+    if (!len && len.error() != protocol::Error::need_more) {
+      co_await fatal("08P01", "invalid startup packet length");
+      co_return false;
+    }
+    auto [ec, n] = co_await client_.read_some(in_.prepare(512));
+    if (ec) co_return false;
+    in_.commit(n);
+  }
+}
+
+void ClientSession::handle_cancel(const protocol::StartupPacket& packet) {
+  auto client = app_.clients().find(packet.process_id, packet.secret_key);
+  if (!client) return;  // a wrong key cancels nothing, silently, as PostgreSQL does
+  auto target = client->cancel_target();
+  if (!target) return;
+  asio::co_spawn(app_.io_executor(),
+                 backend::ServerConnection::cancel(app_.io_executor(), target->host, target->port,
+                                                   target->key),
+                 log_failure);
+}
+
+Task<ClientSession::Login> ClientSession::startup() {
+  protocol::StartupPacket packet;
+  bool negotiated_tls = false;
+  bool answered_gss = false;
+  while (true) {
+    if (!co_await read_startup_packet(packet)) co_return Login::close;
+    if (packet.kind == protocol::StartupKind::startup) break;
+    if (packet.kind == protocol::StartupKind::cancel_request) {
+      handle_cancel(packet);
+      co_return Login::close;
+    }
+    if (packet.kind == protocol::StartupKind::gssenc_request) {
+      if (answered_gss || negotiated_tls) {
+        co_await fatal("08P01", "unexpected GSSENCRequest");
+        co_return Login::close;
+      }
+      answered_gss = true;
+      if (co_await client_.write("N")) co_return Login::close;
+      continue;
+    }
+    // SSLRequest.
+    if (negotiated_tls || client_.is_tls()) {
+      co_await fatal("08P01", "SSLRequest received twice");
+      co_return Login::close;
+    }
+    negotiated_tls = true;
+    if (app_.client_tls() == nullptr) {
+      if (co_await client_.write("N")) co_return Login::close;
+      continue;
+    }
+    // Bytes sent before the handshake would be plaintext pretending to be inside TLS.
+    if (!in_.empty()) {
+      co_await fatal("08P01", "received unencrypted data after SSL request");
+      co_return Login::close;
+    }
+    if (co_await client_.write("S")) co_return Login::close;
+    if (auto ec = co_await client_.tls_accept(*app_.client_tls())) {
+      spdlog::info("client {}: TLS handshake failed: {}", info_->address, ec.message());
+      co_return Login::close;
+    }
+  }
+
+  const auto& general = config_->general;
+  if (general.tls_client_required && !client_.is_tls()) {
+    co_await fatal("28000", "TLS is required: connect with sslmode=require or stronger");
+    co_return Login::close;
+  }
+  const std::string* user = packet.param("user");
+  if (user == nullptr || user->empty()) {
+    co_await fatal("28000", "no PostgreSQL user name specified in startup packet");
+    co_return Login::close;
+  }
+  const std::string* db_param = packet.param("database");
+  const std::string database = (db_param && !db_param->empty()) ? *db_param : *user;
+  const std::string* app_name = packet.param("application_name");
+  info_->set_identity(*user, database, app_name ? *app_name : "");
+
+  if (database == config_->admin.name) {
+    // The admin console never accepts trust: without its password nobody gets in.
+    const bool known = *user == config_->admin.user && config_->admin.password.has_value();
+    auto method = general.auth_type == config::AuthType::md5 ? config::AuthType::md5
+                                                             : config::AuthType::scram;
+    auth::ScramSecret secret;
+    if (known) secret = auth::make_scram_secret(*config_->admin.password, {}, 4096);
+    const std::optional<std::string> password =
+        known ? config_->admin.password : std::optional<std::string>{};
+    if (!co_await authenticate(*user, password, known ? &secret : nullptr, method)) {
+      co_return Login::close;
+    }
+    co_return Login::admin;
+  }
+
+  if (!app_.has_database(database)) {
+    co_await fatal("3D000", "database \"" + database + "\" does not exist");
+    co_return Login::close;
+  }
+  auto entry = app_.find_user(*user, database);
+  const std::optional<std::string> password =
+      entry ? entry->user.password : std::optional<std::string>{};
+  if (!co_await authenticate(*user, password, entry ? &entry->scram : nullptr, general.auth_type)) {
+    co_return Login::close;
+  }
+  if (!entry) {
+    // Only reachable with trust: there is no password to check, only a missing user.
+    co_await fatal("28000", "no such user \"" + *user + "\" for database \"" + database + "\"");
+    co_return Login::close;
+  }
+  user_ = std::move(entry);
+  mode_ = user_->pool->mode();
+  if (!co_await send_login_parameters(packet)) co_return Login::close;
+  co_return Login::proceed;
+}
+
+Task<bool> ClientSession::authenticate(const std::string& user,
+                                       const std::optional<std::string>& password,
+                                       const auth::ScramSecret* scram, config::AuthType method) {
+  std::string out;
+  const std::string failed = "password authentication failed for user \"" + user + "\"";
+
+  // Reads the client's next password-type message; false when it sent something else.
+  auto read_password_frame = [&](std::string& body) -> Task<bool> {
+    while (true) {
+      auto f = protocol::next_frame(in_.readable(), 64 * 1024);
+      if (f) {
+        const bool ok = f->type == protocol::fe::kPassword;
+        body.assign(f->body);
+        in_.consume(f->size());
+        if (!ok) co_await fatal("08P01", "expected a password message during authentication");
+        co_return ok;
+      }
+      if (f.error() != protocol::Error::need_more) {
+        co_await fatal("08P01", "invalid message during authentication");
+        co_return false;
+      }
+      auto [ec, n] = co_await client_.read_some(in_.prepare(1024));
+      if (ec) co_return false;
+      in_.commit(n);
+    }
+  };
+
+  if (method == config::AuthType::trust) {
+    protocol::write_auth(out, protocol::auth_code::kOk);
+    co_return !co_await client_.write(out);
+  }
+
+  if (method == config::AuthType::md5) {
+    std::array<std::uint8_t, 4> salt;
+    auth::random_bytes(salt);
+    protocol::write_auth(out, protocol::auth_code::kMd5,
+                         std::string_view(reinterpret_cast<const char*>(salt.data()), 4));
+    if (co_await client_.write(out)) co_return false;
+    std::string body;
+    if (!co_await read_password_frame(body)) co_return false;
+    auto response = protocol::decode_password(body);
+    if (!response || !password || !auth::md5_verify(user, *password, salt, *response)) {
+      co_await fatal("28P01", failed);
+      co_return false;
+    }
+  } else {
+    protocol::write_auth_sasl(out, auth::kScramMechanism);
+    if (co_await client_.write(out)) co_return false;
+    std::string body;
+    if (!co_await read_password_frame(body)) co_return false;
+    auto initial = protocol::decode_sasl_initial_response(body);
+    if (!initial) {
+      co_await fatal("08P01", "malformed SASLInitialResponse");
+      co_return false;
+    }
+    if (initial->mechanism != auth::kScramMechanism) {
+      co_await fatal("28000", "unsupported SASL mechanism \"" + std::string(initial->mechanism) + "\"");
+      co_return false;
+    }
+    // An unknown user runs the same exchange against a throwaway secret, so the answer does
+    // not tell whether the user exists.
+    auth::ScramSecret dummy;
+    if (scram == nullptr || !password) {
+      dummy = auth::make_scram_secret("", {}, 4096);
+      std::array<std::uint8_t, 16> junk;
+      auth::random_bytes(junk);
+      dummy.stored_key.fill(0);
+      std::copy(junk.begin(), junk.end(), dummy.stored_key.begin());
+    }
+    auth::ScramServer server(scram != nullptr && password ? *scram : dummy);
+    auto first = server.client_first(initial->data);
+    if (!first) {
+      co_await fatal("08P01", "malformed SCRAM client-first-message");
+      co_return false;
+    }
+    out.clear();
+    protocol::write_auth(out, protocol::auth_code::kSaslContinue, *first);
+    if (co_await client_.write(out)) co_return false;
+    if (!co_await read_password_frame(body)) co_return false;
+    auto final_message = server.client_final(body);
+    if (!final_message) {
+      if (final_message.error() == auth::Error::wrong_password) {
+        co_await fatal("28P01", failed);
+      } else {
+        co_await fatal("08P01", "malformed SCRAM client-final-message");
+      }
+      co_return false;
+    }
+    out.clear();
+    protocol::write_auth(out, protocol::auth_code::kSaslFinal, *final_message);
+  }
+  protocol::write_auth(out, protocol::auth_code::kOk);
+  co_return !co_await client_.write(out);
+}
+
+Task<bool> ClientSession::send_login_parameters(const protocol::StartupPacket& packet) {
+  auto defaults = co_await user_->pool->server_defaults();
+  if (!defaults) {
+    const auto& f = defaults.error();
+    co_await fatal(f.sqlstate, f.to_string());
+    co_return false;
+  }
+  for (const auto& [name, value] : defaults->items()) {
+    if (protocol::is_session_parameter(name)) params_.set(name, value);
+  }
+  for (const auto& [name, value] : packet.params) {
+    if (protocol::is_session_parameter(name)) params_.set(name, value);
+  }
+  std::string out;
+  for (const auto& [name, value] : defaults->items()) {
+    const std::string* mine = params_.get(name);
+    protocol::write_parameter_status(out, name, mine ? *mine : value);
+  }
+  protocol::write_backend_key_data(out, info_->process_id, info_->secret_key);
+  protocol::write_ready_for_query(out, 'I');
+  co_return !co_await client_.write(out);
+}
+
+bool ClientSession::can_release() const {
+  return mode_ == config::PoolerMode::transaction && pending_ == 0 && !unsynced_ && !copy_in_ &&
+         !writing_ && server_ && server_->status() == 'I' && !server_->broken();
+}
+
+Task<backend::Result<void>> ClientSession::attach() {
+  set_state(ClientState::waiting);
+  auto lease = co_await user_->pool->checkout();
+  if (!lease) {
+    set_state(ClientState::idle);
+    co_return lease.error();
+  }
+  server_ = std::move(*lease);
+  set_state(ClientState::active);
+  if (server_->synced_hash != params_.hash()) co_await sync_parameters();
+  const auto& address = server_->address();
+  info_->set_cancel_target(CancelTarget{address.host, address.port, server_->key()});
+  pump_running_ = true;
+  pump_done_.reset();
+  asio::co_spawn(co_await asio::this_coro::executor, pump(shared_from_this()), log_failure);
+  co_return backend::Result<void>{};
+}
+
+Task<void> ClientSession::sync_parameters() {
+  auto& server = *server_;
+  std::string sql;
+  std::vector<std::string> changed;
+  for (const auto& [name, value] : params_.items()) {
+    const std::string* current = server.params().get(name);
+    if (current == nullptr || *current != value) {
+      protocol::append_set(sql, name, value);
+      changed.push_back(name);
+    }
+  }
+  std::vector<std::string> reset;
+  for (const auto& [name, value] : server.applied().items()) {
+    if (params_.get(name) == nullptr) {
+      protocol::append_reset(sql, name);
+      reset.push_back(name);
+    }
+  }
+  if (!sql.empty()) {
+    auto r = co_await server.execute(sql);
+    if (!r) {
+      spdlog::warn("client {}: could not apply session parameters on server: {}", info_->address,
+                   r.error().to_string());
+    } else {
+      for (const auto& name : changed) {
+        const std::string* value = params_.get(name);
+        const std::string* reported = server.params().get(name);
+        // The server normalizes some values ("iso" -> "ISO, MDY"); adopt its spelling so the
+        // next comparison matches.
+        if (reported != nullptr && *reported != *value) {
+          params_.set(name, *reported);
+        } else {
+          server.params().set(name, *value);
+        }
+        server.applied().set(name, *params_.get(name));
+      }
+      for (const auto& name : reset) {
+        server.params().erase(name);
+        server.applied().erase(name);
+      }
+    }
+  }
+  server.synced_hash = params_.hash();
+}
+
+Task<void> ClientSession::fail_batch(std::string_view frames, const backend::Failure& failure) {
+  std::string out;
+  auto error = [&] {
+    protocol::write_error(out, {.severity = "ERROR",
+                                .code = failure.sqlstate,
+                                .message = failure.to_string()});
+  };
+  bool errored = false;
+  while (!frames.empty()) {
+    auto f = protocol::next_frame(frames, max_message_size_);
+    if (!f) break;
+    frames.remove_prefix(f->size());
+    switch (f->type) {
+      case protocol::fe::kQuery:
+      case protocol::fe::kFunctionCall:
+        error();
+        protocol::write_ready_for_query(out, 'I');
+        errored = false;
+        break;
+      case protocol::fe::kSync:
+        protocol::write_ready_for_query(out, 'I');
+        errored = false;
+        break;
+      case protocol::fe::kCopyData:
+      case protocol::fe::kCopyDone:
+      case protocol::fe::kCopyFail:
+        break;
+      default:
+        if (!errored) error();
+        errored = true;
+    }
+  }
+  PoolCounters::add(user_->pool->counters().errors);
+  co_await client_.write(out);
+}
+
+Task<void> ClientSession::serve() {
+  set_state(ClientState::idle);
+  auto& counters = user_->pool->counters();
+  while (!closing_) {
+    std::size_t want = 4096;
+    if (auto h = protocol::peek_header(in_.readable(), max_message_size_)) {
+      if (h->size > in_.size()) want = std::max(want, h->size - in_.size());
+    }
+    auto [ec, n] = co_await client_.read_some(in_.prepare(want));
+    if (ec) break;
+    in_.commit(n);
+    PoolCounters::add(counters.bytes_received, n);
+
+    const std::string_view data = in_.readable();
+    std::size_t forward = 0;
+    bool terminate = false;
+    std::string violation;
+    while (true) {
+      auto f = protocol::next_frame(data.substr(forward), max_message_size_);
+      if (!f) {
+        if (f.error() != protocol::Error::need_more) {
+          violation = "invalid message: " + f.error().message();
+        }
+        break;
+      }
+      const char type = f->type;
+      if (type == protocol::fe::kTerminate) {
+        terminate = true;
+        break;
+      }
+      if (!is_frontend_type(type)) {
+        violation = std::string("invalid frontend message type '") +
+                    (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type)
+                                                                     : std::to_string(type)) +
+                    "'";
+        break;
+      }
+      switch (type) {
+        case protocol::fe::kQuery:
+        case protocol::fe::kSync:
+        case protocol::fe::kFunctionCall:
+          if (pending_ == 0) request_started_ = Clock::now();
+          ++pending_;
+          unsynced_ = false;
+          break;
+        case protocol::fe::kCopyData:
+        case protocol::fe::kCopyDone:
+        case protocol::fe::kCopyFail:
+          break;
+        default:
+          unsynced_ = true;
+      }
+      forward += f->size();
+    }
+
+    if (forward > 0) {
+      if (!server_) {
+        auto attached = co_await attach();
+        if (!attached) {
+          co_await fail_batch(data.substr(0, forward), attached.error());
+          in_.consume(forward);
+          pending_ = 0;
+          unsynced_ = false;
+          if (!violation.empty() || terminate) break;
+          continue;
+        }
+      }
+      writing_ = true;
+      auto wec = co_await server_->stream().write(data.substr(0, forward));
+      writing_ = false;
+      in_.consume(forward);
+      // A failed write means the server is gone; the pump reports it to the client.
+      if (wec) server_->mark_broken();
+    }
+    if (!violation.empty()) {
+      co_await stop_pump();
+      co_await fatal("08P01", violation);
+      break;
+    }
+    if (terminate) break;
+    // An idle client keeps no buffer: memory per idle connection stays small.
+    if (!server_) in_.release();
+  }
+  closing_ = true;
+  co_await stop_pump();
+  co_await finish_server();
+}
+
+Task<void> ClientSession::stop_pump() {
+  if (!pump_running_) co_return;
+  error_code ec;
+  if (server_) server_->stream().socket().cancel(ec);
+  client_.socket().cancel(ec);
+  co_await pump_done_.wait();
+}
+
+Task<void> ClientSession::finish_server() {
+  if (!server_) co_return;
+  info_->set_cancel_target(std::nullopt);
+  bool clean = !server_->broken() && server_->status() == 'I' && pending_ == 0 && !unsynced_ &&
+               !copy_in_ && server_->buffer().empty();
+  if (clean && mode_ == config::PoolerMode::session) {
+    // The next client must not inherit this one's session state.
+    auto r = co_await server_->execute("DISCARD ALL");
+    clean = r.has_value();
+    if (clean) {
+      server_->prepared().clear();
+      for (const auto& [name, value] : server_->applied().items()) server_->params().erase(name);
+      server_->applied() = protocol::Params{};
+      server_->synced_hash = 0;
+    }
+  }
+  if (!clean) server_->mark_broken();
+  server_.release();
+}
+
+Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> self) {
+  auto& server = *server_;
+  auto& buffer = server.buffer();
+  auto& counters = user_->pool->counters();
+  protocol::StreamScanner scanner(max_message_size_);
+  bool release = false;
+  std::string lost;
+
+  auto on_frame = [&](const protocol::Frame& f) {
+    switch (f.type) {
+      case protocol::be::kReadyForQuery: {
+        const char status = f.body.size() == 1 ? f.body[0] : 'I';
+        server.set_status(status);
+        if (pending_ > 0) --pending_;
+        copy_in_ = false;
+        const auto now = Clock::now();
+        PoolCounters::add(counters.queries);
+        info_->queries.fetch_add(1, std::memory_order_relaxed);
+        if (pending_ == 0) {
+          const auto us = micros(now - request_started_);
+          PoolCounters::add(counters.query_time_us, us);
+          counters.query_duration.observe_us(us);
+        }
+        if (status == 'I') {
+          PoolCounters::add(counters.transactions);
+          info_->transactions.fetch_add(1, std::memory_order_relaxed);
+          if (in_transaction_) {
+            PoolCounters::add(counters.transaction_time_us, micros(now - transaction_started_));
+          }
+          in_transaction_ = false;
+        } else if (!in_transaction_) {
+          in_transaction_ = true;
+          transaction_started_ = request_started_;
+        }
+        if (can_release()) {
+          release = true;
+          return false;
+        }
+        return true;
+      }
+      case protocol::be::kErrorResponse:
+        PoolCounters::add(counters.errors);
+        if (auto e = protocol::decode_error(f.body); e && e->is_fatal()) server.mark_broken();
+        return true;
+      case protocol::be::kParameterStatus:
+        if (auto p = protocol::decode_parameter_status(f.body)) {
+          server.params().set(p->name, p->value);
+          if (protocol::is_session_parameter(p->name)) params_.set(p->name, p->value);
+          server.synced_hash = params_.hash();
+        }
+        return true;
+      case protocol::be::kCopyInResponse:
+        copy_in_ = true;
+        return true;
+      default:
+        return true;
+    }
+  };
+
+  while (true) {
+    auto done = scanner.scan(buffer.readable(), on_frame);
+    if (!done) {
+      server.mark_broken();
+      lost = "server sent an invalid message: " + done.error().message();
+      break;
+    }
+    if (*done > 0) {
+      auto ec = co_await client_.write(buffer.readable().substr(0, *done));
+      buffer.consume(*done);
+      PoolCounters::add(counters.bytes_sent, *done);
+      if (ec) {
+        closing_ = true;
+        break;
+      }
+    }
+    if (release && buffer.empty()) break;
+    release = false;
+    if (closing_) break;
+    const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
+    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
+    if (ec) {
+      if (!closing_) {
+        server.mark_broken();
+        lost = "server connection lost: " + ec.message();
+      }
+      break;
+    }
+    buffer.commit(n);
+  }
+
+  if (!lost.empty()) {
+    // The client's session on that server is gone; it cannot continue transparently.
+    spdlog::warn("client {}: {}", info_->address, lost);
+    info_->set_cancel_target(std::nullopt);
+    server_.release();
+    std::string out;
+    protocol::write_error(out, {.severity = "FATAL", .code = "08006", .message = lost});
+    co_await client_.write(out);
+    closing_ = true;
+    client_.close();
+  } else if (release && !closing_) {
+    info_->set_cancel_target(std::nullopt);
+    buffer.shrink_if_larger();
+    server_.release();
+    set_state(ClientState::idle);
+  }
+  pump_running_ = false;
+  pump_done_.set();
+  if (terminate_after_transaction_ && !server_ && !closing_) {
+    terminate_after_transaction_ = false;
+    terminate(false);
+  }
+}
+
+}  // namespace pgdog::frontend

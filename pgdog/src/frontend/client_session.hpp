@@ -1,0 +1,77 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "backend/pool.hpp"
+#include "frontend/app.hpp"
+#include "frontend/clients.hpp"
+#include "net/event.hpp"
+#include "net/stream.hpp"
+#include "protocol/buffer.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/params.hpp"
+
+namespace pgdog::frontend {
+
+// One client connection: startup, authentication, then frames relayed to a pooled server.
+//
+// Two coroutines share the session's strand while a server is attached: the reader (client
+// to server) and the pump (server to client). The server goes back to the pool in transaction
+// mode when the pump sees ReadyForQuery 'I' with nothing else outstanding.
+class ClientSession : public Terminable, public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(App& app, tcp::socket socket);
+  ~ClientSession() override;
+
+  Task<void> run();
+  void terminate(bool graceful) override;
+
+ private:
+  enum class Login { proceed, admin, close };
+
+  Task<Login> startup();
+  Task<bool> read_startup_packet(protocol::StartupPacket& out);
+  Task<bool> authenticate(const std::string& user, const std::optional<std::string>& password,
+                          const auth::ScramSecret* scram, config::AuthType method);
+  Task<bool> send_login_parameters(const protocol::StartupPacket& packet);
+  Task<void> serve();
+  Task<void> pump(std::shared_ptr<ClientSession> self);
+  Task<backend::Result<void>> attach();
+  Task<void> sync_parameters();
+  Task<void> stop_pump();
+  Task<void> finish_server();
+  Task<void> fail_batch(std::string_view frames, const backend::Failure& failure);
+  Task<void> fatal(std::string_view code, std::string_view message);
+  void handle_cancel(const protocol::StartupPacket& packet);
+  bool can_release() const;
+  void set_state(ClientState s);
+
+  App& app_;
+  net::Stream client_;
+  std::shared_ptr<ClientInfo> info_;
+  std::shared_ptr<UserEntry> user_;
+  std::shared_ptr<const config::Config> config_;
+  config::PoolerMode mode_ = config::PoolerMode::transaction;
+  std::size_t max_message_size_ = 0;
+
+  protocol::Buffer in_;
+  backend::Lease server_;
+  protocol::Params params_;  // what the client expects its session parameters to be
+
+  // Protocol bookkeeping shared by the reader and the pump (same strand).
+  int pending_ = 0;        // Query / Sync / FunctionCall forwarded, ReadyForQuery not yet seen
+  bool unsynced_ = false;  // extended-protocol frames forwarded since the last Sync
+  bool copy_in_ = false;   // the server is receiving COPY data
+  bool writing_ = false;   // the reader is writing to the server
+  bool closing_ = false;   // the client is going away
+  bool pump_running_ = false;
+  bool terminate_after_transaction_ = false;
+  net::Event pump_done_;
+  std::chrono::steady_clock::time_point request_started_{};
+  std::chrono::steady_clock::time_point transaction_started_{};
+  bool in_transaction_ = false;
+};
+
+}  // namespace pgdog::frontend

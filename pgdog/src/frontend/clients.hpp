@@ -1,0 +1,83 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/messages.hpp"
+
+namespace pgdog::frontend {
+
+enum class ClientState : std::uint8_t { login, idle, waiting, active };
+std::string_view to_string(ClientState s);
+
+// Where a CancelRequest for a client must go: the server running its query right now.
+struct CancelTarget {
+  std::string host;
+  std::uint16_t port = 0;
+  protocol::BackendKeyData key;
+};
+
+// A session as the registry sees it: something it can ask to end.
+class Terminable {
+ public:
+  virtual ~Terminable() = default;
+  // Graceful: end after the current transaction (at once if idle), telling the client 57P01.
+  virtual void terminate(bool graceful) = 0;
+};
+
+// What the proxy shows about a connected client (SHOW CLIENTS) and how to cancel its query.
+struct ClientInfo {
+  std::uint64_t id = 0;
+  std::int32_t process_id = 0;  // our BackendKeyData, never the server's
+  std::int32_t secret_key = 0;
+  std::string address;
+  std::chrono::system_clock::time_point connected_at = std::chrono::system_clock::now();
+  std::atomic<ClientState> state{ClientState::login};
+  std::atomic<std::uint64_t> transactions{0};
+  std::atomic<std::uint64_t> queries{0};
+
+  // Set once at login, read by the admin console.
+  void set_identity(std::string user, std::string database, std::string application_name);
+  std::string user() const;
+  std::string database() const;
+  std::string application_name() const;
+
+  void set_session(std::weak_ptr<Terminable> s);
+  std::shared_ptr<Terminable> session() const;
+
+  void set_cancel_target(std::optional<CancelTarget> t);
+  std::optional<CancelTarget> cancel_target() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::string user_;
+  std::string database_;
+  std::string application_name_;
+  std::optional<CancelTarget> target_;
+  std::weak_ptr<Terminable> session_;
+};
+
+// Every connected client, by id and by the key it would cancel with.
+class ClientRegistry {
+ public:
+  std::shared_ptr<ClientInfo> add(std::string address);
+  void remove(const ClientInfo& client);
+  // The client owning this key, or null: a wrong key matches nothing.
+  std::shared_ptr<ClientInfo> find(std::int32_t process_id, std::int32_t secret_key) const;
+  std::vector<std::shared_ptr<ClientInfo>> list() const;
+  std::size_t size() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::int32_t, std::shared_ptr<ClientInfo>> by_pid_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace pgdog::frontend

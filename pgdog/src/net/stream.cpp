@@ -1,0 +1,85 @@
+#include "net/stream.hpp"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/write.hpp>
+
+namespace pgdog::net {
+
+Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
+  error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+  // Once, here: each call is an ioctl. Synchronous writes then return would_block instead of
+  // blocking the thread.
+  socket_.non_blocking(true, ec);
+}
+
+Stream::~Stream() = default;
+
+tcp::socket& Stream::socket() { return tls_ ? tls_->next_layer() : socket_; }
+
+Executor Stream::get_executor() { return socket().get_executor(); }
+
+bool Stream::is_open() { return socket().is_open(); }
+
+void Stream::close() {
+  error_code ec;
+  auto& s = socket();
+  s.shutdown(tcp::socket::shutdown_both, ec);
+  s.close(ec);
+}
+
+Task<std::tuple<error_code, std::size_t>> Stream::read_some(std::span<char> buffer) {
+  auto b = asio::buffer(buffer.data(), buffer.size());
+  if (tls_) co_return co_await tls_->async_read_some(b, use_nothrow);
+  co_return co_await socket_.async_read_some(b, use_nothrow);
+}
+
+Task<error_code> Stream::write(std::string_view data) {
+  auto b = asio::buffer(data.data(), data.size());
+  if (tls_) {
+    auto [ec, n] = co_await asio::async_write(*tls_, b, use_nothrow);
+    co_return ec;
+  }
+  // Most writes fit in the socket buffer: a direct non-blocking send avoids a trip through the
+  // scheduler; only the remainder, if any, waits for the socket to drain.
+  error_code ec;
+  std::size_t n = socket_.write_some(b, ec);
+  if (!ec && n == data.size()) co_return error_code{};
+  if (ec && ec != asio::error::would_block) co_return ec;
+  if (ec) n = 0;
+  auto [ec2, m] = co_await asio::async_write(socket_, asio::buffer(data.substr(n)), use_nothrow);
+  co_return ec2;
+}
+
+void Stream::write_now(std::string_view data) {
+  if (tls_ || !socket_.is_open()) return;
+  error_code ec;
+  socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+}
+
+Task<error_code> Stream::tls_accept(asio::ssl::context& context) {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), context);
+  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_nothrow);
+  co_return ec;
+}
+
+Task<error_code> Stream::tls_connect(asio::ssl::context& context, const std::string& host,
+                                     bool verify_host) {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), context);
+  // SNI only makes sense for names, not IP literals.
+  error_code addr_ec;
+  asio::ip::make_address(host, addr_ec);
+  if (addr_ec) {
+    // SSL_set_tlsext_host_name is a macro with a C cast; this is what it expands to.
+    SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(host.c_str()));
+  }
+  if (verify_host) tls_->set_verify_callback(asio::ssl::host_name_verification(host));
+  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::client, use_nothrow);
+  co_return ec;
+}
+
+}  // namespace pgdog::net

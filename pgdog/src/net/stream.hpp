@@ -1,0 +1,47 @@
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+
+#include "net/asio.hpp"
+
+namespace pgdog::net {
+
+// A connection to a client or a server: plain TCP, or TLS after an upgrade.
+class Stream {
+ public:
+  explicit Stream(tcp::socket socket);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer);
+  Task<error_code> write(std::string_view data);
+
+  // Upgrades to TLS as the server side (clients that sent SSLRequest) or the client side
+  // (connections to PostgreSQL). `host` is used for SNI and, when `verify_host`, for hostname
+  // verification.
+  Task<error_code> tls_accept(asio::ssl::context& context);
+  Task<error_code> tls_connect(asio::ssl::context& context, const std::string& host,
+                               bool verify_host);
+  bool is_tls() const { return tls_ != nullptr; }
+
+  tcp::socket& socket();
+  Executor get_executor();
+  void close();
+  bool is_open();
+
+  // Best-effort write without waiting (e.g. a Terminate message before closing).
+  void write_now(std::string_view data);
+
+ private:
+  tcp::socket socket_;
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
+};
+
+}  // namespace pgdog::net
