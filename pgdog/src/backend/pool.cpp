@@ -8,6 +8,8 @@ namespace pgdog::backend {
 
 namespace {
 
+constexpr auto kIdleCheckAfter = std::chrono::milliseconds(100);
+
 std::uint64_t micros_since(Clock::time_point t) {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
@@ -111,9 +113,9 @@ Task<Result<Lease>> Pool::checkout() {
     while (!paused_ && !idle_.empty()) {
       ServerPtr s = std::move(idle_.back());
       idle_.pop_back();
-      // A server terminated while idle has already sent FATAL and EOF: the peek is one
-      // syscall and spares the client an error.
-      if (!usable_locked(*s, now) || !s->alive()) {
+      // A server terminated while idle has already sent FATAL and EOF. Peeking costs a
+      // syscall, so only connections that sat idle long enough to have died are checked.
+      if (!usable_locked(*s, now) || (now - s->last_used() > kIdleCheckAfter && !s->alive())) {
         dead.push_back(std::move(s));
         continue;
       }
