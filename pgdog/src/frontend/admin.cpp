@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <map>
 
 #include <spdlog/spdlog.h>
@@ -182,6 +183,40 @@ AdminResult show_config(App& app) {
   return r;
 }
 
+std::string seconds_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+AdminResult show_mirrors(App& app) {
+  AdminResult r{{"source", "cluster", "handed", "success", "failure", "dropped", "connection",
+                 "timeout", "query", "queue_depth", "lag_seconds", "success_rate_60s",
+                 "last_success", "last_failure", "exposure", "level", "queue_length"},
+                {},
+                "SHOW"};
+  auto when = [](double unix_seconds) -> std::optional<std::string> {
+    if (unix_seconds <= 0) return std::nullopt;
+    return iso_time(std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::duration<double>(unix_seconds))));
+  };
+  for (const auto& m : app.mirrors()) {
+    const auto s = m->stats().snapshot();
+    const auto settings = m->settings();
+    const double rate = s.success_rate();
+    r.rows.push_back(Row{settings.source, settings.destination, str(s.handed), str(s.success),
+                         str(s.failure()), str(s.dropped), str(s.connection), str(s.timeout),
+                         str(s.query), str(s.queue_depth), seconds_text(s.lag_seconds),
+                         std::isnan(rate) ? std::optional<std::string>{} : seconds_text(rate),
+                         when(s.last_success), when(s.last_failure),
+                         seconds_text(settings.exposure),
+                         std::string(config::to_string(settings.level)),
+                         std::to_string(settings.queue_length)});
+  }
+  return r;
+}
+
 }  // namespace
 
 AdminSession::AdminSession(App& app, net::Stream& client, protocol::Buffer& in, ClientInfo& info)
@@ -196,6 +231,7 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   if (cmd == "SHOW SERVERS") co_return show_servers(app_);
   if (cmd == "SHOW STATS") co_return show_stats(app_);
   if (cmd == "SHOW CONFIG") co_return show_config(app_);
+  if (cmd == "SHOW MIRRORS") co_return show_mirrors(app_);
   if (cmd == "SHOW VERSION") co_return AdminResult{{"version"}, {Row{"pgdog " PGDOG_VERSION}}, "SHOW"};
   if (cmd == "RELOAD") {
     auto r = app_.reload();
@@ -232,7 +268,7 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   error_code = "42601";
   error_message = "unsupported admin command: \"" + std::string(sql) +
                   "\"; try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, "
-                  "SHOW VERSION, RELOAD, PAUSE, RESUME or SHUTDOWN";
+                  "SHOW MIRRORS, SHOW VERSION, RELOAD, PAUSE, RESUME or SHUTDOWN";
   co_return std::nullopt;
 }
 

@@ -76,6 +76,9 @@ void App::start() {
     }
   });
   for (const auto& pool : pools()) pool->start();
+  for (const auto& m : mirrors()) m->start();
+  std::lock_guard lock(mutex_);
+  started_ = true;
 }
 
 Executor App::session_executor() {
@@ -122,8 +125,9 @@ bool App::has_database(std::string_view database) const {
   return config_->find_database(database) != nullptr;
 }
 
-backend::PoolSettings App::pool_settings(const config::Config& c, const config::User& u) const {
-  const auto* db = c.find_database(u.database);
+backend::PoolSettings App::pool_settings(const config::Config& c, const config::User& u,
+                                         const config::Database& database) const {
+  const auto* db = &database;
   backend::PoolSettings s;
   s.address.host = db->host;
   s.address.port = db->port;
@@ -149,11 +153,13 @@ void App::apply(config::Config next) {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users;
   std::vector<std::shared_ptr<backend::Pool>> removed;
   std::vector<std::shared_ptr<backend::Pool>> added;
+  std::vector<std::shared_ptr<mirror::Mirror>> start_mirrors;
+  std::vector<std::shared_ptr<mirror::Mirror>> stop_mirrors;
   {
     std::lock_guard g(mutex_);
     for (const auto& u : cfg->users) {
       auto key = std::make_pair(u.name, u.database);
-      auto settings = pool_settings(*cfg, u);
+      auto settings = pool_settings(*cfg, u, *cfg->find_database(u.database));
       auto entry = std::make_shared<UserEntry>();
       entry->user = u;
       auto old = users_.find(key);
@@ -176,13 +182,102 @@ void App::apply(config::Config next) {
     for (const auto& [key, entry] : users_) {
       if (!users.contains(key)) removed.push_back(entry->pool);
     }
+    // Fallback mirror pools are rebuilt from the new configuration on first use.
+    for (auto& [key, pool] : mirror_pools_) removed.push_back(pool);
+    mirror_pools_.clear();
     users_ = std::move(users);
-    const bool first = config_ == nullptr;
     config_ = cfg;
-    if (first) added.clear();  // start() starts them
+    if (!started_) added.clear();  // start() starts them
+    apply_mirrors_locked(*cfg, start_mirrors, stop_mirrors);
   }
   for (auto& p : removed) p->shutdown();
   for (auto& p : added) p->start();
+  for (auto& m : stop_mirrors) m->stop();
+  for (auto& m : start_mirrors) m->start();
+}
+
+void App::apply_mirrors_locked(const config::Config& c,
+                               std::vector<std::shared_ptr<mirror::Mirror>>& start,
+                               std::vector<std::shared_ptr<mirror::Mirror>>& stop) {
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> next;
+  for (const auto& m : c.mirroring) {
+    mirror::MirrorSettings s;
+    s.source = m.source_db;
+    s.destination = m.destination_db;
+    s.queue_length = c.queue_length(m);
+    s.exposure = c.exposure(m);
+    s.level = m.level;
+    s.timeout = c.mirror_timeout(m);
+    s.compare = c.compare(m);
+    const auto* dest = c.find_database(m.destination_db);
+    s.workers = dest->pool_size ? *dest->pool_size : c.general.default_pool_size;
+    auto key = std::make_pair(m.source_db, m.destination_db);
+    auto& stats = mirror_stats_[m.destination_db];
+    if (!stats) stats = std::make_shared<stats::MirrorStats>(m.destination_db);
+    stats->set_failure_threshold(c.general.mirror_failure_threshold);
+    if (auto it = mirrors_.find(key); it != mirrors_.end()) {
+      it->second->update(std::move(s));
+      next.emplace(key, it->second);
+      continue;
+    }
+    const std::string destination = m.destination_db;
+    auto mirror = std::make_shared<mirror::Mirror>(
+        io_.get_executor(), threads_, std::move(s), stats,
+        [this, destination](const std::string& user) { return mirror_pool(user, destination); });
+    next.emplace(key, mirror);
+    if (started_) start.push_back(mirror);
+  }
+  for (const auto& [key, m] : mirrors_) {
+    if (!next.contains(key)) stop.push_back(m);
+  }
+  mirrors_ = std::move(next);
+}
+
+std::shared_ptr<backend::Pool> App::mirror_pool(const std::string& user,
+                                                const std::string& destination) {
+  std::lock_guard g(mutex_);
+  auto key = std::make_pair(user, destination);
+  if (auto it = users_.find(key); it != users_.end()) return it->second->pool;
+  if (auto it = mirror_pools_.find(key); it != mirror_pools_.end()) return it->second;
+  // users.toml has no entry for this user on the mirror: log in there with the credentials the
+  // user has on its source database.
+  const config::User* source_user = nullptr;
+  for (const auto& u : config_->users) {
+    if (u.name == user) {
+      source_user = &u;
+      break;
+    }
+  }
+  const auto* db = config_->find_database(destination);
+  if (source_user == nullptr || db == nullptr) return nullptr;
+  auto settings = pool_settings(*config_, *source_user, *db);
+  auto pool = std::make_shared<backend::Pool>(io_.get_executor(), user, destination, settings);
+  pool->start();
+  mirror_pools_.emplace(key, pool);
+  return pool;
+}
+
+std::vector<std::shared_ptr<mirror::Mirror>> App::mirrors_for(std::string_view database) const {
+  std::lock_guard g(mutex_);
+  std::vector<std::shared_ptr<mirror::Mirror>> out;
+  for (const auto& [key, m] : mirrors_) {
+    if (key.first == database) out.push_back(m);
+  }
+  return out;
+}
+
+std::vector<std::shared_ptr<mirror::Mirror>> App::mirrors() const {
+  std::lock_guard g(mutex_);
+  std::vector<std::shared_ptr<mirror::Mirror>> out;
+  for (const auto& [key, m] : mirrors_) out.push_back(m);
+  return out;
+}
+
+std::vector<std::shared_ptr<stats::MirrorStats>> App::mirror_stats() const {
+  std::lock_guard g(mutex_);
+  std::vector<std::shared_ptr<stats::MirrorStats>> out;
+  for (const auto& [name, st] : mirror_stats_) out.push_back(st);
+  return out;
 }
 
 config::Result<void> App::reload() {
@@ -204,6 +299,7 @@ std::vector<std::shared_ptr<backend::Pool>> App::pools() const {
   std::lock_guard g(mutex_);
   std::vector<std::shared_ptr<backend::Pool>> out;
   for (const auto& [key, entry] : users_) out.push_back(entry->pool);
+  for (const auto& [key, pool] : mirror_pools_) out.push_back(pool);
   return out;
 }
 
@@ -244,6 +340,17 @@ Task<void> App::drain(config::Millis timeout) {
   if (clients_.size() > 0) {
     spdlog::warn("shutdown_timeout reached with {} clients still connected", clients_.size());
   }
+  // Committed transactions still queued for the mirrors get the rest of the time to replay.
+  auto queued = [this] {
+    std::size_t n = 0;
+    for (const auto& m : mirrors()) n += m->queue().size();
+    return n;
+  };
+  while (queued() > 0 && std::chrono::steady_clock::now() < deadline) {
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(use_nothrow);
+  }
+  for (auto& m : mirrors()) m->stop();
   for (auto& p : pools()) p->shutdown();
 }
 

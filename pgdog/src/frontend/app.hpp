@@ -13,6 +13,7 @@
 #include "backend/pool.hpp"
 #include "config/config.hpp"
 #include "frontend/clients.hpp"
+#include "mirror/mirror.hpp"
 #include "net/event.hpp"
 
 namespace pgdog::frontend {
@@ -50,6 +51,11 @@ class App {
   config::Result<void> reload();
 
   std::vector<std::shared_ptr<backend::Pool>> pools() const;
+  // The mirrors fed by traffic to `database`.
+  std::vector<std::shared_ptr<mirror::Mirror>> mirrors_for(std::string_view database) const;
+  std::vector<std::shared_ptr<mirror::Mirror>> mirrors() const;
+  // One per destination cluster; they survive reloads so counters never go backwards.
+  std::vector<std::shared_ptr<stats::MirrorStats>> mirror_stats() const;
   void pause();
   void resume();
 
@@ -62,7 +68,12 @@ class App {
  private:
   Task<void> accept_loop();
   Task<void> drain(config::Millis timeout);
-  backend::PoolSettings pool_settings(const config::Config& c, const config::User& u) const;
+  backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
+                                      const config::Database& db) const;
+  void apply_mirrors_locked(const config::Config& c, std::vector<std::shared_ptr<mirror::Mirror>>& start,
+                            std::vector<std::shared_ptr<mirror::Mirror>>& stop);
+  std::shared_ptr<backend::Pool> mirror_pool(const std::string& user,
+                                             const std::string& destination);
   void build_tls(const config::Config& c);
 
   asio::io_context& io_;
@@ -74,6 +85,11 @@ class App {
   mutable std::mutex mutex_;
   std::shared_ptr<const config::Config> config_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> mirrors_;
+  std::map<std::string, std::shared_ptr<stats::MirrorStats>> mirror_stats_;
+  // Pools for mirror destinations where users.toml has no entry for that user and database.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<backend::Pool>> mirror_pools_;
+  bool started_ = false;
   std::atomic<bool> shutting_down_{false};
   int threads_ = 1;
 };

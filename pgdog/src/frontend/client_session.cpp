@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "auth/auth.hpp"
+#include "backend/session_params.hpp"
 #include "frontend/admin.hpp"
 #include "protocol/scanner.hpp"
 
@@ -248,6 +249,9 @@ Task<ClientSession::Login> ClientSession::startup() {
   user_ = std::move(entry);
   mode_ = user_->pool->mode();
   if (!co_await send_login_parameters(packet)) co_return Login::close;
+  if (auto mirrors = app_.mirrors_for(database); !mirrors.empty()) {
+    tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, max_message_size_);
+  }
   co_return Login::proceed;
 }
 
@@ -393,48 +397,13 @@ Task<backend::Result<void>> ClientSession::attach() {
 }
 
 Task<void> ClientSession::sync_parameters() {
-  auto& server = *server_;
-  std::string sql;
-  std::vector<std::string> changed;
-  for (const auto& [name, value] : params_.items()) {
-    const std::string* current = server.params().get(name);
-    if (current == nullptr || *current != value) {
-      protocol::append_set(sql, name, value);
-      changed.push_back(name);
-    }
+  auto r = co_await backend::sync_parameters(*server_, params_);
+  if (!r) {
+    spdlog::warn("client {}: could not apply session parameters on server: {}", info_->address,
+                 r.error().to_string());
+    // Do not retry the same failing SET on every transaction.
+    server_->synced_hash = params_.hash();
   }
-  std::vector<std::string> reset;
-  for (const auto& [name, value] : server.applied().items()) {
-    if (params_.get(name) == nullptr) {
-      protocol::append_reset(sql, name);
-      reset.push_back(name);
-    }
-  }
-  if (!sql.empty()) {
-    auto r = co_await server.execute(sql);
-    if (!r) {
-      spdlog::warn("client {}: could not apply session parameters on server: {}", info_->address,
-                   r.error().to_string());
-    } else {
-      for (const auto& name : changed) {
-        const std::string* value = params_.get(name);
-        const std::string* reported = server.params().get(name);
-        // The server normalizes some values ("iso" -> "ISO, MDY"); adopt its spelling so the
-        // next comparison matches.
-        if (reported != nullptr && *reported != *value) {
-          params_.set(name, *reported);
-        } else {
-          server.params().set(name, *value);
-        }
-        server.applied().set(name, *params_.get(name));
-      }
-      for (const auto& name : reset) {
-        server.params().erase(name);
-        server.applied().erase(name);
-      }
-    }
-  }
-  server.synced_hash = params_.hash();
 }
 
 Task<void> ClientSession::fail_batch(std::string_view frames, const backend::Failure& failure) {
@@ -540,6 +509,14 @@ Task<void> ClientSession::serve() {
           continue;
         }
       }
+      if (tap_) {
+        // Before the write: the answer may be read before this coroutine resumes.
+        for (auto rest = data.substr(0, forward); !rest.empty();) {
+          auto f = protocol::next_frame(rest, max_message_size_);
+          tap_->client_frame(*f);
+          rest.remove_prefix(f->size());
+        }
+      }
       writing_ = true;
       auto wec = co_await server_->stream().write(data.substr(0, forward));
       writing_ = false;
@@ -598,6 +575,7 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   std::string lost;
 
   auto on_frame = [&](const protocol::Frame& f) {
+    if (tap_ && mirror::Tap::wants_server_frame(f.type)) tap_->server_frame(f);
     switch (f.type) {
       case protocol::be::kReadyForQuery: {
         const char status = f.body.size() == 1 ? f.body[0] : 'I';

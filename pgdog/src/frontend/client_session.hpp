@@ -7,6 +7,7 @@
 #include "backend/pool.hpp"
 #include "frontend/app.hpp"
 #include "frontend/clients.hpp"
+#include "mirror/tap.hpp"
 #include "net/event.hpp"
 #include "net/stream.hpp"
 #include "protocol/buffer.hpp"
@@ -59,6 +60,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   protocol::Buffer in_;
   backend::Lease server_;
   protocol::Params params_;  // what the client expects its session parameters to be
+  std::unique_ptr<mirror::Tap> tap_;  // null unless the database has mirrors
 
   // Protocol bookkeeping shared by the reader and the pump (same strand).
   int pending_ = 0;        // Query / Sync / FunctionCall forwarded, ReadyForQuery not yet seen

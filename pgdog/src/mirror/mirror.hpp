@@ -1,0 +1,73 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "backend/pool.hpp"
+#include "config/config.hpp"
+#include "mirror/queue.hpp"
+#include "mirror/rate_limited_log.hpp"
+#include "stats/mirror_stats.hpp"
+
+namespace pgdog::mirror {
+
+struct MirrorSettings {
+  std::string source;
+  std::string destination;
+  std::size_t queue_length = 128;
+  double exposure = 1.0;
+  config::MirrorLevel level = config::MirrorLevel::all;
+  config::Millis timeout{10'000};
+  config::MirrorCompare compare = config::MirrorCompare::tags;
+  int workers = 10;  // concurrent replays; the destination pool_size caps connections anyway
+};
+
+// The destination pool for a client user; null when there is none.
+using PoolLookup = std::function<std::shared_ptr<backend::Pool>(const std::string& user)>;
+
+// What a finished transaction carries besides its frames, for the filters.
+struct Traits {
+  bool dml = false;
+  bool ddl = false;
+};
+
+// One [[mirroring]] entry: its queue, its workers, and the stats of its destination cluster.
+class Mirror : public std::enable_shared_from_this<Mirror> {
+ public:
+  Mirror(Executor io, int threads, MirrorSettings settings,
+         std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools);
+  ~Mirror();
+
+  void start();
+  // Stops taking requests; queued ones are counted as dropped. Workers finish what they run.
+  void stop();
+  void update(MirrorSettings settings);
+  MirrorSettings settings() const;
+
+  std::shared_ptr<Channel> open_channel() const { return std::make_shared<Channel>(); }
+
+  // Exposure sampling, the level filter, then try_push. Never waits.
+  void submit(const std::shared_ptr<Channel>& channel, const RequestPtr& request, Traits traits);
+
+  stats::MirrorStats& stats() { return *stats_; }
+  const Queue& queue() const { return queue_; }
+
+ private:
+  Task<void> worker();
+  Task<stats::MirrorOutcome> replay(const Request& request, std::string& reason);
+
+  Executor io_;
+  int threads_;
+  mutable std::mutex mutex_;
+  MirrorSettings settings_;
+  std::shared_ptr<stats::MirrorStats> stats_;
+  PoolLookup pools_;
+  Queue queue_;
+  RateLimitedLog drop_log_;
+  RateLimitedLog failure_log_;
+};
+
+}  // namespace pgdog::mirror

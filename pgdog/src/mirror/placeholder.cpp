@@ -1,1 +1,0 @@
-// Mirroring arrives with the mirror engine.

@@ -1,0 +1,140 @@
+#include "mirror/queue.hpp"
+
+namespace pgdog::mirror {
+
+bool Queue::try_push(const std::shared_ptr<Channel>& channel, RequestPtr request) {
+  std::shared_ptr<Waiter> wake;
+  {
+    std::lock_guard g(mutex_);
+    if (closed_ || size_ >= capacity_) return false;
+    ++size_;
+    ages_.insert(request->created);
+    channel->pending.push_back(std::move(request));
+    if (!channel->in_flight && !channel->listed) {
+      channel->listed = true;
+      ready_.push_back(channel);
+    }
+    if (!waiters_.empty()) {
+      if (auto item = take_locked()) {
+        wake = std::move(waiters_.front());
+        waiters_.pop_front();
+        wake->item = std::move(item);
+        wake->done = true;
+      }
+    }
+  }
+  if (wake) {
+    // The waiter's timer belongs to its worker's executor: cancel it there.
+    asio::post(wake->timer.get_executor(), [wake] { wake->timer.cancel(); });
+  }
+  return true;
+}
+
+std::optional<Queue::Item> Queue::take_locked() {
+  while (!ready_.empty()) {
+    auto channel = std::move(ready_.front());
+    ready_.pop_front();
+    channel->listed = false;
+    if (channel->in_flight || channel->pending.empty()) continue;
+    channel->in_flight = true;
+    Item item{channel, std::move(channel->pending.front())};
+    channel->pending.pop_front();
+    return item;
+  }
+  return std::nullopt;
+}
+
+Task<std::optional<Queue::Item>> Queue::pop() {
+  std::shared_ptr<Waiter> waiter;
+  {
+    std::lock_guard g(mutex_);
+    if (auto item = take_locked()) co_return item;
+    if (closed_) co_return std::nullopt;
+    waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+    waiters_.push_back(waiter);
+  }
+  co_await waiter->timer.async_wait(use_nothrow);
+  std::lock_guard g(mutex_);
+  if (waiter->done) co_return std::move(waiter->item);
+  // Cancelled (shutdown) before anything arrived.
+  std::erase(waiters_, waiter);
+  co_return std::nullopt;
+}
+
+std::size_t Queue::done(const Item& item) {
+  std::shared_ptr<Waiter> wake;
+  std::size_t abandoned = 0;
+  {
+    std::lock_guard g(mutex_);
+    --size_;
+    if (auto it = ages_.find(item.request->created); it != ages_.end()) ages_.erase(it);
+    item.channel->in_flight = false;
+    if (closed_) {
+      abandoned = item.channel->pending.size();
+      size_ -= abandoned;
+      for (const auto& r : item.channel->pending) {
+        if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
+      }
+      item.channel->pending.clear();
+    }
+    if (!item.channel->pending.empty() && !item.channel->listed) {
+      item.channel->listed = true;
+      ready_.push_back(item.channel);
+      if (!waiters_.empty()) {
+        if (auto next = take_locked()) {
+          wake = std::move(waiters_.front());
+          waiters_.pop_front();
+          wake->item = std::move(next);
+          wake->done = true;
+        }
+      }
+    }
+  }
+  if (wake) asio::post(wake->timer.get_executor(), [wake] { wake->timer.cancel(); });
+  return abandoned;
+}
+
+void Queue::set_capacity(std::size_t capacity) {
+  std::lock_guard g(mutex_);
+  capacity_ = capacity;
+}
+
+std::size_t Queue::close() {
+  std::deque<std::shared_ptr<Waiter>> waiters;
+  std::size_t abandoned = 0;
+  {
+    std::lock_guard g(mutex_);
+    closed_ = true;
+    waiters.swap(waiters_);
+    for (auto& channel : ready_) {
+      abandoned += channel->pending.size();
+      size_ -= channel->pending.size();
+      for (const auto& r : channel->pending) {
+        if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
+      }
+      channel->pending.clear();
+      channel->listed = false;
+    }
+    ready_.clear();
+  }
+  for (auto& w : waiters) asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+  return abandoned;
+}
+
+bool Queue::closed() const {
+  std::lock_guard g(mutex_);
+  return closed_;
+}
+
+std::size_t Queue::size() const {
+  std::lock_guard g(mutex_);
+  return size_;
+}
+
+double Queue::oldest_age() const {
+  std::lock_guard g(mutex_);
+  if (ages_.empty()) return 0;
+  return std::chrono::duration<double>(Clock::now() - *ages_.begin()).count();
+}
+
+}  // namespace pgdog::mirror

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "net/asio.hpp"
+#include "protocol/params.hpp"
+
+namespace pgdog::mirror {
+
+using Clock = std::chrono::steady_clock;
+
+// One client transaction as the client sent it, for replay on the mirror.
+struct Request {
+  std::string frames;                               // the client's frames, in order
+  std::shared_ptr<const protocol::Params> params;   // its session parameters at the time
+  std::string user;
+  std::size_t syncs = 0;           // Query / Sync / FunctionCall frames: ReadyForQuery expected
+  std::uint32_t primary_errors = 0;  // ErrorResponses the primary sent (recovered savepoints)
+  Clock::time_point created = Clock::now();
+};
+using RequestPtr = std::shared_ptr<const Request>;
+
+// One client's requests to one mirror. The queue runs at most one of them at a time, which is
+// what keeps each client's order on the mirror.
+struct Channel {
+  std::deque<RequestPtr> pending;
+  bool in_flight = false;
+  bool listed = false;  // in the queue's ready list
+};
+
+// The bounded queue of one mirror cluster, shared by every client session that mirrors to it
+// and drained by its workers. try_push never waits: a full queue is a drop.
+class Queue {
+ public:
+  explicit Queue(std::size_t capacity) : capacity_(capacity) {}
+
+  // False when the queue already holds `capacity` requests (queued or in flight), or is closed.
+  bool try_push(const std::shared_ptr<Channel>& channel, RequestPtr request);
+
+  struct Item {
+    std::shared_ptr<Channel> channel;
+    RequestPtr request;
+  };
+  // The next request whose channel has nothing in flight; empty when the queue is closed.
+  Task<std::optional<Item>> pop();
+  // The worker finished `item`: its channel may run its next request. After close(), the
+  // channel's remaining requests are abandoned instead; returns how many.
+  std::size_t done(const Item& item);
+
+  void set_capacity(std::size_t capacity);
+  // Wakes idle workers with nothing; returns the requests still queued (not in flight), which
+  // the caller accounts for.
+  std::size_t close();
+  bool closed() const;
+
+  std::size_t size() const;
+  // Seconds the oldest queued or in-flight request has waited since it was handed over.
+  double oldest_age() const;
+
+ private:
+  struct Waiter {
+    explicit Waiter(Executor ex) : timer(std::move(ex), Clock::time_point::max()) {}
+    asio::steady_timer timer;
+    std::optional<Item> item;
+    bool done = false;
+  };
+  std::optional<Item> take_locked();
+
+  mutable std::mutex mutex_;
+  std::size_t capacity_;
+  std::size_t size_ = 0;
+  bool closed_ = false;
+  std::deque<std::shared_ptr<Channel>> ready_;
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+  std::multiset<Clock::time_point> ages_;
+};
+
+}  // namespace pgdog::mirror

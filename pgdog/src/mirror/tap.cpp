@@ -1,0 +1,174 @@
+#include "mirror/tap.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/messages.hpp"
+#include "protocol/sql.hpp"
+
+namespace pgdog::mirror {
+
+namespace {
+
+Traits traits_of(std::string_view sql) {
+  Traits t;
+  for (auto statement : protocol::sql::split(sql)) {
+    const auto kind = protocol::sql::classify(statement);
+    t.dml = t.dml || kind == protocol::sql::Kind::dml;
+    t.ddl = t.ddl || kind == protocol::sql::Kind::ddl;
+  }
+  return t;
+}
+
+void merge(Traits& into, Traits from) {
+  into.dml = into.dml || from.dml;
+  into.ddl = into.ddl || from.ddl;
+}
+
+}  // namespace
+
+Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
+         const protocol::Params& params, std::size_t max_transaction_bytes)
+    : user_(std::move(user)), params_(params), max_bytes_(max_transaction_bytes) {
+  for (auto& m : mirrors) {
+    classify_ = classify_ || m->settings().level != config::MirrorLevel::all;
+    auto channel = m->open_channel();
+    targets_.push_back(Target{std::move(m), std::move(channel)});
+  }
+}
+
+Traits Tap::classify(const protocol::Frame& f) {
+  // Classification costs a lexer pass; only level filters need it.
+  if (!classify_) return {};
+  switch (f.type) {
+    case protocol::fe::kQuery:
+      if (auto sql = protocol::decode_query(f.body)) return traits_of(*sql);
+      break;
+    case protocol::fe::kParse:
+      if (auto p = protocol::decode_parse(f.body)) {
+        auto t = traits_of(p->query);
+        statements_[std::string(p->name)] = t;
+        return t;
+      }
+      break;
+    case protocol::fe::kBind:
+      // A statement parsed in an earlier transaction still says what this one does.
+      if (auto b = protocol::decode_bind(f.body)) {
+        auto it = statements_.find(std::string(b->statement));
+        if (it != statements_.end()) return it->second;
+      }
+      break;
+    case protocol::fe::kCopyData:
+    case protocol::fe::kCopyDone:
+      return Traits{true, false};
+    default:
+      break;
+  }
+  return {};
+}
+
+void Tap::client_frame(const protocol::Frame& f) {
+  merge(open_traits_, classify(f));
+  if (!too_large_) {
+    if (buffer_.size() + f.raw.size() > max_bytes_) {
+      too_large_ = true;
+    } else {
+      buffer_.append(f.raw);
+    }
+  }
+  switch (f.type) {
+    case protocol::fe::kQuery:
+    case protocol::fe::kSync:
+    case protocol::fe::kFunctionCall:
+      segments_.push_back(Segment{buffer_.size(), open_traits_});
+      open_traits_ = {};
+      break;
+    case protocol::fe::kCopyDone:
+    case protocol::fe::kCopyFail:
+      // COPY data comes after the Query that started it but belongs with it: the server
+      // answers that Query only once the copy ends.
+      if (copy_in_ && !segments_.empty()) {
+        segments_.back().end = buffer_.size();
+        merge(segments_.back().traits, open_traits_);
+        open_traits_ = {};
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Tap::server_frame(const protocol::Frame& f) {
+  switch (f.type) {
+    case protocol::be::kCopyInResponse:
+      copy_in_ = true;
+      break;
+    case protocol::be::kCommandComplete:
+      if (auto tag = protocol::decode_command_complete(f.body)) last_tag_.assign(*tag);
+      break;
+    case protocol::be::kErrorResponse:
+      ++errors_;
+      break;
+    case protocol::be::kReadyForQuery: {
+      copy_in_ = false;
+      if (segments_.empty()) break;  // not ours (the session's own housekeeping)
+      const Segment segment = segments_.front();
+      segments_.pop_front();
+      merge(traits_, segment.traits);
+      ++syncs_;
+      const char status = f.body.size() == 1 ? f.body[0] : 'I';
+      if (status == 'I') {
+        finish_transaction(segment.end);
+      } else {
+        explicit_ = true;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Tap::finish_transaction(std::size_t end) {
+  // A rolled-back transaction changed nothing. A transaction block that recovered from errors
+  // with savepoints and then committed did change data: the mirror is told how many errors
+  // the primary had, so the same ones there are not failures.
+  const bool rolled_back = last_tag_ == "ROLLBACK";
+  const bool committed = !rolled_back && (errors_ == 0 || (explicit_ && last_tag_ == "COMMIT"));
+  if (committed && !targets_.empty()) {
+    if (too_large_) {
+      for (auto& t : targets_) {
+        t.mirror->stats().handed();
+        t.mirror->stats().record(stats::MirrorOutcome::dropped);
+      }
+      spdlog::warn("mirror: transaction of user {} dropped: larger than {} bytes", user_,
+                   max_bytes_);
+    } else {
+      if (!snapshot_ || snapshot_->hash() != params_.hash()) {
+        snapshot_ = std::make_shared<const protocol::Params>(params_);
+      }
+      auto request = std::make_shared<Request>();
+      request->frames.assign(buffer_, 0, end);
+      request->params = snapshot_;
+      request->user = user_;
+      request->syncs = syncs_;
+      request->primary_errors = errors_;
+      const RequestPtr shared = std::move(request);
+      for (auto& t : targets_) t.mirror->submit(t.channel, shared, traits_);
+    }
+  }
+  // Drop the finished transaction's bytes; pipelined frames after it move to the front.
+  const std::size_t cut = std::min(end, buffer_.size());
+  buffer_.erase(0, cut);
+  for (auto& s : segments_) s.end = s.end >= cut ? s.end - cut : 0;
+  if (buffer_.empty() && buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
+  traits_ = {};
+  syncs_ = 0;
+  errors_ = 0;
+  last_tag_.clear();
+  explicit_ = false;
+  // Frames pipelined behind an oversized transaction were not kept either: the transactions
+  // they belong to are dropped too, until the pipeline is empty.
+  if (segments_.empty()) too_large_ = false;
+}
+
+}  // namespace pgdog::mirror

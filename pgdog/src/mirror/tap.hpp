@@ -1,0 +1,70 @@
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mirror/mirror.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/params.hpp"
+
+namespace pgdog::mirror {
+
+// Watches one client session's traffic and cuts it into transactions for its mirrors.
+//
+// The session shows the tap every frame it forwards to the primary (client_frame) and the
+// primary's CommandComplete, ErrorResponse, ReadyForQuery and CopyInResponse (server_frame).
+// Frames are grouped by the ReadyForQuery each Query/Sync will produce, so pipelined traffic
+// splits exactly; a group that ends with the server idle ('I') closes a transaction, which is
+// handed to the mirrors if it committed.
+class Tap {
+ public:
+  struct Target {
+    std::shared_ptr<Mirror> mirror;
+    std::shared_ptr<Channel> channel;
+  };
+
+  // `params` is the session's live parameter set; it is snapshotted when it changes.
+  Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
+      const protocol::Params& params, std::size_t max_transaction_bytes);
+
+  void client_frame(const protocol::Frame& frame);
+  void server_frame(const protocol::Frame& frame);
+
+  static bool wants_server_frame(char type) {
+    return type == 'C' || type == 'E' || type == 'Z' || type == 'G';
+  }
+
+ private:
+  struct Segment {
+    std::size_t end = 0;  // offset in buffer_ just past the Query/Sync closing the segment
+    Traits traits;
+  };
+  void finish_transaction(std::size_t end);
+  Traits classify(const protocol::Frame& frame);
+
+  std::vector<Target> targets_;
+  std::string user_;
+  const protocol::Params& params_;
+  std::shared_ptr<const protocol::Params> snapshot_;
+  std::size_t max_bytes_;
+  bool classify_ = false;  // some mirror filters by level
+
+  std::string buffer_;
+  std::deque<Segment> segments_;
+  Traits open_traits_;  // frames after the last boundary
+  std::unordered_map<std::string, Traits> statements_;  // prepared statement -> traits
+
+  // The transaction being assembled.
+  Traits traits_;
+  std::size_t syncs_ = 0;
+  std::uint32_t errors_ = 0;
+  std::string last_tag_;
+  bool explicit_ = false;  // the server reported 'T' or 'E' at some point
+  bool copy_in_ = false;
+  bool too_large_ = false;
+};
+
+}  // namespace pgdog::mirror

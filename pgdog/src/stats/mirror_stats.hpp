@@ -1,0 +1,90 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace pgdog::stats {
+
+enum class MirrorOutcome { success, connection, timeout, query, dropped };
+const char* to_string(MirrorOutcome o);
+
+// The health of one mirror cluster: what was handed to it and how each request ended.
+//
+// Every request handed to the mirror ends in exactly one outcome, and the queue depth is
+// derived (handed minus ended), so "handed = success + failure + dropped + queue_depth" holds
+// in every snapshot by construction, not by careful timing. The client path only does relaxed
+// atomic increments.
+class MirrorStats {
+ public:
+  static constexpr int kWindowSeconds = 60;
+
+  explicit MirrorStats(std::string cluster);
+  const std::string& cluster() const { return cluster_; }
+
+  // Called by a client session when it gives a transaction to the mirror, before queueing.
+  void handed() { handed_.fetch_add(1, std::memory_order_relaxed); }
+  // Called when a request ends (a worker finished it, or the queue was full).
+  void record(MirrorOutcome outcome);
+
+  // How long the oldest request still queued or in flight has waited; supplied by the queue.
+  void set_lag_source(std::function<double()> source);
+
+  // Failure ratio above which a warning is logged (once per crossing); unset disables it.
+  void set_failure_threshold(std::optional<double> threshold);
+
+  struct Snapshot {
+    std::uint64_t handed = 0;
+    std::uint64_t success = 0;
+    std::uint64_t connection = 0;
+    std::uint64_t timeout = 0;
+    std::uint64_t query = 0;
+    std::uint64_t dropped = 0;
+    std::uint64_t queue_depth = 0;
+    double last_success = 0;  // Unix seconds, 0 when never
+    double last_failure = 0;
+    double lag_seconds = 0;
+    std::uint64_t window_success = 0;  // completed in the last kWindowSeconds
+    std::uint64_t window_failure = 0;
+
+    std::uint64_t failure() const { return connection + timeout + query; }
+    // success / (success + failure) over the window; NaN when nothing completed in it.
+    double success_rate() const;
+  };
+  Snapshot snapshot() const;
+
+ private:
+  struct Bucket {
+    std::int64_t second = -1;
+    std::uint64_t success = 0;
+    std::uint64_t failure = 0;
+  };
+  void window_add(std::int64_t second, bool success);
+  void window_totals(std::int64_t now_second, std::uint64_t& success,
+                     std::uint64_t& failure) const;
+  void check_threshold(std::int64_t now_second);
+
+  const std::string cluster_;
+  std::atomic<std::uint64_t> handed_{0};
+  std::atomic<std::uint64_t> success_{0};
+  std::atomic<std::uint64_t> connection_{0};
+  std::atomic<std::uint64_t> timeout_{0};
+  std::atomic<std::uint64_t> query_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::int64_t> last_success_us_{0};
+  std::atomic<std::int64_t> last_failure_us_{0};
+
+  // Only workers touch the window (after a request ends), never the client path.
+  mutable std::mutex window_mutex_;
+  std::array<Bucket, kWindowSeconds> window_{};
+  std::optional<double> threshold_;
+  bool above_threshold_ = false;
+  std::function<double()> lag_source_;
+};
+
+}  // namespace pgdog::stats
