@@ -1,0 +1,180 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "mirror/queue.hpp"
+#include "stats/mirror_stats.hpp"
+
+namespace pgdog::mirror {
+namespace {
+
+RequestPtr request(std::string frames) {
+  auto r = std::make_shared<Request>();
+  r->frames = std::move(frames);
+  return r;
+}
+
+std::optional<Queue::Item> pop_now(asio::io_context& io, Queue& q) {
+  std::optional<Queue::Item> item;
+  bool finished = false;
+  asio::co_spawn(io, q.pop(), [&](std::exception_ptr, std::optional<Queue::Item> i) {
+    item = std::move(i);
+    finished = true;
+  });
+  io.run_for(std::chrono::milliseconds(50));
+  io.restart();
+  return finished ? item : std::nullopt;
+}
+
+TEST(Queue, OneRequestInFlightPerChannelAndOrderKept) {
+  asio::io_context io;
+  Queue q(10);
+  auto a = std::make_shared<Channel>();
+  auto b = std::make_shared<Channel>();
+  ASSERT_TRUE(q.try_push(a, request("a1")));
+  ASSERT_TRUE(q.try_push(a, request("a2")));
+  ASSERT_TRUE(q.try_push(b, request("b1")));
+  auto first = pop_now(io, q);
+  auto second = pop_now(io, q);
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->request->frames, "a1");
+  EXPECT_EQ(second->request->frames, "b1");  // a2 waits for a1
+  EXPECT_EQ(q.size(), 3U);
+  q.done(*first);
+  auto third = pop_now(io, q);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->request->frames, "a2");
+  q.done(*second);
+  q.done(*third);
+  EXPECT_EQ(q.size(), 0U);
+}
+
+TEST(Queue, CapacityCountsQueuedAndInFlight) {
+  asio::io_context io;
+  Queue q(2);
+  auto c = std::make_shared<Channel>();
+  EXPECT_TRUE(q.try_push(c, request("1")));
+  EXPECT_TRUE(q.try_push(c, request("2")));
+  EXPECT_FALSE(q.try_push(c, request("3")));
+  auto item = pop_now(io, q);
+  ASSERT_TRUE(item);
+  EXPECT_FALSE(q.try_push(c, request("3")));  // in flight still counts
+  q.done(*item);
+  EXPECT_TRUE(q.try_push(c, request("3")));
+}
+
+TEST(Queue, WaitingWorkerWakesOnPushAndCloseAbandonsQueued) {
+  asio::io_context io;
+  Queue q(10);
+  auto c = std::make_shared<Channel>();
+  std::optional<Queue::Item> got;
+  bool finished = false;
+  asio::co_spawn(io, q.pop(), [&](std::exception_ptr, std::optional<Queue::Item> i) {
+    got = std::move(i);
+    finished = true;
+  });
+  io.poll();
+  EXPECT_FALSE(finished);
+  ASSERT_TRUE(q.try_push(c, request("x")));
+  io.run_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(finished);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->request->frames, "x");
+  ASSERT_TRUE(q.try_push(c, request("y")));
+  EXPECT_EQ(q.close(), 0U);             // y sits behind x, in flight: abandoned at done()
+  EXPECT_EQ(q.done(*got), 1U);
+  EXPECT_FALSE(q.try_push(c, request("z")));  // closed
+  EXPECT_EQ(q.size(), 0U);
+}
+
+TEST(Queue, OldestAgeTracksQueuedAndInFlight) {
+  asio::io_context io;
+  Queue q(10);
+  auto c = std::make_shared<Channel>();
+  auto old = std::make_shared<Request>();
+  old->created = Clock::now() - std::chrono::seconds(5);
+  ASSERT_TRUE(q.try_push(c, old));
+  ASSERT_TRUE(q.try_push(c, request("new")));
+  EXPECT_GE(q.oldest_age(), 4.9);
+  auto item = pop_now(io, q);
+  EXPECT_GE(q.oldest_age(), 4.9);  // in flight still counts
+  q.done(*item);
+  EXPECT_LT(q.oldest_age(), 1.0);
+}
+
+TEST(MirrorStats, IdentityAndFailureSum) {
+  stats::MirrorStats s("m");
+  for (int i = 0; i < 10; ++i) s.handed();
+  s.record(stats::MirrorOutcome::success);
+  s.record(stats::MirrorOutcome::success);
+  s.record(stats::MirrorOutcome::connection);
+  s.record(stats::MirrorOutcome::timeout);
+  s.record(stats::MirrorOutcome::query);
+  s.record(stats::MirrorOutcome::dropped);
+  auto snap = s.snapshot();
+  EXPECT_EQ(snap.success, 2U);
+  EXPECT_EQ(snap.failure(), 3U);
+  EXPECT_EQ(snap.dropped, 1U);
+  EXPECT_EQ(snap.queue_depth, 4U);
+  EXPECT_EQ(snap.handed, snap.success + snap.failure() + snap.dropped + snap.queue_depth);
+  EXPECT_GT(snap.last_success, 1.7e9);
+  EXPECT_GT(snap.last_failure, 1.7e9);
+  EXPECT_DOUBLE_EQ(snap.success_rate(), 2.0 / 5.0);  // drops are not completions
+}
+
+TEST(MirrorStats, SuccessRateIsNanWithoutCompletions) {
+  stats::MirrorStats s("m");
+  s.handed();
+  s.record(stats::MirrorOutcome::dropped);
+  EXPECT_TRUE(std::isnan(s.snapshot().success_rate()));
+  EXPECT_EQ(s.snapshot().last_success, 0.0);
+}
+
+TEST(MirrorStats, IdentityHoldsUnderConcurrentUpdates) {
+  stats::MirrorStats s("m");
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 200'000; ++i) {
+      s.handed();
+      s.record(i % 3 == 0 ? stats::MirrorOutcome::dropped : stats::MirrorOutcome::success);
+    }
+    stop = true;
+  });
+  while (!stop) {
+    auto snap = s.snapshot();
+    ASSERT_EQ(snap.handed, snap.success + snap.failure() + snap.dropped + snap.queue_depth);
+    ASSERT_LE(snap.queue_depth, 1U);  // one writer: at most one request between the two calls
+  }
+  writer.join();
+  EXPECT_EQ(s.snapshot().queue_depth, 0U);
+}
+
+TEST(MirrorStats, ThresholdCrossingLogsOncePerCrossing) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  auto logger = std::make_shared<spdlog::logger>("test", sink);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(logger);
+  stats::MirrorStats s("m");
+  s.set_failure_threshold(0.2);
+  for (int i = 0; i < 10; ++i) s.record(stats::MirrorOutcome::success);
+  for (int i = 0; i < 5; ++i) s.record(stats::MirrorOutcome::connection);  // 1/3 > 0.2
+  for (int i = 0; i < 20; ++i) s.record(stats::MirrorOutcome::success);    // 5/35 < 0.2
+  spdlog::set_default_logger(previous);
+  const auto text = out.str();
+  auto count = [&](std::string_view needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("is above mirror_failure_threshold"), 1U) << text;
+  EXPECT_EQ(count("is back within mirror_failure_threshold"), 1U) << text;
+}
+
+}  // namespace
+}  // namespace pgdog::mirror

@@ -1,0 +1,303 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include "mirror/tap.hpp"
+#include "protocol/messages.hpp"
+
+namespace pgdog::mirror {
+namespace {
+
+using protocol::Frame;
+
+Frame frame_of(const std::string& bytes) { return *protocol::next_frame(bytes, 1 << 20); }
+
+std::string query(std::string_view sql) {
+  std::string out;
+  protocol::write_query(out, sql);
+  return out;
+}
+std::string rfq(char status) {
+  std::string out;
+  protocol::write_ready_for_query(out, status);
+  return out;
+}
+std::string complete(std::string_view tag) {
+  std::string out;
+  protocol::write_command_complete(out, tag);
+  return out;
+}
+std::string error() {
+  std::string out;
+  protocol::write_error(out, {.code = "23505", .message = "duplicate key"});
+  return out;
+}
+std::string empty(char type) {
+  std::string out;
+  protocol::write_empty(out, type);
+  return out;
+}
+
+// A tap feeding one or more mirrors that never run workers: the tests look at what was queued.
+class TapTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<Mirror> add_mirror(MirrorSettings s = {}) {
+    auto stats = std::make_shared<stats::MirrorStats>(s.destination.empty() ? "m" : s.destination);
+    auto m = std::make_shared<Mirror>(io_.get_executor(), 1, std::move(s), stats,
+                                      [](const std::string&) { return nullptr; });
+    mirrors_.push_back(m);
+    return m;
+  }
+  Tap& tap(std::size_t max_bytes = 1 << 20) {
+    if (!tap_) tap_ = std::make_unique<Tap>(mirrors_, "alice", params_, max_bytes);
+    return *tap_;
+  }
+  void client(const std::string& bytes) {
+    for (std::string_view rest = bytes; !rest.empty();) {
+      auto f = *protocol::next_frame(rest, 1 << 20);
+      tap().client_frame(f);
+      rest.remove_prefix(f.size());
+    }
+  }
+  void server(const std::string& bytes) { tap().server_frame(frame_of(bytes)); }
+
+  // Every request queued on `m`, in the order its workers would take them.
+  std::vector<RequestPtr> drain(Mirror& m) {
+    std::vector<RequestPtr> out;
+    while (m.queue().size() > 0) {
+      std::optional<Queue::Item> item;
+      asio::co_spawn(io_, const_cast<Queue&>(m.queue()).pop(),
+                     [&](std::exception_ptr, std::optional<Queue::Item> i) { item = std::move(i); });
+      io_.run();
+      io_.restart();
+      if (!item) break;
+      out.push_back(item->request);
+      const_cast<Queue&>(m.queue()).done(*item);
+    }
+    return out;
+  }
+
+  asio::io_context io_;
+  protocol::Params params_;
+  std::vector<std::shared_ptr<Mirror>> mirrors_;
+  std::unique_ptr<Tap> tap_;
+};
+
+TEST_F(TapTest, AutocommitStatementIsOneRequest) {
+  auto m = add_mirror();
+  client(query("INSERT INTO t VALUES (1)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames, query("INSERT INTO t VALUES (1)"));
+  EXPECT_EQ(requests[0]->syncs, 1U);
+  EXPECT_EQ(requests[0]->user, "alice");
+  EXPECT_EQ(m->stats().snapshot().handed, 1U);
+}
+
+TEST_F(TapTest, TransactionBlockIsOneRequest) {
+  auto m = add_mirror();
+  client(query("BEGIN"));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  client(query("UPDATE t SET a = 1"));
+  server(complete("UPDATE 1"));
+  server(rfq('T'));
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames, query("BEGIN") + query("UPDATE t SET a = 1") + query("COMMIT"));
+  EXPECT_EQ(requests[0]->syncs, 3U);
+}
+
+TEST_F(TapTest, RolledBackAndFailedTransactionsAreNotMirrored) {
+  auto m = add_mirror();
+  client(query("BEGIN"));
+  server(rfq('T'));
+  client(query("INSERT INTO t VALUES (1)"));
+  server(rfq('T'));
+  client(query("ROLLBACK"));
+  server(complete("ROLLBACK"));
+  server(rfq('I'));
+  // An autocommit statement that failed.
+  client(query("INSERT INTO t VALUES (1)"));
+  server(error());
+  server(rfq('I'));
+  // A block that failed: COMMIT answers ROLLBACK.
+  client(query("BEGIN; INSERT INTO t VALUES (1)"));
+  server(error());
+  server(rfq('E'));
+  client(query("COMMIT"));
+  server(complete("ROLLBACK"));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 0U);
+  EXPECT_TRUE(drain(*m).empty());
+}
+
+TEST_F(TapTest, SavepointRecoveryThatCommitsIsMirroredWithItsErrorCount) {
+  auto m = add_mirror();
+  client(query("BEGIN; SAVEPOINT a; INSERT INTO t VALUES (1)"));
+  server(error());
+  server(rfq('E'));
+  client(query("ROLLBACK TO SAVEPOINT a; INSERT INTO t VALUES (2); COMMIT"));
+  server(complete("ROLLBACK"));
+  server(complete("INSERT 0 1"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->primary_errors, 1U);
+  EXPECT_EQ(requests[0]->syncs, 2U);
+}
+
+TEST_F(TapTest, PipelinedStatementsSplitExactly) {
+  auto m = add_mirror();
+  // The client sends three statements before reading any answer.
+  client(query("INSERT INTO t VALUES (1)") + query("BEGIN") + query("INSERT INTO t VALUES (2)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  server(complete("INSERT 0 1"));
+  server(rfq('T'));
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(requests[0]->frames, query("INSERT INTO t VALUES (1)"));
+  EXPECT_EQ(requests[1]->frames,
+            query("BEGIN") + query("INSERT INTO t VALUES (2)") + query("COMMIT"));
+}
+
+TEST_F(TapTest, ExtendedBatchAndCopy) {
+  auto m = add_mirror();
+  std::string batch;
+  protocol::write_parse(batch, "", "INSERT INTO t VALUES ($1)", {});
+  protocol::write_bind(batch, "", "", std::string("\0\0\0\1\0\0\0\1" "7\0\0", 11));
+  batch += empty('E').substr(0, 1) + std::string("\0\0\0\x09\0\0\0\0\0", 9);
+  batch += empty('S');
+  client(batch);
+  server(rfq('I'));
+  // COPY FROM STDIN: the data follows the Query but belongs to it.
+  client(query("COPY t FROM STDIN"));
+  std::string in;
+  protocol::write_empty(in, 'G');  // not a real CopyInResponse body, the tap only needs the type
+  server(in);
+  std::string data;
+  protocol::Writer(data).begin('d').bytes("1\n").finish();
+  client(data + data + empty('c'));
+  server(complete("COPY 2"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(requests[0]->frames, batch);
+  EXPECT_EQ(requests[1]->frames, query("COPY t FROM STDIN") + data + data + empty('c'));
+}
+
+TEST_F(TapTest, LevelFilters) {
+  MirrorSettings dml;
+  dml.destination = "dml";
+  dml.level = config::MirrorLevel::dml;
+  MirrorSettings ddl;
+  ddl.destination = "ddl";
+  ddl.level = config::MirrorLevel::ddl;
+  auto all = add_mirror();
+  auto only_dml = add_mirror(dml);
+  auto only_ddl = add_mirror(ddl);
+  for (const char* sql : {"SELECT 1", "INSERT INTO t VALUES (1)", "CREATE TABLE x (a int)",
+                          "SET search_path = public"}) {
+    client(query(sql));
+    server(rfq('I'));
+  }
+  // A prepared statement parsed in one transaction and executed in the next.
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  client(parse + empty('S'));
+  server(rfq('I'));
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  EXPECT_EQ(all->stats().snapshot().handed, 6U);
+  EXPECT_EQ(only_dml->stats().snapshot().handed, 3U);  // INSERT, Parse of DELETE, Bind of it
+  EXPECT_EQ(only_ddl->stats().snapshot().handed, 1U);
+}
+
+TEST_F(TapTest, ExposureSamplesWholeTransactions) {
+  MirrorSettings half;
+  half.exposure = 0.5;
+  half.queue_length = 10'000;
+  auto m = add_mirror(half);
+  MirrorSettings none;
+  none.exposure = 0.0;
+  auto n = add_mirror(none);
+  for (int i = 0; i < 2000; ++i) {
+    client(query("BEGIN"));
+    server(rfq('T'));
+    client(query("INSERT INTO t VALUES (1)"));
+    server(rfq('T'));
+    client(query("COMMIT"));
+    server(complete("COMMIT"));
+    server(rfq('I'));
+  }
+  const auto handed = m->stats().snapshot().handed;
+  // Binomial(2000, 0.5): mean 1000, sd 22.4; five sd either side fails once in ~1.7 million.
+  EXPECT_GE(handed, 888U);
+  EXPECT_LE(handed, 1112U);
+  EXPECT_EQ(n->stats().snapshot().handed, 0U);
+  for (const auto& r : drain(*m)) {
+    ASSERT_EQ(r->syncs, 3U);  // never a partial transaction
+    ASSERT_EQ(r->frames, query("BEGIN") + query("INSERT INTO t VALUES (1)") + query("COMMIT"));
+  }
+}
+
+TEST_F(TapTest, FullQueueDropsAndTheIdentityHolds) {
+  MirrorSettings tiny;
+  tiny.queue_length = 3;
+  auto m = add_mirror(tiny);
+  for (int i = 0; i < 10; ++i) {
+    client(query("INSERT INTO t VALUES (1)"));
+    server(rfq('I'));
+  }
+  auto s = m->stats().snapshot();
+  EXPECT_EQ(s.handed, 10U);
+  EXPECT_EQ(s.dropped, 7U);
+  EXPECT_EQ(s.queue_depth, 3U);
+  EXPECT_EQ(s.handed, s.success + s.failure() + s.dropped + s.queue_depth);
+}
+
+TEST_F(TapTest, OversizedTransactionIsDroppedAndCounted) {
+  auto m = add_mirror();
+  tap(64);
+  client(query(std::string(100, 'x')));
+  server(rfq('I'));
+  client(query("SELECT 1"));
+  server(rfq('I'));
+  auto s = m->stats().snapshot();
+  EXPECT_EQ(s.handed, 2U);
+  EXPECT_EQ(s.dropped, 1U);
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames, query("SELECT 1"));
+}
+
+TEST_F(TapTest, ParamsAreSnapshottedWhenTheyChange) {
+  auto m = add_mirror();
+  params_.set("TimeZone", "UTC");
+  client(query("SELECT 1"));
+  server(rfq('I'));
+  params_.set("TimeZone", "Europe/Paris");
+  client(query("SELECT 2"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(*requests[0]->params->get("TimeZone"), "UTC");
+  EXPECT_EQ(*requests[1]->params->get("TimeZone"), "Europe/Paris");
+}
+
+}  // namespace
+}  // namespace pgdog::mirror
