@@ -142,7 +142,7 @@ Task<Result<Lease>> Pool::checkout() {
   co_await waiter->timer.async_wait(use_nothrow);
 
   std::lock_guard g(mutex_);
-  counters_.wait_time_us.fetch_add(micros_since(waiter->since), std::memory_order_relaxed);
+  counters_->wait_time_us.fetch_add(micros_since(waiter->since), std::memory_order_relaxed);
   if (waiter->done) {
     if (waiter->server) co_return Lease(self, std::move(waiter->server));
     co_return *waiter->failure;
@@ -235,15 +235,16 @@ Task<void> Pool::connect_one() {
     std::lock_guard g(mutex_);
     --connecting_;
     if (!result) {
-      stats::PoolCounters::add(counters_.server_connect_errors);
+      stats::PoolCounters::add(counters_->server_connect_errors);
       last_error_ = result.error();
       // With nothing else able to come back, everyone waiting would hit the same wall.
       const bool none_alive = active_ == 0 && idle_.empty() && connecting_ == 0;
       fail_waiters_locked(result.error(), none_alive, wake_list);
     } else {
-      stats::PoolCounters::add(counters_.server_connects);
+      stats::PoolCounters::add(counters_->server_connects);
       last_error_.reset();
       auto& server = *result;
+      server->prepared().set_limit(settings_.prepared_statements_limit);
       if (!defaults_) defaults_ = server->params();
       if (closed_ || !(server->address() == settings_.address)) {
         close = std::move(server);

@@ -25,6 +25,7 @@ struct PoolSettings {
   config::Millis idle_timeout{60'000};
   config::Millis server_lifetime{86'400'000};
   std::size_t max_message_size = 64 * 1024 * 1024;
+  std::size_t prepared_statements_limit = 1'000;  // per server connection
 };
 
 class Pool;
@@ -90,7 +91,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   const std::string& database() const { return database_; }
   PoolSettings settings() const;
   config::PoolerMode mode() const;
-  stats::PoolCounters& counters() { return counters_; }
+  stats::PoolCounters& counters() { return *counters_; }
+  std::shared_ptr<const stats::PoolCounters> shared_counters() const { return counters_; }
 
   // Starts the maintenance loop (min_pool_size, idle_timeout, server_lifetime).
   void start();
@@ -138,7 +140,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   asio::strand<Executor> strand_;
   const std::string user_;
   const std::string database_;
-  stats::PoolCounters counters_;
+  std::shared_ptr<stats::PoolCounters> counters_ = std::make_shared<stats::PoolCounters>();
 
   mutable std::mutex mutex_;
   PoolSettings settings_;

@@ -22,9 +22,78 @@ App::App(asio::io_context& io, config::Config config) : io_(io), acceptor_(io) {
   threads_ = config.general.workers;
   build_tls(config);
   apply(std::move(config));
+  add_metrics();
 }
 
-App::~App() = default;
+App::~App() {
+  if (http_) http_->stop();
+}
+
+void App::add_metrics() {
+  // Both read the configuration in force at each scrape, so a reload applies at the next one.
+  registry_->add(std::make_shared<stats::MirrorMetrics>(
+      [this] {
+        if (!config()->general.mirror_metrics_enabled) {
+          return std::vector<std::shared_ptr<stats::MirrorStats>>{};
+        }
+        return mirror_stats();
+      },
+      [this] { return config()->general.mirror_failure_threshold; }));
+  registry_->add(std::make_shared<stats::ProxyMetrics>([this] { return pool_samples(); }));
+  const auto& g = config()->general;
+  if (g.openmetrics_port) {
+    stats::HttpServerOptions options;
+    options.host = g.openmetrics_host;
+    options.port = *g.openmetrics_port;
+    http_ = std::make_unique<stats::HttpServer>(io_.get_executor(), options, registry_);
+  }
+}
+
+std::vector<stats::PoolSample> App::pool_samples() const {
+  std::vector<stats::PoolSample> out;
+  std::map<std::pair<std::string, std::string>, std::size_t> index;
+  for (const auto& pool : pools()) {
+    const auto st = pool->state();
+    stats::PoolSample s;
+    s.database = pool->database();
+    s.user = pool->user();
+    s.servers_active = st.active;
+    s.servers_idle = st.idle;
+    s.servers_login = st.connecting;
+    s.max_wait_seconds = static_cast<double>(st.max_wait_us) / 1e6;
+    s.counters = pool->shared_counters();
+    index.emplace(std::make_pair(s.database, s.user), out.size());
+    out.push_back(std::move(s));
+  }
+  for (const auto& c : clients_.list()) {
+    const auto state = c->state.load(std::memory_order_relaxed);
+    if (state == ClientState::login) continue;  // not counted until logged in, like PgDog
+    auto key = std::make_pair(c->database(), c->user());
+    auto [it, added] = index.emplace(key, out.size());
+    if (added) {
+      // Clients without a pool (the admin console) still count.
+      stats::PoolSample s;
+      s.database = key.first;
+      s.user = key.second;
+      out.push_back(std::move(s));
+    }
+    auto& s = out[it->second];
+    switch (state) {
+      case ClientState::active:
+        ++s.clients_active;
+        break;
+      case ClientState::idle:
+        ++s.clients_idle;
+        break;
+      case ClientState::waiting:
+        ++s.clients_waiting;
+        break;
+      case ClientState::login:
+        break;
+    }
+  }
+  return out;
+}
 
 void App::build_tls(const config::Config& c) {
   const auto& g = c.general;
@@ -67,6 +136,10 @@ void App::start() {
   acceptor_.bind(endpoint);
   acceptor_.listen(asio::socket_base::max_listen_connections);
   spdlog::info("pgdog listening on {}:{}", g.host, g.port);
+  if (http_) {
+    http_->start();  // a port that cannot be bound is a startup error
+    spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
+  }
   asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -145,6 +218,7 @@ backend::PoolSettings App::pool_settings(const config::Config& c, const config::
   s.idle_timeout = c.general.idle_timeout;
   s.server_lifetime = c.general.server_lifetime;
   s.max_message_size = c.general.max_message_size;
+  s.prepared_statements_limit = c.general.prepared_statements_limit;
   return s;
 }
 
@@ -223,7 +297,8 @@ void App::apply_mirrors_locked(const config::Config& c,
     const std::string destination = m.destination_db;
     auto mirror = std::make_shared<mirror::Mirror>(
         io_.get_executor(), threads_, std::move(s), stats,
-        [this, destination](const std::string& user) { return mirror_pool(user, destination); });
+        [this, destination](const std::string& user) { return mirror_pool(user, destination); },
+        statements_);
     next.emplace(key, mirror);
     if (started_) start.push_back(mirror);
   }
@@ -289,6 +364,9 @@ config::Result<void> App::reload() {
   if (a.host != b.host || a.port != b.port || a.workers != b.workers) {
     spdlog::warn("reload: host, port and workers take effect only after a restart");
   }
+  if (a.openmetrics_host != b.openmetrics_host || a.openmetrics_port != b.openmetrics_port) {
+    spdlog::warn("reload: openmetrics_host and openmetrics_port take effect only after a restart");
+  }
   apply(std::move(*next));
   spdlog::info("configuration reloaded from {} and {}", current->config_path,
                current->users_path);
@@ -352,6 +430,7 @@ Task<void> App::drain(config::Millis timeout) {
   }
   for (auto& m : mirrors()) m->stop();
   for (auto& p : pools()) p->shutdown();
+  if (http_) http_->stop();
 }
 
 }  // namespace pgdog::frontend

@@ -11,10 +11,13 @@
 
 #include "auth/auth.hpp"
 #include "backend/pool.hpp"
+#include "backend/prepared.hpp"
 #include "config/config.hpp"
 #include "frontend/clients.hpp"
 #include "mirror/mirror.hpp"
 #include "net/event.hpp"
+#include "stats/http_server.hpp"
+#include "stats/openmetric.hpp"
 
 namespace pgdog::frontend {
 
@@ -39,6 +42,8 @@ class App {
   std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;
   bool has_database(std::string_view database) const;
   ClientRegistry& clients() { return clients_; }
+  // Named prepared statements, interned across every client (transaction mode).
+  backend::StatementRegistry& statement_registry() { return statements_; }
   asio::ssl::context* client_tls() { return client_tls_.get(); }
   // Sessions run here: a strand when several threads run the io_context.
   Executor session_executor();
@@ -59,6 +64,14 @@ class App {
   void pause();
   void resume();
 
+  // The /metrics sources (mirror and proxy families); more can be added.
+  std::shared_ptr<stats::Registry> registry() const { return registry_; }
+  // The metrics endpoint, null when openmetrics_port is unset; routes may be added before or
+  // after start().
+  stats::HttpServer* http() const { return http_.get(); }
+  // One sample per pool, with the connected clients of its database and user by state.
+  std::vector<stats::PoolSample> pool_samples() const;
+
   // Graceful: stop accepting, close idle clients with 57P01, let running transactions finish up
   // to shutdown_timeout, then stop the io_context. Not graceful: close everything now.
   // Thread-safe.
@@ -66,6 +79,7 @@ class App {
   bool shutting_down() const { return shutting_down_; }
 
  private:
+  void add_metrics();
   Task<void> accept_loop();
   Task<void> drain(config::Millis timeout);
   backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
@@ -79,6 +93,7 @@ class App {
   asio::io_context& io_;
   tcp::acceptor acceptor_;
   ClientRegistry clients_;
+  backend::StatementRegistry statements_;
   std::unique_ptr<asio::ssl::context> client_tls_;
   std::unique_ptr<asio::ssl::context> server_tls_;
 
@@ -89,6 +104,8 @@ class App {
   std::map<std::string, std::shared_ptr<stats::MirrorStats>> mirror_stats_;
   // Pools for mirror destinations where users.toml has no entry for that user and database.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<backend::Pool>> mirror_pools_;
+  std::shared_ptr<stats::Registry> registry_ = std::make_shared<stats::Registry>();
+  std::unique_ptr<stats::HttpServer> http_;
   bool started_ = false;
   std::atomic<bool> shutting_down_{false};
   int threads_ = 1;

@@ -249,8 +249,15 @@ Task<ClientSession::Login> ClientSession::startup() {
   user_ = std::move(entry);
   mode_ = user_->pool->mode();
   if (!co_await send_login_parameters(packet)) co_return Login::close;
+  // In session mode the client keeps its server, and its statements with it.
+  if (mode_ == config::PoolerMode::transaction &&
+      config_->general.prepared_statements == config::PreparedStatements::extended) {
+    rewriter_ = std::make_unique<backend::Rewriter>(app_.statement_registry(), statements_);
+  }
   if (auto mirrors = app_.mirrors_for(database); !mirrors.empty()) {
-    tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, max_message_size_);
+    tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, statements_,
+                                         rewriter_.get(), &app_.statement_registry(),
+                                         max_message_size_);
   }
   co_return Login::proceed;
 }
@@ -375,7 +382,8 @@ Task<bool> ClientSession::send_login_parameters(const protocol::StartupPacket& p
 
 bool ClientSession::can_release() const {
   return mode_ == config::PoolerMode::transaction && pending_ == 0 && !unsynced_ && !copy_in_ &&
-         !writing_ && server_ && server_->status() == 'I' && !server_->broken();
+         !writing_ && tracker_.idle() && server_ && server_->status() == 'I' &&
+         !server_->broken();
 }
 
 Task<backend::Result<void>> ClientSession::attach() {
@@ -440,6 +448,52 @@ Task<void> ClientSession::fail_batch(std::string_view frames, const backend::Fai
   }
   PoolCounters::add(user_->pool->counters().errors);
   co_await client_.write(out);
+}
+
+std::string_view ClientSession::prepare_batch(std::string_view batch) {
+  auto each_frame = [&](auto&& fn) {
+    for (auto rest = batch; !rest.empty();) {
+      auto f = *protocol::next_frame(rest, max_message_size_);
+      rest.remove_prefix(f.size());
+      fn(f);
+    }
+  };
+  if (!rewriter_) {
+    if (tap_) each_frame([&](const protocol::Frame& f) { tap_->client_frame(f); });
+    return batch;
+  }
+  bool rewrite = false;
+  each_frame([&](const protocol::Frame& f) { rewrite = rewrite || backend::Rewriter::needs_rewrite(f); });
+  if (!rewrite) {
+    each_frame([&](const protocol::Frame& f) {
+      tracker_.push_plain(f);
+      if (tap_) tap_->client_frame(f);
+    });
+    return batch;
+  }
+  out_.clear();
+  each_frame([&](const protocol::Frame& f) {
+    bool answered_here = false;
+    if (!rewriter_->rewrite(f, server_->prepared(), out_, tracker_)) {
+      out_.append(f.raw);
+      tracker_.push_plain(f);
+    } else if (f.type == protocol::fe::kQuery) {
+      // DEALLOCATE of one of the client's statements: answered by the proxy, so no
+      // ReadyForQuery will come from the server for it.
+      answered_here = true;
+      --pending_;
+    }
+    if (tap_ && !answered_here) tap_->client_frame(f);
+  });
+  return out_;
+}
+
+void ClientSession::request_flush() {
+  // Answers the proxy gives itself with nothing ahead of them: the pump is waiting for the
+  // server, which will not speak; wake it.
+  flush_requested_ = true;
+  error_code ec;
+  if (server_) server_->stream().socket().cancel(ec);
 }
 
 Task<void> ClientSession::serve() {
@@ -509,20 +563,17 @@ Task<void> ClientSession::serve() {
           continue;
         }
       }
-      if (tap_) {
-        // Before the write: the answer may be read before this coroutine resumes.
-        for (auto rest = data.substr(0, forward); !rest.empty();) {
-          auto f = protocol::next_frame(rest, max_message_size_);
-          tap_->client_frame(*f);
-          rest.remove_prefix(f->size());
-        }
+      // Rewriting, the tap and the answer bookkeeping all happen before the write: the answer
+      // may be read before this coroutine resumes.
+      const std::string_view to_send = prepare_batch(data.substr(0, forward));
+      if (!to_send.empty()) {
+        writing_ = true;
+        auto wec = co_await server_->stream().write(to_send);
+        writing_ = false;
+        if (wec) server_->mark_broken();
       }
-      writing_ = true;
-      auto wec = co_await server_->stream().write(data.substr(0, forward));
-      writing_ = false;
       in_.consume(forward);
-      // A failed write means the server is gone; the pump reports it to the client.
-      if (wec) server_->mark_broken();
+      if (rewriter_ && tracker_.only_synthetic()) request_flush();
     }
     if (!violation.empty()) {
       co_await stop_pump();
@@ -550,7 +601,7 @@ Task<void> ClientSession::finish_server() {
   if (!server_) co_return;
   info_->set_cancel_target(std::nullopt);
   bool clean = !server_->broken() && server_->status() == 'I' && pending_ == 0 && !unsynced_ &&
-               !copy_in_ && server_->buffer().empty();
+               !copy_in_ && server_->buffer().empty() && tracker_.idle();
   if (clean && mode_ == config::PoolerMode::session) {
     // The next client must not inherit this one's session state.
     auto r = co_await server_->execute("DISCARD ALL");
@@ -562,7 +613,8 @@ Task<void> ClientSession::finish_server() {
       server_->synced_hash = 0;
     }
   }
-  if (!clean) server_->mark_broken();
+  if (!clean || tracker_.take_poisoned()) server_->mark_broken();
+  tracker_.clear();
   server_.release();
 }
 
@@ -573,8 +625,29 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   protocol::StreamScanner scanner(max_message_size_);
   bool release = false;
   std::string lost;
+  // When answers must be changed (synthetic ones added, the proxy's own swallowed), the chunk
+  // is assembled here; otherwise it is forwarded straight from the server's buffer.
+  std::string assembled;
+  bool assembling = false;
+  std::size_t copied = 0;  // bytes of the chunk already in `assembled`
 
   auto on_frame = [&](const protocol::Frame& f) {
+    if (rewriter_) {
+      bool forward = true;
+      std::string before;
+      std::string after;
+      tracker_.on_frame(f, server.prepared(), server.status(), forward, before, after);
+      if (!forward || !before.empty() || !after.empty() || assembling) {
+        const auto chunk = buffer.readable();
+        const auto at = static_cast<std::size_t>(f.raw.data() - chunk.data());
+        assembled.append(chunk.substr(copied, at - copied));
+        assembled += before;
+        if (forward) assembled.append(f.raw);
+        assembled += after;
+        copied = at + f.raw.size();
+        assembling = true;
+      }
+    }
     if (tap_ && mirror::Tap::wants_server_frame(f.type)) tap_->server_frame(f);
     switch (f.type) {
       case protocol::be::kReadyForQuery: {
@@ -611,6 +684,13 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
         PoolCounters::add(counters.errors);
         if (auto e = protocol::decode_error(f.body); e && e->is_fatal()) server.mark_broken();
         return true;
+      case protocol::be::kCommandComplete:
+        // The server's statements are gone; the client's names with them.
+        if (f.body.starts_with("DISCARD ALL") || f.body.starts_with("DEALLOCATE ALL")) {
+          server.prepared().clear();
+          statements_.clear();
+        }
+        return true;
       case protocol::be::kParameterStatus:
         if (auto p = protocol::decode_parameter_status(f.body)) {
           server.params().set(p->name, p->value);
@@ -627,27 +707,45 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   };
 
   while (true) {
+    assembled.clear();
+    assembling = false;
+    copied = 0;
+    if (rewriter_) {
+      // Answers the proxy gives itself, due before anything the server says next.
+      tracker_.flush_head(assembled, server.status());
+      assembling = !assembled.empty();
+      flush_requested_ = false;
+    }
     auto done = scanner.scan(buffer.readable(), on_frame);
     if (!done) {
       server.mark_broken();
       lost = "server sent an invalid message: " + done.error().message();
       break;
     }
-    if (*done > 0) {
-      auto ec = co_await client_.write(buffer.readable().substr(0, *done));
-      buffer.consume(*done);
-      PoolCounters::add(counters.bytes_sent, *done);
+    const auto chunk = buffer.readable().substr(0, *done);
+    if (assembling) {
+      assembled.append(chunk.substr(copied));
+    }
+    const std::string_view out = assembling ? std::string_view(assembled) : chunk;
+    if (!out.empty()) {
+      auto ec = co_await client_.write(out);
+      PoolCounters::add(counters.bytes_sent, out.size());
       if (ec) {
+        buffer.consume(*done);
         closing_ = true;
         break;
       }
     }
+    buffer.consume(*done);
+    if (!release && rewriter_ && pending_ == 0 && can_release()) release = true;
     if (release && buffer.empty()) break;
     release = false;
     if (closing_) break;
+    if (rewriter_ && (flush_requested_ || tracker_.only_synthetic())) continue;
     const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
     auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
     if (ec) {
+      if (ec == asio::error::operation_aborted && flush_requested_ && !closing_) continue;
       if (!closing_) {
         server.mark_broken();
         lost = "server connection lost: " + ec.message();
@@ -658,10 +756,11 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   }
 
   if (!lost.empty()) {
-    // The client's session on that server is gone; it cannot continue transparently.
+    // The client's session on that server is gone; it cannot continue transparently. The
+    // reader releases the server when it sees the client closed.
     spdlog::warn("client {}: {}", info_->address, lost);
     info_->set_cancel_target(std::nullopt);
-    server_.release();
+    tracker_.clear();
     std::string out;
     protocol::write_error(out, {.severity = "FATAL", .code = "08006", .message = lost});
     co_await client_.write(out);
@@ -670,6 +769,7 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   } else if (release && !closing_) {
     info_->set_cancel_target(std::nullopt);
     buffer.shrink_if_larger();
+    if (tracker_.take_poisoned()) server.mark_broken();
     server_.release();
     set_state(ClientState::idle);
   }

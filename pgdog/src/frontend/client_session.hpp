@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/pool.hpp"
+#include "backend/prepared.hpp"
 #include "frontend/app.hpp"
 #include "frontend/clients.hpp"
 #include "mirror/tap.hpp"
@@ -38,6 +39,8 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
                           const auth::ScramSecret* scram, config::AuthType method);
   Task<bool> send_login_parameters(const protocol::StartupPacket& packet);
   Task<void> serve();
+  std::string_view prepare_batch(std::string_view batch);
+  void request_flush();
   Task<void> pump(std::shared_ptr<ClientSession> self);
   Task<backend::Result<void>> attach();
   Task<void> sync_parameters();
@@ -60,6 +63,11 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   protocol::Buffer in_;
   backend::Lease server_;
   protocol::Params params_;  // what the client expects its session parameters to be
+  backend::ClientStatements statements_;  // its named prepared statements
+  std::unique_ptr<backend::Rewriter> rewriter_;  // transaction mode with prepared_statements
+  backend::ResponseTracker tracker_;
+  std::string out_;  // a rewritten batch
+  bool flush_requested_ = false;
   std::unique_ptr<mirror::Tap> tap_;  // null unless the database has mirrors
 
   // Protocol bookkeeping shared by the reader and the pump (same strand).

@@ -30,12 +30,14 @@ void log_failure(std::exception_ptr e) {
 }  // namespace
 
 Mirror::Mirror(Executor io, int threads, MirrorSettings settings,
-               std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools)
+               std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools,
+               backend::StatementRegistry& registry)
     : io_(std::move(io)),
       threads_(threads),
       settings_(std::move(settings)),
       stats_(std::move(stats)),
       pools_(std::move(pools)),
+      registry_(registry),
       queue_(settings_.queue_length) {}
 
 Mirror::~Mirror() = default;
@@ -144,7 +146,28 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
         }
       }
     }
-    if (auto ec = co_await server.stream().write(request.frames)) {
+    // Named statements are prepared on this mirror server the way the primary path does it.
+    std::string rewritten;
+    std::string_view to_send = request.frames;
+    std::size_t expected = request.syncs;
+    bool rewrote = false;
+    if (request.statements) {
+      backend::ClientStatements overlay;
+      backend::Rewriter rewriter(registry_, overlay, request.statements.get());
+      backend::ResponseTracker tracker;
+      for (auto rest = std::string_view(request.frames); !rest.empty();) {
+        auto f = *protocol::next_frame(rest, request.frames.size());
+        rest.remove_prefix(f.size());
+        if (!rewriter.rewrite(f, server.prepared(), rewritten, tracker)) {
+          rewritten.append(f.raw);
+        } else {
+          rewrote = true;
+          if (f.type == protocol::fe::kQuery) --expected;  // answered without the server
+        }
+      }
+      if (rewrote) to_send = rewritten;
+    }
+    if (auto ec = co_await server.stream().write(to_send)) {
       server.mark_broken();
       reason = "connection lost: " + ec.message();
       outcome = MirrorOutcome::connection;
@@ -158,7 +181,7 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
     std::uint32_t errors = 0;
     std::string first_error;
     bool fatal = false;
-    while (ready < request.syncs) {
+    while (ready < expected) {
       auto done = scanner.scan(buffer.readable(), [&](const protocol::Frame& f) {
         switch (f.type) {
           case protocol::be::kReadyForQuery:
@@ -182,7 +205,7 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
           default:
             break;
         }
-        return ready < request.syncs;
+        return ready < expected;
       });
       if (!done) {
         server.mark_broken();
@@ -197,7 +220,7 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
         outcome = MirrorOutcome::connection;
         co_return;
       }
-      if (ready >= request.syncs) break;
+      if (ready >= expected) break;
       const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
       auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
       if (ec) {
@@ -208,7 +231,9 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
       }
       buffer.commit(n);
     }
-    if (!buffer.empty() || server.status() != 'I') server.mark_broken();
+    // After an error, statements this replay prepared may not exist: the cache cannot be
+    // trusted, so the connection is not reused.
+    if (!buffer.empty() || server.status() != 'I' || (rewrote && errors > 0)) server.mark_broken();
     if (errors > request.primary_errors) {
       reason = first_error;
       outcome = MirrorOutcome::query;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "backend/pool.hpp"
+#include "backend/prepared.hpp"
 #include "config/config.hpp"
 #include "mirror/queue.hpp"
 #include "mirror/rate_limited_log.hpp"
@@ -37,8 +38,10 @@ struct Traits {
 // One [[mirroring]] entry: its queue, its workers, and the stats of its destination cluster.
 class Mirror : public std::enable_shared_from_this<Mirror> {
  public:
+  // `registry` interns the statements that replays prepare on mirror servers.
   Mirror(Executor io, int threads, MirrorSettings settings,
-         std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools);
+         std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools,
+         backend::StatementRegistry& registry);
   ~Mirror();
 
   void start();
@@ -65,6 +68,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   MirrorSettings settings_;
   std::shared_ptr<stats::MirrorStats> stats_;
   PoolLookup pools_;
+  backend::StatementRegistry& registry_;
   Queue queue_;
   RateLimitedLog drop_log_;
   RateLimitedLog failure_log_;

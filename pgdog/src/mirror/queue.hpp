@@ -9,6 +9,7 @@
 #include <string>
 
 #include "net/asio.hpp"
+#include "backend/prepared.hpp"
 #include "protocol/params.hpp"
 
 namespace pgdog::mirror {
@@ -19,6 +20,9 @@ using Clock = std::chrono::steady_clock;
 struct Request {
   std::string frames;                               // the client's frames, in order
   std::shared_ptr<const protocol::Params> params;   // its session parameters at the time
+  // Its named prepared statements at the time (transaction mode): a Bind in this transaction
+  // may use a statement prepared in an earlier one.
+  std::shared_ptr<const backend::ClientStatements> statements;
   std::string user;
   std::size_t syncs = 0;           // Query / Sync / FunctionCall frames: ReadyForQuery expected
   std::uint32_t primary_errors = 0;  // ErrorResponses the primary sent (recovered savepoints)

@@ -27,8 +27,15 @@ void merge(Traits& into, Traits from) {
 }  // namespace
 
 Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
-         const protocol::Params& params, std::size_t max_transaction_bytes)
-    : user_(std::move(user)), params_(params), max_bytes_(max_transaction_bytes) {
+         const protocol::Params& params, const backend::ClientStatements& statements,
+         const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
+         std::size_t max_transaction_bytes)
+    : user_(std::move(user)),
+      params_(params),
+      statements_live_(rewriter != nullptr ? statements : own_),
+      rewriter_(rewriter),
+      registry_(registry),
+      max_bytes_(max_transaction_bytes) {
   for (auto& m : mirrors) {
     classify_ = classify_ || m->settings().level != config::MirrorLevel::all;
     auto channel = m->open_channel();
@@ -66,7 +73,20 @@ Traits Tap::classify(const protocol::Frame& f) {
   return {};
 }
 
+void Tap::track_statement(const protocol::Frame& f) {
+  if (f.type == protocol::fe::kParse) {
+    auto p = protocol::decode_parse(f.body);
+    if (!p || p->name.empty()) return;
+    own_[std::string(p->name)] = registry_->intern(p->query, p->param_types);
+    ++own_version_;
+  } else if (f.type == protocol::fe::kClose) {
+    auto c = protocol::decode_describe(f.body);
+    if (c && c->kind == 'S' && own_.erase(std::string(c->name)) > 0) ++own_version_;
+  }
+}
+
 void Tap::client_frame(const protocol::Frame& f) {
+  if (rewriter_ == nullptr && registry_ != nullptr) track_statement(f);
   merge(open_traits_, classify(f));
   if (!too_large_) {
     if (buffer_.size() + f.raw.size() > max_bytes_) {
@@ -146,7 +166,16 @@ void Tap::finish_transaction(std::size_t end) {
       if (!snapshot_ || snapshot_->hash() != params_.hash()) {
         snapshot_ = std::make_shared<const protocol::Params>(params_);
       }
+      const std::uint64_t version = rewriter_ != nullptr ? rewriter_->version() : own_version_;
+      if (statements_version_ != version) {
+        statements_snapshot_ =
+            statements_live_.empty()
+                ? nullptr
+                : std::make_shared<const backend::ClientStatements>(statements_live_);
+        statements_version_ = version;
+      }
       auto request = std::make_shared<Request>();
+      request->statements = statements_snapshot_;
       request->frames.assign(buffer_, 0, end);
       request->params = snapshot_;
       request->user = user_;

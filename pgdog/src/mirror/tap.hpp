@@ -26,9 +26,14 @@ class Tap {
     std::shared_ptr<Channel> channel;
   };
 
-  // `params` is the session's live parameter set; it is snapshotted when it changes.
+  // `params` and `statements` are the session's live state; each is snapshotted when it
+  // changes (`rewriter` tells when statements changed; null when the session does not rewrite).
+  // Without a rewriter (session mode) the tap keeps the client's statements itself, interned in
+  // `registry`, so a mirror worker can still prepare them wherever it replays.
   Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
-      const protocol::Params& params, std::size_t max_transaction_bytes);
+      const protocol::Params& params, const backend::ClientStatements& statements,
+      const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
+      std::size_t max_transaction_bytes);
 
   void client_frame(const protocol::Frame& frame);
   void server_frame(const protocol::Frame& frame);
@@ -43,12 +48,20 @@ class Tap {
     Traits traits;
   };
   void finish_transaction(std::size_t end);
+  void track_statement(const protocol::Frame& frame);
   Traits classify(const protocol::Frame& frame);
 
   std::vector<Target> targets_;
   std::string user_;
   const protocol::Params& params_;
   std::shared_ptr<const protocol::Params> snapshot_;
+  const backend::ClientStatements& statements_live_;
+  const backend::Rewriter* rewriter_;
+  std::shared_ptr<const backend::ClientStatements> statements_snapshot_;
+  std::uint64_t statements_version_ = ~std::uint64_t{0};
+  backend::StatementRegistry* registry_;
+  backend::ClientStatements own_;  // when there is no rewriter
+  std::uint64_t own_version_ = 0;
   std::size_t max_bytes_;
   bool classify_ = false;  // some mirror filters by level
 

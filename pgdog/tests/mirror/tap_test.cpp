@@ -44,12 +44,15 @@ class TapTest : public ::testing::Test {
   std::shared_ptr<Mirror> add_mirror(MirrorSettings s = {}) {
     auto stats = std::make_shared<stats::MirrorStats>(s.destination.empty() ? "m" : s.destination);
     auto m = std::make_shared<Mirror>(io_.get_executor(), 1, std::move(s), stats,
-                                      [](const std::string&) { return nullptr; });
+                                      [](const std::string&) { return nullptr; }, registry_);
     mirrors_.push_back(m);
     return m;
   }
   Tap& tap(std::size_t max_bytes = 1 << 20) {
-    if (!tap_) tap_ = std::make_unique<Tap>(mirrors_, "alice", params_, max_bytes);
+    if (!tap_) {
+      tap_ = std::make_unique<Tap>(mirrors_, "alice", params_, statements_, nullptr, &registry_,
+                                   max_bytes);
+    }
     return *tap_;
   }
   void client(const std::string& bytes) {
@@ -79,6 +82,8 @@ class TapTest : public ::testing::Test {
 
   asio::io_context io_;
   protocol::Params params_;
+  backend::ClientStatements statements_;
+  backend::StatementRegistry registry_;
   std::vector<std::shared_ptr<Mirror>> mirrors_;
   std::unique_ptr<Tap> tap_;
 };

@@ -1,0 +1,357 @@
+#include "backend/prepared.hpp"
+
+#include <cctype>
+
+#include "protocol/messages.hpp"
+#include "protocol/sql.hpp"
+
+namespace pgdog::backend {
+
+namespace {
+
+std::string empty_message(char type) {
+  std::string out;
+  protocol::write_empty(out, type);
+  return out;
+}
+
+bool iequals_prefix(std::string_view s, std::string_view word) {
+  if (s.size() < word.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(s[i])) != word[i]) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.front())) || s.front() == ';'))
+    s.remove_prefix(1);
+  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.back())) || s.back() == ';'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+StatementPtr StatementRegistry::intern(std::string_view query, std::string_view param_types) {
+  std::string key;
+  key.reserve(query.size() + 1 + param_types.size());
+  key.append(query).push_back('\0');
+  key.append(param_types);
+  std::lock_guard g(mutex_);
+  if (auto it = by_key_.find(key); it != by_key_.end()) {
+    if (auto live = it->second.lock()) return live;
+  }
+  auto s = std::make_shared<Statement>();
+  s->name = "__pgdog_" + std::to_string(next_id_++);
+  s->query = std::string(query);
+  s->param_types = std::string(param_types);
+  protocol::write_parse(s->parse, s->name, s->query, s->param_types);
+  StatementPtr shared = std::move(s);
+  by_key_[std::move(key)] = shared;
+  // Sweep dead entries now and then so the index does not grow with abandoned statements.
+  if (++inserts_since_sweep_ >= 1024) {
+    inserts_since_sweep_ = 0;
+    std::erase_if(by_key_, [](const auto& kv) { return kv.second.expired(); });
+  }
+  return shared;
+}
+
+std::size_t StatementRegistry::size() const {
+  std::lock_guard g(mutex_);
+  return by_key_.size();
+}
+
+void PreparedCache::touch(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  order_.splice(order_.end(), order_, it->second);
+}
+
+std::optional<std::string> PreparedCache::insert(const std::string& name) {
+  if (auto it = index_.find(name); it != index_.end()) {
+    order_.splice(order_.end(), order_, it->second);
+    return std::nullopt;
+  }
+  std::optional<std::string> evicted;
+  if (limit_ > 0 && index_.size() >= limit_) {
+    evicted = std::move(order_.front());
+    index_.erase(*evicted);
+    order_.pop_front();
+  }
+  order_.push_back(name);
+  index_.emplace(name, std::prev(order_.end()));
+  return evicted;
+}
+
+void PreparedCache::erase(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  order_.erase(it->second);
+  index_.erase(it);
+}
+
+void PreparedCache::clear() {
+  order_.clear();
+  index_.clear();
+}
+
+bool Rewriter::needs_rewrite(const protocol::Frame& f) {
+  const auto body = f.body;
+  switch (f.type) {
+    case protocol::fe::kParse:
+      return !body.empty() && body[0] != '\0';
+    case protocol::fe::kBind: {
+      const auto nul = body.find('\0');
+      return nul != std::string_view::npos && nul + 1 < body.size() && body[nul + 1] != '\0';
+    }
+    case protocol::fe::kDescribe:
+    case protocol::fe::kClose:
+      return body.size() >= 2 && body[0] == 'S' && body[1] != '\0';
+    case protocol::fe::kQuery:
+      return iequals_prefix(trim(body), "DEALLOCATE");
+    default:
+      return false;
+  }
+}
+
+std::optional<std::string> Rewriter::deallocate(std::string_view sql) {
+  auto statements = protocol::sql::split(sql);
+  if (statements.size() != 1) return std::nullopt;
+  std::string_view s = trim(statements[0]);
+  if (!iequals_prefix(s, "DEALLOCATE")) return std::nullopt;
+  s = trim(s.substr(10));
+  if (iequals_prefix(s, "PREPARE") &&
+      (s.size() == 7 || std::isspace(static_cast<unsigned char>(s[7])))) {
+    s = trim(s.substr(7));
+  }
+  if (s.empty()) return std::nullopt;
+  if (s.size() == 3 && iequals_prefix(s, "ALL")) {
+    mine_.clear();
+    ++version_;
+    return std::string("DEALLOCATE ALL");
+  }
+  std::string name;
+  if (s.front() == '"') {
+    // A quoted identifier keeps its case; "" inside is one quote.
+    for (std::size_t i = 1; i < s.size(); ++i) {
+      if (s[i] == '"') {
+        if (i + 1 < s.size() && s[i + 1] == '"') {
+          name.push_back('"');
+          ++i;
+          continue;
+        }
+        if (i + 1 != s.size()) return std::nullopt;
+        break;
+      }
+      name.push_back(s[i]);
+    }
+  } else {
+    for (char c : s) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$')) return std::nullopt;
+      name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+  }
+  if (mine_.erase(name) == 0) return std::nullopt;  // not ours: let the server answer
+  ++version_;
+  return std::string("DEALLOCATE");
+}
+
+StatementPtr Rewriter::find(const std::string& name) const {
+  if (auto it = mine_.find(name); it != mine_.end()) return it->second;
+  if (base_ != nullptr) {
+    if (auto it = base_->find(name); it != base_->end()) return it->second;
+  }
+  return nullptr;
+}
+
+void Rewriter::ensure_prepared(const StatementPtr& s, PreparedCache& cache, std::string& out,
+                               ResponseTracker& tracker) {
+  if (cache.contains(s->name)) {
+    cache.touch(s->name);
+    return;
+  }
+  if (auto evicted = cache.insert(s->name)) {
+    protocol::write_describe(out, protocol::fe::kClose, 'S', *evicted);
+    tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
+  }
+  out += s->parse;
+  tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name});
+}
+
+bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
+                       ResponseTracker& tracker) {
+  switch (f.type) {
+    case protocol::fe::kParse: {
+      auto p = protocol::decode_parse(f.body);
+      if (!p || p->name.empty()) return false;
+      auto s = registry_.intern(p->query, p->param_types);
+      mine_[std::string(p->name)] = s;
+      ++version_;
+      if (cache.contains(s->name)) {
+        cache.touch(s->name);
+        tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kParse, 0,
+                                empty_message(protocol::be::kParseComplete), {}});
+        return true;
+      }
+      if (auto evicted = cache.insert(s->name)) {
+        protocol::write_describe(out, protocol::fe::kClose, 'S', *evicted);
+        tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
+      }
+      out += s->parse;
+      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name});
+      return true;
+    }
+    case protocol::fe::kBind: {
+      auto b = protocol::decode_bind(f.body);
+      if (!b || b->statement.empty()) return false;
+      const auto s = find(std::string(b->statement));
+      if (!s) return false;  // the server will say it does not exist
+      ensure_prepared(s, cache, out, tracker);
+      protocol::write_bind(out, b->portal, s->name, b->rest);
+      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kBind, 0, {}, {}});
+      return true;
+    }
+    case protocol::fe::kDescribe: {
+      auto d = protocol::decode_describe(f.body);
+      if (!d || d->kind != 'S' || d->name.empty()) return false;
+      const auto s = find(std::string(d->name));
+      if (!s) return false;
+      ensure_prepared(s, cache, out, tracker);
+      protocol::write_describe(out, protocol::fe::kDescribe, 'S', s->name);
+      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kDescribe, 'S', {}, {}});
+      return true;
+    }
+    case protocol::fe::kClose: {
+      auto c = protocol::decode_describe(f.body);
+      if (!c || c->kind != 'S' || c->name.empty()) return false;
+      // The global statement stays on servers for other clients; only the name goes.
+      if (mine_.erase(std::string(c->name)) > 0) ++version_;
+      tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kClose, 0,
+                              empty_message(protocol::be::kCloseComplete), {}});
+      return true;
+    }
+    case protocol::fe::kQuery: {
+      auto sql = protocol::decode_query(f.body);
+      if (!sql) return false;
+      auto tag = deallocate(*sql);
+      if (!tag) return false;
+      std::string bytes;
+      protocol::write_command_complete(bytes, *tag);
+      tracker.push(Expect{Expect::Kind::ready, protocol::fe::kQuery, 0, std::move(bytes), {}});
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+void ResponseTracker::push_plain(const protocol::Frame& f) {
+  switch (f.type) {
+    case protocol::fe::kFlush:
+    case protocol::fe::kCopyData:
+    case protocol::fe::kCopyDone:
+    case protocol::fe::kCopyFail:
+      return;  // no answer of their own
+    case protocol::fe::kDescribe:
+      expect_.push_back(Expect{Expect::Kind::forward, f.type, f.body.empty() ? 'S' : f.body[0], {}, {}});
+      return;
+    default:
+      expect_.push_back(Expect{Expect::Kind::forward, f.type, 0, {}, {}});
+  }
+}
+
+void ResponseTracker::push(Expect e) {
+  if (e.kind != Expect::Kind::forward) ++special_;
+  expect_.push_back(std::move(e));
+}
+
+void ResponseTracker::pop_front() {
+  if (expect_.front().kind != Expect::Kind::forward) --special_;
+  expect_.pop_front();
+}
+
+bool ResponseTracker::ends(const Expect& e, char type) const {
+  switch (e.message) {
+    case protocol::fe::kQuery:
+    case protocol::fe::kSync:
+    case protocol::fe::kFunctionCall:
+      return type == protocol::be::kReadyForQuery;
+    case protocol::fe::kParse:
+      return type == protocol::be::kParseComplete;
+    case protocol::fe::kBind:
+      return type == protocol::be::kBindComplete;
+    case protocol::fe::kClose:
+      return type == protocol::be::kCloseComplete;
+    case protocol::fe::kDescribe:
+      return type == protocol::be::kRowDescription || type == protocol::be::kNoData;
+    case protocol::fe::kExecute:
+      return type == protocol::be::kCommandComplete || type == protocol::be::kEmptyQueryResponse ||
+             type == protocol::be::kPortalSuspended;
+    default:
+      return false;
+  }
+}
+
+void ResponseTracker::flush_head(std::string& out, char status) {
+  while (!expect_.empty()) {
+    auto& head = expect_.front();
+    if (head.kind == Expect::Kind::synthetic) {
+      out += head.bytes;
+    } else if (head.kind == Expect::Kind::ready) {
+      out += head.bytes;
+      protocol::write_ready_for_query(out, status);
+    } else {
+      return;
+    }
+    pop_front();
+  }
+}
+
+void ResponseTracker::skip_to_sync(PreparedCache& cache) {
+  // After an error the server ignores everything up to Sync: nothing it skipped happened.
+  while (!expect_.empty() && expect_.front().message != protocol::fe::kSync) {
+    auto& e = expect_.front();
+    if (e.message == protocol::fe::kParse && !e.statement.empty()) cache.erase(e.statement);
+    if (e.kind == Expect::Kind::swallow && e.message == protocol::fe::kClose) {
+      // The evicted statement is still on the server but no longer in the cache: preparing
+      // it again would fail, so the connection must not be reused.
+      poisoned_ = true;
+    }
+    pop_front();
+  }
+}
+
+void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, char status,
+                               bool& forward, std::string& before, std::string& after) {
+  forward = true;
+  flush_head(before, status);
+  if (expect_.empty()) return;
+  const char type = f.type;
+  // Asynchronous messages belong to no request.
+  if (type == protocol::be::kNoticeResponse || type == protocol::be::kNotificationResponse ||
+      type == protocol::be::kParameterStatus) {
+    return;
+  }
+  auto& head = expect_.front();
+  const bool extended = head.message != protocol::fe::kQuery &&
+                        head.message != protocol::fe::kFunctionCall &&
+                        head.message != protocol::fe::kSync;
+  if (type == protocol::be::kErrorResponse && extended) {
+    // The client sees the error even when it came from a message the proxy added: its own
+    // Bind or Describe could not run because of it.
+    if (head.message == protocol::fe::kParse && !head.statement.empty()) {
+      cache.erase(head.statement);
+    }
+    pop_front();
+    skip_to_sync(cache);
+    return;
+  }
+  if (ends(head, type)) {
+    if (head.kind == Expect::Kind::swallow) forward = false;
+    pop_front();
+    flush_head(after, status);
+  }
+}
+
+}  // namespace pgdog::backend

@@ -1,0 +1,174 @@
+#include <algorithm>
+#include <map>
+
+#include <prometheus/metric_family.h>
+
+#include "stats/openmetric.hpp"
+
+namespace pgdog::stats {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// The PoolCounters totals, each exported as one counter family labelled database and user.
+struct CounterDef {
+  const char* name;
+  const char* help;
+  std::atomic<std::uint64_t> PoolCounters::*field;
+  double divisor;  // microseconds to seconds
+};
+
+constexpr CounterDef kCounters[] = {
+    {"pgdog_transactions_total", "Transactions completed by clients (PgDog total_xact_count).",
+     &PoolCounters::transactions, 1},
+    {"pgdog_queries_total", "Queries completed by clients (PgDog total_query_count).",
+     &PoolCounters::queries, 1},
+    {"pgdog_errors_total", "ErrorResponse messages sent to clients.", &PoolCounters::errors, 1},
+    {"pgdog_server_connects_total", "Server connections opened.", &PoolCounters::server_connects,
+     1},
+    {"pgdog_server_connect_errors_total", "Server connections that failed to open.",
+     &PoolCounters::server_connect_errors, 1},
+    {"pgdog_bytes_received_total", "Bytes received from clients.", &PoolCounters::bytes_received,
+     1},
+    {"pgdog_bytes_sent_total", "Bytes sent to clients.", &PoolCounters::bytes_sent, 1},
+    {"pgdog_transaction_time_seconds_total",
+     "Time spent in multi-statement transactions, from first query to commit or rollback.",
+     &PoolCounters::transaction_time_us, 1e6},
+    {"pgdog_query_time_seconds_total", "Time spent running queries, as the clients saw it.",
+     &PoolCounters::query_time_us, 1e6},
+    {"pgdog_wait_time_seconds_total", "Time clients spent waiting for a server connection.",
+     &PoolCounters::wait_time_us, 1e6},
+};
+
+constexpr std::size_t kBuckets = kDurationBuckets.size();
+
+// One database × user, summed over the samples that share it (there is one per pool; summing
+// keeps the body valid if two ever did).
+struct Row {
+  int clients_active = 0;
+  int clients_idle = 0;
+  int clients_waiting = 0;
+  int servers_active = 0;
+  int servers_idle = 0;
+  int servers_login = 0;
+  double max_wait_seconds = 0;
+  bool has_counters = false;
+  std::array<double, std::size(kCounters)> counters{};
+  std::array<std::uint64_t, kBuckets> buckets{};  // non-cumulative
+  std::uint64_t count = 0;
+  std::uint64_t sum_us = 0;
+};
+
+using Key = std::pair<std::string, std::string>;
+
+void add(Row& r, const PoolSample& s) {
+  r.clients_active += s.clients_active;
+  r.clients_idle += s.clients_idle;
+  r.clients_waiting += s.clients_waiting;
+  r.servers_active += s.servers_active;
+  r.servers_idle += s.servers_idle;
+  r.servers_login += s.servers_login;
+  r.max_wait_seconds = std::max(r.max_wait_seconds, s.max_wait_seconds);
+  if (!s.counters) return;
+  const auto& c = *s.counters;
+  r.has_counters = true;
+  for (std::size_t i = 0; i < std::size(kCounters); ++i) {
+    const auto v = (c.*kCounters[i].field).load(std::memory_order_relaxed);
+    r.counters[i] += static_cast<double>(v) / kCounters[i].divisor;
+  }
+  for (std::size_t i = 0; i < kBuckets; ++i) r.buckets[i] += c.query_duration.bucket(i);
+  r.count += c.query_duration.count();
+  r.sum_us += c.query_duration.sum_us();
+}
+
+std::vector<ClientMetric::Label> labels(const Key& k) {
+  return {{"database", k.first}, {"user", k.second}};
+}
+
+ClientMetric gauge(const Key& k, double value, const char* state = nullptr) {
+  ClientMetric m;
+  m.label = labels(k);
+  if (state != nullptr) m.label.push_back({"state", state});
+  m.gauge.value = value;
+  return m;
+}
+
+ClientMetric histogram(const Key& k, const Row& r) {
+  ClientMetric m;
+  m.label = labels(k);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < kBuckets; ++i) {
+    cumulative += r.buckets[i];
+    m.histogram.bucket.push_back({cumulative, kDurationBuckets[i]});
+  }
+  // The counters are read one by one while sessions observe: never let +Inf (the count) fall
+  // below the last finite bucket.
+  m.histogram.sample_count = std::max(r.count, cumulative);
+  m.histogram.sample_sum = static_cast<double>(r.sum_us) / 1e6;
+  return m;
+}
+
+}  // namespace
+
+ProxyMetrics::ProxyMetrics(Source source) : source_(std::move(source)) {}
+
+void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
+  std::map<Key, Row> rows;
+  if (source_) {
+    for (const auto& s : source_()) add(rows[Key(s.database, s.user)], s);
+  }
+
+  MetricFamily clients{"pgdog_clients",
+                       "Clients connected, by state: active (running a transaction on a server), "
+                       "idle, waiting (for a server connection).",
+                       MetricType::Gauge,
+                       {}};
+  MetricFamily waiting{"pgdog_clients_waiting", "Clients waiting for a server connection.",
+                       MetricType::Gauge, {}};
+  MetricFamily max_wait{"pgdog_client_max_wait_seconds",
+                        "How long the client waiting the longest for a server has waited.",
+                        MetricType::Gauge,
+                        {}};
+  MetricFamily servers{"pgdog_servers",
+                       "Server connections, by state: active (in use by a client), idle, login "
+                       "(being connected).",
+                       MetricType::Gauge,
+                       {}};
+  std::vector<MetricFamily> counters;
+  for (const auto& c : kCounters) counters.push_back({c.name, c.help, MetricType::Counter, {}});
+  MetricFamily duration{"pgdog_query_duration_seconds",
+                        "Query duration as the clients saw it, from the request to ReadyForQuery.",
+                        MetricType::Histogram,
+                        {}};
+
+  for (const auto& [key, r] : rows) {
+    clients.metric.push_back(gauge(key, r.clients_active, "active"));
+    clients.metric.push_back(gauge(key, r.clients_idle, "idle"));
+    clients.metric.push_back(gauge(key, r.clients_waiting, "waiting"));
+    waiting.metric.push_back(gauge(key, r.clients_waiting));
+    max_wait.metric.push_back(gauge(key, r.max_wait_seconds));
+    servers.metric.push_back(gauge(key, r.servers_active, "active"));
+    servers.metric.push_back(gauge(key, r.servers_idle, "idle"));
+    servers.metric.push_back(gauge(key, r.servers_login, "login"));
+    if (!r.has_counters) continue;
+    for (std::size_t i = 0; i < counters.size(); ++i) {
+      ClientMetric m;
+      m.label = labels(key);
+      m.counter.value = r.counters[i];
+      counters[i].metric.push_back(std::move(m));
+    }
+    duration.metric.push_back(histogram(key, r));
+  }
+
+  out.push_back(std::move(clients));
+  out.push_back(std::move(waiting));
+  out.push_back(std::move(max_wait));
+  out.push_back(std::move(servers));
+  for (auto& c : counters) out.push_back(std::move(c));
+  out.push_back(std::move(duration));
+}
+
+}  // namespace pgdog::stats

@@ -1,0 +1,328 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "backend/prepared.hpp"
+#include "protocol/messages.hpp"
+
+namespace pgdog::backend {
+namespace {
+
+using protocol::Frame;
+
+// A fake PostgreSQL that answers extended-protocol messages the way the real one does: named
+// statements must exist (or not) as they would, a query containing "bad" fails to parse, and
+// after an error everything up to Sync is ignored.
+class FakeServer {
+ public:
+  std::set<std::string> statements;
+  std::vector<std::string> received;  // message types as they arrived, for inspection
+
+  std::string answer(std::string_view bytes) {
+    std::string out;
+    while (!bytes.empty()) {
+      auto f = *protocol::next_frame(bytes, 1 << 20);
+      bytes.remove_prefix(f.size());
+      received.push_back(std::string(1, f.type));
+      if (ignoring_ && f.type != 'S') continue;
+      switch (f.type) {
+        case 'P': {
+          auto p = *protocol::decode_parse(f.body);
+          if (p.query.find("bad") != std::string_view::npos) {
+            error(out, "42601", "syntax error");
+          } else if (!p.name.empty() && statements.contains(std::string(p.name))) {
+            error(out, "42P05", "prepared statement already exists");
+          } else {
+            if (!p.name.empty()) statements.insert(std::string(p.name));
+            protocol::write_empty(out, '1');
+          }
+          break;
+        }
+        case 'B': {
+          auto b = *protocol::decode_bind(f.body);
+          if (!b.statement.empty() && !statements.contains(std::string(b.statement))) {
+            error(out, "26000", "prepared statement does not exist");
+          } else {
+            protocol::write_empty(out, '2');
+          }
+          break;
+        }
+        case 'D': {
+          auto d = *protocol::decode_describe(f.body);
+          if (d.kind == 'S' && !d.name.empty() && !statements.contains(std::string(d.name))) {
+            error(out, "26000", "prepared statement does not exist");
+          } else {
+            if (d.kind == 'S') protocol::Writer(out).begin('t').i16(0).finish();
+            protocol::write_row_description(out, {"x"});
+          }
+          break;
+        }
+        case 'E':
+          protocol::write_data_row(out, {std::string("1")});
+          protocol::write_command_complete(out, "SELECT 1");
+          break;
+        case 'C': {
+          auto c = *protocol::decode_describe(f.body);
+          if (c.kind == 'S') statements.erase(std::string(c.name));
+          protocol::write_empty(out, '3');
+          break;
+        }
+        case 'S':
+          ignoring_ = false;
+          protocol::write_ready_for_query(out, 'I');
+          break;
+        case 'Q':
+          protocol::write_command_complete(out, "SELECT 1");
+          protocol::write_ready_for_query(out, 'I');
+          break;
+        default:
+          break;
+      }
+    }
+    return out;
+  }
+
+ private:
+  void error(std::string& out, std::string_view code, std::string_view message) {
+    protocol::write_error(out, {.code = code, .message = message});
+    ignoring_ = true;
+  }
+  bool ignoring_ = false;
+};
+
+std::string parse(std::string_view name, std::string_view sql) {
+  std::string out;
+  protocol::write_parse(out, name, sql, {});
+  return out;
+}
+std::string bind(std::string_view statement) {
+  std::string out;
+  protocol::write_bind(out, "", statement, std::string("\0\0\0\0\0\0", 6));
+  return out;
+}
+std::string describe(char kind, std::string_view name) {
+  std::string out;
+  protocol::write_describe(out, 'D', kind, name);
+  return out;
+}
+std::string close_statement(std::string_view name) {
+  std::string out;
+  protocol::write_describe(out, 'C', 'S', name);
+  return out;
+}
+std::string execute() {
+  std::string out;
+  protocol::Writer(out).begin('E').cstring("").i32(0).finish();
+  return out;
+}
+std::string sync() {
+  std::string out;
+  protocol::write_empty(out, 'S');
+  return out;
+}
+std::string query(std::string_view sql) {
+  std::string out;
+  protocol::write_query(out, sql);
+  return out;
+}
+
+// Message types of a backend byte stream, e.g. "12DCZ".
+std::string types(std::string_view bytes) {
+  std::string out;
+  while (!bytes.empty()) {
+    auto f = *protocol::next_frame(bytes, 1 << 20);
+    out.push_back(f.type);
+    bytes.remove_prefix(f.size());
+  }
+  return out;
+}
+
+// One client session as the proxy runs it against a given server connection.
+struct Session {
+  explicit Session(StatementRegistry& r) : registry(r) {}
+  StatementRegistry& registry;
+  ClientStatements mine;
+  Rewriter rewriter{registry, mine};
+  ResponseTracker tracker;
+
+  // Sends the client's bytes through the rewriter to `server` and returns what the client gets.
+  std::string round_trip(const std::string& client, FakeServer& server, PreparedCache& cache) {
+    std::string to_server;
+    for (std::string_view rest = client; !rest.empty();) {
+      auto f = *protocol::next_frame(rest, 1 << 20);
+      rest.remove_prefix(f.size());
+      if (!rewriter.rewrite(f, cache, to_server, tracker)) {
+        to_server.append(f.raw);
+        tracker.push_plain(f);
+      }
+    }
+    std::string to_client;
+    tracker.flush_head(to_client, 'I');
+    const std::string answers = server.answer(to_server);
+    for (std::string_view rest = answers; !rest.empty();) {
+      auto f = *protocol::next_frame(rest, 1 << 20);
+      rest.remove_prefix(f.size());
+      bool forward = true;
+      std::string before;
+      std::string after;
+      tracker.on_frame(f, cache, 'I', forward, before, after);
+      to_client += before;
+      if (forward) to_client.append(f.raw);
+      to_client += after;
+    }
+    tracker.flush_head(to_client, 'I');
+    EXPECT_TRUE(tracker.idle());
+    return to_client;
+  }
+};
+
+// What a direct connection to PostgreSQL would answer, for comparison.
+std::string direct(const std::string& client, FakeServer& server) { return server.answer(client); }
+
+TEST(Prepared, FirstUseIsPreparedUnderAGlobalName) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  const auto client = parse("s1", "select 1") + bind("s1") + execute() + sync();
+  FakeServer reference;
+  EXPECT_EQ(types(a.round_trip(client, server, cache)), types(direct(client, reference)));
+  EXPECT_EQ(types(a.round_trip(client, server, cache)), "12DCZ");
+  ASSERT_EQ(server.statements.size(), 1U);
+  EXPECT_EQ(server.statements.begin()->rfind("__pgdog_", 0), 0U);
+}
+
+TEST(Prepared, AnotherClientReusesTheServerStatementWithASyntheticParseComplete) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  Session b{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), server, cache);
+  server.received.clear();
+  // Another client, another name, same SQL: nothing to prepare.
+  EXPECT_EQ(types(b.round_trip(parse("other", "select 1") + bind("other") + execute() + sync(),
+                               server, cache)),
+            "12DCZ");
+  EXPECT_EQ(server.received, (std::vector<std::string>{"B", "E", "S"}));
+}
+
+TEST(Prepared, BindOnAServerThatLacksTheStatementPreparesItFirst) {
+  StatementRegistry registry;
+  FakeServer first;
+  PreparedCache first_cache;
+  FakeServer second;
+  PreparedCache second_cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), first, first_cache);
+  // The next transaction runs on another server.
+  EXPECT_EQ(types(a.round_trip(bind("s1") + execute() + sync(), second, second_cache)), "2DCZ");
+  EXPECT_EQ(second.received, (std::vector<std::string>{"P", "B", "E", "S"}));
+  EXPECT_EQ(types(a.round_trip(describe('S', "s1") + sync(), second, second_cache)), "tTZ");
+}
+
+TEST(Prepared, SameNameDifferentSqlNeverCollide) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  Session b{registry};
+  a.round_trip(parse("s", "select 1") + sync(), server, cache);
+  b.round_trip(parse("s", "select 2") + sync(), server, cache);
+  EXPECT_EQ(server.statements.size(), 2U);
+  EXPECT_NE(a.mine.at("s")->name, b.mine.at("s")->name);
+}
+
+TEST(Prepared, ErrorInAnAddedParseReachesTheClientAndUndoesTheCache) {
+  StatementRegistry registry;
+  FakeServer first;
+  PreparedCache first_cache;
+  FakeServer second;
+  PreparedCache second_cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select bad") + sync(), first, first_cache);  // fails on first
+  EXPECT_TRUE(first_cache.size() == 0);
+  // The client still has the name (PostgreSQL would not); binding it fails the same way.
+  a.mine["s1"] = registry.intern("select bad", {});
+  EXPECT_EQ(types(a.round_trip(bind("s1") + execute() + sync(), second, second_cache)), "EZ");
+  EXPECT_EQ(second_cache.size(), 0U);
+}
+
+TEST(Prepared, SyntheticAnswersAfterAnErrorAreDroppedLikeTheServerWould) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), server, cache);
+  // Bind of an unknown statement fails; the Parse after it would be skipped by PostgreSQL.
+  const auto client = bind("nope") + parse("s2", "select 1") + close_statement("s1") + sync();
+  FakeServer reference;
+  reference.statements.insert("s1");
+  EXPECT_EQ(types(a.round_trip(client, server, cache)), types(direct(client, reference)));
+}
+
+TEST(Prepared, CloseAndDeallocateAreAnsweredInOrder) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select 1") + parse("s2", "select 2") + sync(), server, cache);
+  EXPECT_EQ(types(a.round_trip(bind("s1") + execute() + close_statement("s1") + sync(), server,
+                               cache)),
+            "2DC3Z");
+  EXPECT_FALSE(a.mine.contains("s1"));
+  // The statement stays on the server for other clients.
+  EXPECT_EQ(server.statements.size(), 2U);
+  EXPECT_EQ(types(a.round_trip(query("DEALLOCATE s2"), server, cache)), "CZ");
+  EXPECT_FALSE(a.mine.contains("s2"));
+  EXPECT_EQ(types(a.round_trip(query("deallocate all"), server, cache)), "CZ");
+  // Not one of ours: the server answers.
+  EXPECT_EQ(types(a.round_trip(query("DEALLOCATE unknown"), server, cache)), "CZ");
+  EXPECT_EQ(server.received.back(), "Q");
+}
+
+TEST(Prepared, EvictionClosesTheLeastRecentlyUsedStatement) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache(1);
+  Session a{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), server, cache);
+  EXPECT_EQ(types(a.round_trip(parse("s2", "select 2") + bind("s2") + execute() + sync(), server,
+                               cache)),
+            "12DCZ");
+  EXPECT_EQ(server.statements.size(), 1U);
+  // s1 is needed again: s2 goes, s1 comes back, and the client sees only its own answers.
+  EXPECT_EQ(types(a.round_trip(bind("s1") + execute() + sync(), server, cache)), "2DCZ");
+  EXPECT_EQ(server.statements.size(), 1U);
+  EXPECT_EQ(*server.statements.begin(), a.mine.at("s1")->name);
+}
+
+TEST(Prepared, UnnamedStatementsPassThroughUntouched) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  const auto client = parse("", "select 1") + bind("") + execute() + sync();
+  std::string out;
+  for (std::string_view rest = client; !rest.empty();) {
+    auto f = *protocol::next_frame(rest, 1 << 20);
+    rest.remove_prefix(f.size());
+    EXPECT_FALSE(Rewriter::needs_rewrite(f));
+    EXPECT_FALSE(a.rewriter.rewrite(f, cache, out, a.tracker));
+  }
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(Prepared, RegistryForgetsStatementsNobodyUses) {
+  StatementRegistry registry;
+  std::string first_name;
+  {
+    auto s = registry.intern("select 1", {});
+    first_name = s->name;
+    EXPECT_EQ(registry.intern("select 1", {})->name, first_name);
+  }
+  EXPECT_NE(registry.intern("select 1", {})->name, first_name);
+}
+
+}  // namespace
+}  // namespace pgdog::backend

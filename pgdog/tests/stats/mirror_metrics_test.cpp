@@ -1,0 +1,200 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "stats/helpers.hpp"
+#include "stats/openmetric.hpp"
+
+namespace pgdog::stats {
+namespace {
+
+using test::Labels;
+using test::value_of;
+
+constexpr const char* kStatuses[] = {"success", "failure", "dropped"};
+constexpr const char* kErrorTypes[] = {"connection", "timeout", "query"};
+
+std::vector<prometheus::MetricFamily> collect(const OpenMetric& m) {
+  std::vector<prometheus::MetricFamily> out;
+  m.collect(out);
+  return out;
+}
+
+MirrorMetrics metrics_of(std::vector<std::shared_ptr<MirrorStats>> stats,
+                         std::optional<double> threshold = std::nullopt) {
+  return MirrorMetrics([stats] { return stats; }, [threshold] { return threshold; });
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST(MirrorMetrics, EverySeriesIsPresentAtZeroFromTheStart) {
+  auto stats = std::make_shared<MirrorStats>("mirror");
+  const auto f = collect(metrics_of({stats}));
+  for (const char* s : kStatuses) {
+    EXPECT_EQ(value_of(f, "pgdog_mirror_requests_total", {{"cluster", "mirror"}, {"status", s}}),
+              0.0)
+        << s;
+  }
+  for (const char* e : kErrorTypes) {
+    EXPECT_EQ(
+        value_of(f, "pgdog_mirror_failures_total", {{"cluster", "mirror"}, {"error_type", e}}),
+        0.0)
+        << e;
+  }
+  const Labels c{{"cluster", "mirror"}};
+  EXPECT_EQ(value_of(f, "pgdog_mirror_queue_depth", c), 0.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_lag_seconds", c), 0.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_last_success_timestamp", c), 0.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_last_failure_timestamp", c), 0.0);
+  auto rate = value_of(f, "pgdog_mirror_success_rate", c);
+  ASSERT_TRUE(rate);
+  EXPECT_TRUE(std::isnan(*rate));
+  EXPECT_EQ(test::find_family(f, "pgdog_mirror_failure_threshold"), nullptr);
+
+  const auto text = serialize(f, Format::prometheus_text);
+  EXPECT_NE(text.find("pgdog_mirror_success_rate{cluster=\"mirror\"} NaN\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE pgdog_mirror_requests_total counter\n"), std::string::npos);
+  const auto om = serialize(f, Format::openmetrics);
+  EXPECT_NE(om.find("# TYPE pgdog_mirror_requests counter\n"), std::string::npos) << om;
+  EXPECT_NE(om.find("# TYPE pgdog_mirror_failures counter\n"), std::string::npos) << om;
+  EXPECT_NE(om.find("pgdog_mirror_requests_total{cluster=\"mirror\",status=\"success\"} 0\n"),
+            std::string::npos)
+      << om;
+}
+
+TEST(MirrorMetrics, ExactValuesAfterRecords) {
+  auto stats = std::make_shared<MirrorStats>("mirror");
+  stats->set_lag_source([] { return 1.5; });
+  for (int i = 0; i < 12; ++i) stats->handed();
+  for (int i = 0; i < 5; ++i) stats->record(MirrorOutcome::success);
+  stats->record(MirrorOutcome::connection);
+  stats->record(MirrorOutcome::timeout);
+  stats->record(MirrorOutcome::timeout);
+  stats->record(MirrorOutcome::query);
+  stats->record(MirrorOutcome::dropped);
+  const double before = now_seconds();
+
+  const auto f = collect(metrics_of({stats}));
+  auto req = [&](const char* s) {
+    return value_of(f, "pgdog_mirror_requests_total", {{"cluster", "mirror"}, {"status", s}});
+  };
+  auto fail = [&](const char* e) {
+    return value_of(f, "pgdog_mirror_failures_total", {{"cluster", "mirror"}, {"error_type", e}});
+  };
+  const Labels c{{"cluster", "mirror"}};
+  EXPECT_EQ(req("success"), 5.0);
+  EXPECT_EQ(req("failure"), 4.0);
+  EXPECT_EQ(req("dropped"), 1.0);
+  EXPECT_EQ(fail("connection"), 1.0);
+  EXPECT_EQ(fail("timeout"), 2.0);
+  EXPECT_EQ(fail("query"), 1.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_queue_depth", c), 2.0);  // 12 handed, 10 ended
+  EXPECT_EQ(value_of(f, "pgdog_mirror_lag_seconds", c), 1.5);
+  EXPECT_DOUBLE_EQ(*value_of(f, "pgdog_mirror_success_rate", c), 5.0 / 9.0);
+  for (const char* name :
+       {"pgdog_mirror_last_success_timestamp", "pgdog_mirror_last_failure_timestamp"}) {
+    const double t = *value_of(f, name, c);
+    EXPECT_GT(t, before - 60) << name;
+    EXPECT_LE(t, before + 1) << name;
+  }
+}
+
+TEST(MirrorMetrics, ThresholdFamilyOnlyWhenSet) {
+  auto a = std::make_shared<MirrorStats>("a");
+  auto b = std::make_shared<MirrorStats>("b");
+  EXPECT_EQ(test::find_family(collect(metrics_of({a, b})), "pgdog_mirror_failure_threshold"),
+            nullptr);
+  const auto f = collect(metrics_of({a, b}, 0.25));
+  EXPECT_EQ(value_of(f, "pgdog_mirror_failure_threshold", {{"cluster", "a"}}), 0.25);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_failure_threshold", {{"cluster", "b"}}), 0.25);
+}
+
+TEST(MirrorMetrics, ThresholdIsReadAtEveryCollect) {
+  auto stats = std::make_shared<MirrorStats>("m");
+  std::optional<double> threshold;
+  MirrorMetrics m([stats] { return std::vector{stats}; }, [&threshold] { return threshold; });
+  EXPECT_EQ(test::find_family(collect(m), "pgdog_mirror_failure_threshold"), nullptr);
+  threshold = 0.1;
+  EXPECT_EQ(value_of(collect(m), "pgdog_mirror_failure_threshold", {{"cluster", "m"}}), 0.1);
+}
+
+TEST(MirrorMetrics, OneSeriesPerClusterInEveryFamily) {
+  auto a = std::make_shared<MirrorStats>("a");
+  auto b = std::make_shared<MirrorStats>("b");
+  a->handed();
+  a->record(MirrorOutcome::success);
+  b->handed();
+  b->record(MirrorOutcome::query);
+  const auto f = collect(metrics_of({a, b}));
+  EXPECT_EQ(value_of(f, "pgdog_mirror_requests_total", {{"cluster", "a"}, {"status", "success"}}),
+            1.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_requests_total", {{"cluster", "b"}, {"status", "success"}}),
+            0.0);
+  EXPECT_EQ(
+      value_of(f, "pgdog_mirror_failures_total", {{"cluster", "b"}, {"error_type", "query"}}), 1.0);
+  for (const auto& family : f) {
+    std::size_t per_cluster = family.name == "pgdog_mirror_requests_total" ||
+                                      family.name == "pgdog_mirror_failures_total"
+                                  ? 3
+                                  : 1;
+    EXPECT_EQ(family.metric.size(), 2 * per_cluster) << family.name;
+    EXPECT_FALSE(family.help.empty()) << family.name;
+  }
+  EXPECT_EQ(f.size(), 7U);
+}
+
+TEST(MirrorMetrics, NoClustersNoFamilies) {
+  EXPECT_TRUE(collect(metrics_of({})).empty());
+  EXPECT_TRUE(collect(metrics_of({}, 0.5)).empty());
+}
+
+// Workers record while the endpoint collects: every collection must satisfy the identity.
+TEST(MirrorMetrics, IdentityHoldsInEveryCollectionUnderLoad) {
+  auto stats = std::make_shared<MirrorStats>("mirror");
+  const auto m = metrics_of({stats});
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      const MirrorOutcome outcomes[] = {MirrorOutcome::success, MirrorOutcome::connection,
+                                        MirrorOutcome::timeout, MirrorOutcome::query,
+                                        MirrorOutcome::dropped};
+      for (int i = 0; !stop; ++i) {
+        stats->handed();
+        stats->record(outcomes[(i + t) % 5]);
+      }
+    });
+  }
+  int checked = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const auto f = collect(m);
+    auto req = [&](const char* s) {
+      return *value_of(f, "pgdog_mirror_requests_total", {{"cluster", "mirror"}, {"status", s}});
+    };
+    double failures = 0;
+    for (const char* e : kErrorTypes) {
+      failures +=
+          *value_of(f, "pgdog_mirror_failures_total", {{"cluster", "mirror"}, {"error_type", e}});
+    }
+    const double depth = *value_of(f, "pgdog_mirror_queue_depth", {{"cluster", "mirror"}});
+    ASSERT_EQ(failures, req("failure"));
+    ASSERT_GE(depth, 0);
+    ASSERT_LE(depth, 4);  // each worker has at most one request handed and not ended
+    ++checked;
+  }
+  stop = true;
+  for (auto& w : workers) w.join();
+  const auto s = stats->snapshot();
+  EXPECT_EQ(s.handed, s.success + s.failure() + s.dropped + s.queue_depth);
+  EXPECT_EQ(checked, 2000);
+}
+
+}  // namespace
+}  // namespace pgdog::stats
