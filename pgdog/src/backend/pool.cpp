@@ -120,7 +120,7 @@ Task<Result<Lease>> Pool::checkout() {
         continue;
       }
       ++active_;
-      in_use_.insert(s.get());
+      mark_in_use_locked(*s);
       s->touch();
       co_return Lease(self, std::move(s));
     }
@@ -161,7 +161,7 @@ void Pool::checkin(ServerPtr server) {
   {
     std::lock_guard g(mutex_);
     --active_;
-    in_use_.erase(server.get());
+    unmark_in_use_locked(*server);
     server->touch();
     if (closed_ || !usable_locked(*server, Clock::now())) {
       close = std::move(server);
@@ -178,7 +178,7 @@ void Pool::hand_over_locked(ServerPtr server, std::vector<std::shared_ptr<Waiter
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
     ++active_;
-    in_use_.insert(server.get());
+    mark_in_use_locked(*server);
     server->touch();
     w->server = std::move(server);
     w->done = true;
@@ -186,6 +186,19 @@ void Pool::hand_over_locked(ServerPtr server, std::vector<std::shared_ptr<Waiter
     return;
   }
   idle_.push_back(std::move(server));
+}
+
+void Pool::mark_in_use_locked(ServerConnection& s) {
+  s.pool_slot = in_use_.size();
+  in_use_.push_back(&s);
+}
+
+void Pool::unmark_in_use_locked(ServerConnection& s) {
+  if (s.pool_slot >= in_use_.size() || in_use_[s.pool_slot] != &s) return;
+  in_use_[s.pool_slot] = in_use_.back();
+  in_use_[s.pool_slot]->pool_slot = s.pool_slot;
+  in_use_.pop_back();
+  s.pool_slot = static_cast<std::size_t>(-1);
 }
 
 void Pool::fail_waiters_locked(const Failure& f, bool all,

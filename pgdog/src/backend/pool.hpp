@@ -129,6 +129,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   bool usable_locked(ServerConnection& s, Clock::time_point now) const;
   void grow_locked();
+  void mark_in_use_locked(ServerConnection& s);
+  void unmark_in_use_locked(ServerConnection& s);
   void spawn_connect_locked();
   void hand_over_locked(ServerPtr server, std::vector<std::shared_ptr<Waiter>>& wake);
   void fail_waiters_locked(const Failure& f, bool all, std::vector<std::shared_ptr<Waiter>>& wake);
@@ -145,7 +147,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   mutable std::mutex mutex_;
   PoolSettings settings_;
   std::vector<ServerPtr> idle_;   // most recently used at the back
-  std::unordered_set<const ServerConnection*> in_use_;
+  std::vector<ServerConnection*> in_use_;  // each knows its index: O(1) without allocation
   std::deque<std::shared_ptr<Waiter>> waiters_;
   int active_ = 0;
   int connecting_ = 0;

@@ -222,6 +222,7 @@ Task<Result<void>> ServerConnection::startup() {
         auto s = protocol::decode_ready_for_query(body);
         status_ = s ? *s : 'I';
         buffer_.consume(frame->size());
+        cancel_key_ = std::make_shared<const CancelKey>(CancelKey{address_.host, address_.port, key_});
         co_return Result<void>{};
       }
       case protocol::be::kNoticeResponse:

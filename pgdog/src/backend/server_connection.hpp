@@ -31,6 +31,14 @@ struct ServerAddress {
   bool operator==(const ServerAddress&) const = default;
 };
 
+// Where a CancelRequest for this connection's running query goes. Built once per connection
+// so that publishing it for a client is a pointer copy, not a string copy per transaction.
+struct CancelKey {
+  std::string host;
+  std::uint16_t port = 0;
+  protocol::BackendKeyData key;
+};
+
 // One authenticated connection to a PostgreSQL server. Used by one session (or mirror worker)
 // at a time; the pool hands it over.
 class ServerConnection {
@@ -48,12 +56,16 @@ class ServerConnection {
 
   // The server's session parameters as it reported them, plus the ones we SET.
   protocol::Params& params() { return params_; }
+  // Index among the pool's servers in use (the pool's bookkeeping, not the connection's).
+  std::size_t pool_slot = static_cast<std::size_t>(-1);
+
   // Parameters SET by the proxy for some client; a client without them gets them RESET.
   protocol::Params& applied() { return applied_; }
   // Hash of the client parameters this server was last synchronized with.
   std::uint64_t synced_hash = 0;
 
   const protocol::BackendKeyData& key() const { return key_; }
+  std::shared_ptr<const CancelKey> cancel_key() const { return cancel_key_; }
   char status() const { return status_; }
   void set_status(char s) { status_ = s; }
   std::uint64_t id() const { return id_; }
@@ -95,6 +107,7 @@ class ServerConnection {
   protocol::Params params_;
   protocol::Params applied_;
   protocol::BackendKeyData key_;
+  std::shared_ptr<const CancelKey> cancel_key_;
   PreparedCache prepared_;
   char status_ = 'I';
   bool broken_ = false;

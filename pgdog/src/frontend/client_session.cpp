@@ -69,6 +69,7 @@ void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory
 Task<void> ClientSession::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
+  executor_ = co_await asio::this_coro::executor;
   config_ = app_.config();
   max_message_size_ = config_->general.max_message_size;
   info_ = app_.clients().add(peer_address(client_.socket()));
@@ -97,7 +98,7 @@ Task<void> ClientSession::run() {
 }
 
 void ClientSession::terminate(bool graceful) {
-  asio::post(client_.get_executor(), [self = shared_from_this(), graceful] {
+  asio::post(executor_, [self = shared_from_this(), graceful] {
     if (self->closing_) return;
     if (graceful && self->server_ && (self->in_transaction_ || self->pending_ > 0)) {
       self->terminate_after_transaction_ = true;
@@ -394,14 +395,25 @@ Task<backend::Result<void>> ClientSession::attach() {
     co_return lease.error();
   }
   server_ = std::move(*lease);
+  scanner_ = protocol::StreamScanner(max_message_size_);
   set_state(ClientState::active);
   if (server_->synced_hash != params_.hash()) co_await sync_parameters();
-  const auto& address = server_->address();
-  info_->set_cancel_target(CancelTarget{address.host, address.port, server_->key()});
+  info_->set_cancel_target(server_->cancel_key());
+  co_return backend::Result<void>{};
+}
+
+void ClientSession::release_server() {
+  info_->set_cancel_target(nullptr);
+  server_->buffer().shrink_if_larger();
+  if (tracker_.take_poisoned()) server_->mark_broken();
+  server_.release();
+  set_state(ClientState::idle);
+}
+
+void ClientSession::start_pump() {
   pump_running_ = true;
   pump_done_.reset();
-  asio::co_spawn(co_await asio::this_coro::executor, pump(shared_from_this()), log_failure);
-  co_return backend::Result<void>{};
+  asio::co_spawn(executor_, pump(shared_from_this()), log_failure);
 }
 
 Task<void> ClientSession::sync_parameters() {
@@ -496,140 +508,21 @@ void ClientSession::request_flush() {
   if (server_) server_->stream().socket().cancel(ec);
 }
 
-Task<void> ClientSession::serve() {
-  set_state(ClientState::idle);
-  auto& counters = user_->pool->counters();
-  while (!closing_) {
-    std::size_t want = 4096;
-    if (auto h = protocol::peek_header(in_.readable(), max_message_size_)) {
-      if (h->size > in_.size()) want = std::max(want, h->size - in_.size());
-    }
-    auto [ec, n] = co_await client_.read_some(in_.prepare(want));
-    if (ec) break;
-    in_.commit(n);
-    PoolCounters::add(counters.bytes_received, n);
-
-    const std::string_view data = in_.readable();
-    std::size_t forward = 0;
-    bool terminate = false;
-    std::string violation;
-    while (true) {
-      auto f = protocol::next_frame(data.substr(forward), max_message_size_);
-      if (!f) {
-        if (f.error() != protocol::Error::need_more) {
-          violation = "invalid message: " + f.error().message();
-        }
-        break;
-      }
-      const char type = f->type;
-      if (type == protocol::fe::kTerminate) {
-        terminate = true;
-        break;
-      }
-      if (!is_frontend_type(type)) {
-        violation = std::string("invalid frontend message type '") +
-                    (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type)
-                                                                     : std::to_string(type)) +
-                    "'";
-        break;
-      }
-      switch (type) {
-        case protocol::fe::kQuery:
-        case protocol::fe::kSync:
-        case protocol::fe::kFunctionCall:
-          if (pending_ == 0) request_started_ = Clock::now();
-          ++pending_;
-          unsynced_ = false;
-          break;
-        case protocol::fe::kCopyData:
-        case protocol::fe::kCopyDone:
-        case protocol::fe::kCopyFail:
-          break;
-        default:
-          unsynced_ = true;
-      }
-      forward += f->size();
-    }
-
-    if (forward > 0) {
-      if (!server_) {
-        auto attached = co_await attach();
-        if (!attached) {
-          co_await fail_batch(data.substr(0, forward), attached.error());
-          in_.consume(forward);
-          pending_ = 0;
-          unsynced_ = false;
-          if (!violation.empty() || terminate) break;
-          continue;
-        }
-      }
-      // Rewriting, the tap and the answer bookkeeping all happen before the write: the answer
-      // may be read before this coroutine resumes.
-      const std::string_view to_send = prepare_batch(data.substr(0, forward));
-      if (!to_send.empty()) {
-        writing_ = true;
-        auto wec = co_await server_->stream().write(to_send);
-        writing_ = false;
-        if (wec) server_->mark_broken();
-      }
-      in_.consume(forward);
-      if (rewriter_ && tracker_.only_synthetic()) request_flush();
-    }
-    if (!violation.empty()) {
-      co_await stop_pump();
-      co_await fatal("08P01", violation);
-      break;
-    }
-    if (terminate) break;
-    // An idle client keeps no buffer: memory per idle connection stays small.
-    if (!server_) in_.release();
-  }
-  closing_ = true;
-  co_await stop_pump();
-  co_await finish_server();
-}
-
-Task<void> ClientSession::stop_pump() {
-  if (!pump_running_) co_return;
-  error_code ec;
-  if (server_) server_->stream().socket().cancel(ec);
-  client_.socket().cancel(ec);
-  co_await pump_done_.wait();
-}
-
-Task<void> ClientSession::finish_server() {
-  if (!server_) co_return;
-  info_->set_cancel_target(std::nullopt);
-  bool clean = !server_->broken() && server_->status() == 'I' && pending_ == 0 && !unsynced_ &&
-               !copy_in_ && server_->buffer().empty() && tracker_.idle();
-  if (clean && mode_ == config::PoolerMode::session) {
-    // The next client must not inherit this one's session state.
-    auto r = co_await server_->execute("DISCARD ALL");
-    clean = r.has_value();
-    if (clean) {
-      server_->prepared().clear();
-      for (const auto& [name, value] : server_->applied().items()) server_->params().erase(name);
-      server_->applied() = protocol::Params{};
-      server_->synced_hash = 0;
-    }
-  }
-  if (!clean || tracker_.take_poisoned()) server_->mark_broken();
-  tracker_.clear();
-  server_.release();
-}
-
-Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> self) {
+bool ClientSession::scan_server(ServerChunk& chunk, std::string& lost) {
   auto& server = *server_;
   auto& buffer = server.buffer();
   auto& counters = user_->pool->counters();
-  protocol::StreamScanner scanner(max_message_size_);
-  bool release = false;
-  std::string lost;
-  // When answers must be changed (synthetic ones added, the proxy's own swallowed), the chunk
-  // is assembled here; otherwise it is forwarded straight from the server's buffer.
-  std::string assembled;
+  // When answers must change (synthetic ones added, the proxy's own swallowed), the chunk is
+  // assembled; otherwise it is forwarded straight from the server's buffer.
+  assembled_.clear();
   bool assembling = false;
-  std::size_t copied = 0;  // bytes of the chunk already in `assembled`
+  std::size_t copied = 0;
+  bool release = false;
+  if (rewriter_) {
+    tracker_.flush_head(assembled_, server.status());
+    assembling = !assembled_.empty();
+    flush_requested_ = false;
+  }
 
   auto on_frame = [&](const protocol::Frame& f) {
     if (rewriter_) {
@@ -638,12 +531,12 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
       std::string after;
       tracker_.on_frame(f, server.prepared(), server.status(), forward, before, after);
       if (!forward || !before.empty() || !after.empty() || assembling) {
-        const auto chunk = buffer.readable();
-        const auto at = static_cast<std::size_t>(f.raw.data() - chunk.data());
-        assembled.append(chunk.substr(copied, at - copied));
-        assembled += before;
-        if (forward) assembled.append(f.raw);
-        assembled += after;
+        const auto readable = buffer.readable();
+        const auto at = static_cast<std::size_t>(f.raw.data() - readable.data());
+        assembled_.append(readable.substr(copied, at - copied));
+        assembled_ += before;
+        if (forward) assembled_.append(f.raw);
+        assembled_ += after;
         copied = at + f.raw.size();
         assembling = true;
       }
@@ -706,44 +599,232 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
     }
   };
 
+  auto done = scanner_.scan(buffer.readable(), on_frame);
+  if (!done) {
+    server.mark_broken();
+    lost = "server sent an invalid message: " + done.error().message();
+    return false;
+  }
+  const auto bytes = buffer.readable().substr(0, *done);
+  if (assembling) assembled_.append(bytes.substr(copied));
+  chunk.done = *done;
+  chunk.out = assembling ? std::string_view(assembled_) : bytes;
+  chunk.release = release;
+  return true;
+}
+
+Task<bool> ClientSession::deliver(const ServerChunk& chunk) {
+  bool ok = true;
+  if (!chunk.out.empty()) {
+    ok = !co_await client_.write(chunk.out);
+    PoolCounters::add(user_->pool->counters().bytes_sent, chunk.out.size());
+  }
+  server_->buffer().consume(chunk.done);
+  co_return ok;
+}
+
+Task<void> ClientSession::report_lost(const std::string& lost) {
+  // The client's session on that server is gone; it cannot continue transparently. The reader
+  // releases the server when it sees the client closed.
+  spdlog::warn("client {}: {}", info_->address, lost);
+  info_->set_cancel_target(nullptr);
+  tracker_.clear();
+  std::string out;
+  protocol::write_error(out, {.severity = "FATAL", .code = "08006", .message = lost});
+  co_await client_.write(out);
+  closing_ = true;
+  client_.close();
+}
+
+Task<void> ClientSession::relay_inline() {
+  std::string lost;
   while (true) {
-    assembled.clear();
-    assembling = false;
-    copied = 0;
-    if (rewriter_) {
-      // Answers the proxy gives itself, due before anything the server says next.
-      tracker_.flush_head(assembled, server.status());
-      assembling = !assembled.empty();
-      flush_requested_ = false;
+    ServerChunk chunk;
+    if (!scan_server(chunk, lost)) break;
+    if (!co_await deliver(chunk)) {
+      closing_ = true;
+      co_return;
     }
-    auto done = scanner.scan(buffer.readable(), on_frame);
-    if (!done) {
+    auto& server = *server_;
+    if (chunk.release && server.buffer().empty()) {
+      release_server();
+      co_return;
+    }
+    // The server waits for COPY data, or has answered everything: the client speaks next.
+    if (copy_in_) co_return;
+    if (pending_ == 0) {
+      if (rewriter_ && !tracker_.idle() && tracker_.only_synthetic()) continue;
+      co_return;
+    }
+    const std::size_t want = std::max<std::size_t>(4096, scanner_.wanted(server.buffer().readable()));
+    auto [ec, n] = co_await server.stream().read_some(server.buffer().prepare(want));
+    if (ec) {
       server.mark_broken();
-      lost = "server sent an invalid message: " + done.error().message();
+      lost = "server connection lost: " + ec.message();
       break;
     }
-    const auto chunk = buffer.readable().substr(0, *done);
-    if (assembling) {
-      assembled.append(chunk.substr(copied));
+    server.buffer().commit(n);
+  }
+  co_await report_lost(lost);
+}
+
+Task<void> ClientSession::serve() {
+  set_state(ClientState::idle);
+  auto& counters = user_->pool->counters();
+  while (!closing_) {
+    if (terminate_after_transaction_ && !server_) {
+      co_await fatal("57P01", "terminating connection due to administrator command");
+      break;
     }
-    const std::string_view out = assembling ? std::string_view(assembled) : chunk;
-    if (!out.empty()) {
-      auto ec = co_await client_.write(out);
-      PoolCounters::add(counters.bytes_sent, out.size());
-      if (ec) {
-        buffer.consume(*done);
-        closing_ = true;
+    std::size_t want = 4096;
+    if (auto h = protocol::peek_header(in_.readable(), max_message_size_)) {
+      if (h->size > in_.size()) want = std::max(want, h->size - in_.size());
+    }
+    auto [ec, n] = co_await client_.read_some(in_.prepare(want));
+    if (ec) break;
+    in_.commit(n);
+    PoolCounters::add(counters.bytes_received, n);
+
+    const std::string_view data = in_.readable();
+    std::size_t forward = 0;
+    bool terminate = false;
+    std::string violation;
+    while (true) {
+      auto f = protocol::next_frame(data.substr(forward), max_message_size_);
+      if (!f) {
+        if (f.error() != protocol::Error::need_more) {
+          violation = "invalid message: " + f.error().message();
+        }
         break;
       }
+      const char type = f->type;
+      if (type == protocol::fe::kTerminate) {
+        terminate = true;
+        break;
+      }
+      if (!is_frontend_type(type)) {
+        violation = std::string("invalid frontend message type '") +
+                    (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type)
+                                                                     : std::to_string(type)) +
+                    "'";
+        break;
+      }
+      switch (type) {
+        case protocol::fe::kQuery:
+        case protocol::fe::kSync:
+        case protocol::fe::kFunctionCall:
+          if (pending_ == 0) request_started_ = Clock::now();
+          ++pending_;
+          unsynced_ = false;
+          break;
+        case protocol::fe::kCopyData:
+          break;
+        case protocol::fe::kCopyDone:
+        case protocol::fe::kCopyFail:
+          // The client has sent its part: the server answers next.
+          copy_in_ = false;
+          break;
+        default:
+          unsynced_ = true;
+      }
+      forward += f->size();
     }
-    buffer.consume(*done);
-    if (!release && rewriter_ && pending_ == 0 && can_release()) release = true;
-    if (release && buffer.empty()) break;
-    release = false;
+
+    if (forward > 0) {
+      if (!server_) {
+        auto attached = co_await attach();
+        if (!attached) {
+          co_await fail_batch(data.substr(0, forward), attached.error());
+          in_.consume(forward);
+          pending_ = 0;
+          unsynced_ = false;
+          if (!violation.empty() || terminate) break;
+          continue;
+        }
+      }
+      // Rewriting, the tap and the answer bookkeeping all happen before the write: with the
+      // pump running, the answer may be read before this coroutine resumes.
+      const std::string_view to_send = prepare_batch(data.substr(0, forward));
+      if (!to_send.empty()) {
+        writing_ = true;
+        auto wec = co_await server_->stream().write(to_send);
+        writing_ = false;
+        if (wec) server_->mark_broken();
+      }
+      in_.consume(forward);
+      if (pump_running_) {
+        if (rewriter_ && tracker_.only_synthetic()) request_flush();
+      } else if (mode_ == config::PoolerMode::session || unsynced_) {
+        // Session mode keeps a pump for asynchronous messages (LISTEN/NOTIFY); a batch without
+        // Sync may be answered piecemeal while the client sends more. Both need both directions
+        // at once.
+        start_pump();
+      } else if (!copy_in_) {
+        co_await relay_inline();
+      }
+    }
+    if (!violation.empty()) {
+      co_await stop_pump();
+      co_await fatal("08P01", violation);
+      break;
+    }
+    if (terminate) break;
+    // An idle client keeps no buffer: memory per idle connection stays small.
+    if (!server_) in_.release();
+  }
+  closing_ = true;
+  co_await stop_pump();
+  co_await finish_server();
+}
+
+Task<void> ClientSession::stop_pump() {
+  if (!pump_running_) co_return;
+  error_code ec;
+  if (server_) server_->stream().socket().cancel(ec);
+  client_.socket().cancel(ec);
+  co_await pump_done_.wait();
+}
+
+Task<void> ClientSession::finish_server() {
+  if (!server_) co_return;
+  info_->set_cancel_target(nullptr);
+  bool clean = !server_->broken() && server_->status() == 'I' && pending_ == 0 && !unsynced_ &&
+               !copy_in_ && server_->buffer().empty() && tracker_.idle();
+  if (clean && mode_ == config::PoolerMode::session) {
+    // The next client must not inherit this one's session state.
+    auto r = co_await server_->execute("DISCARD ALL");
+    clean = r.has_value();
+    if (clean) {
+      server_->prepared().clear();
+      for (const auto& [name, value] : server_->applied().items()) server_->params().erase(name);
+      server_->applied() = protocol::Params{};
+      server_->synced_hash = 0;
+    }
+  }
+  if (!clean || tracker_.take_poisoned()) server_->mark_broken();
+  tracker_.clear();
+  server_.release();
+}
+
+Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> self) {
+  std::string lost;
+  bool release = false;
+  while (true) {
+    ServerChunk chunk;
+    if (!scan_server(chunk, lost)) break;
+    if (!co_await deliver(chunk)) {
+      closing_ = true;
+      break;
+    }
+    auto& server = *server_;
+    if (chunk.release && server.buffer().empty()) {
+      release = true;
+      break;
+    }
     if (closing_) break;
     if (rewriter_ && (flush_requested_ || tracker_.only_synthetic())) continue;
-    const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
-    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
+    const std::size_t want = std::max<std::size_t>(4096, scanner_.wanted(server.buffer().readable()));
+    auto [ec, n] = co_await server.stream().read_some(server.buffer().prepare(want));
     if (ec) {
       if (ec == asio::error::operation_aborted && flush_requested_ && !closing_) continue;
       if (!closing_) {
@@ -752,33 +833,15 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
       }
       break;
     }
-    buffer.commit(n);
+    server.buffer().commit(n);
   }
-
   if (!lost.empty()) {
-    // The client's session on that server is gone; it cannot continue transparently. The
-    // reader releases the server when it sees the client closed.
-    spdlog::warn("client {}: {}", info_->address, lost);
-    info_->set_cancel_target(std::nullopt);
-    tracker_.clear();
-    std::string out;
-    protocol::write_error(out, {.severity = "FATAL", .code = "08006", .message = lost});
-    co_await client_.write(out);
-    closing_ = true;
-    client_.close();
+    co_await report_lost(lost);
   } else if (release && !closing_) {
-    info_->set_cancel_target(std::nullopt);
-    buffer.shrink_if_larger();
-    if (tracker_.take_poisoned()) server.mark_broken();
-    server_.release();
-    set_state(ClientState::idle);
+    release_server();
   }
   pump_running_ = false;
   pump_done_.set();
-  if (terminate_after_transaction_ && !server_ && !closing_) {
-    terminate_after_transaction_ = false;
-    terminate(false);
-  }
 }
 
 }  // namespace pgdog::frontend

@@ -14,6 +14,7 @@
 #include "protocol/buffer.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/params.hpp"
+#include "protocol/scanner.hpp"
 
 namespace pgdog::frontend {
 
@@ -42,6 +43,18 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   std::string_view prepare_batch(std::string_view batch);
   void request_flush();
   Task<void> pump(std::shared_ptr<ClientSession> self);
+  void start_pump();
+  Task<void> relay_inline();
+  // What the client gets for what the server sent so far.
+  struct ServerChunk {
+    std::size_t done = 0;   // server buffer bytes processed
+    std::string_view out;   // bytes for the client (the buffer itself, or assembled_)
+    bool release = false;   // transaction mode: the server can go back to the pool
+  };
+  bool scan_server(ServerChunk& chunk, std::string& lost);
+  Task<bool> deliver(const ServerChunk& chunk);
+  Task<void> report_lost(const std::string& lost);
+  void release_server();
   Task<backend::Result<void>> attach();
   Task<void> sync_parameters();
   Task<void> stop_pump();
@@ -53,6 +66,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   void set_state(ClientState s);
 
   App& app_;
+  Executor executor_;
   net::Stream client_;
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
@@ -66,7 +80,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   backend::ClientStatements statements_;  // its named prepared statements
   std::unique_ptr<backend::Rewriter> rewriter_;  // transaction mode with prepared_statements
   backend::ResponseTracker tracker_;
-  std::string out_;  // a rewritten batch
+  std::string out_;        // a rewritten batch
+  std::string assembled_;  // answers changed on their way to the client
+  protocol::StreamScanner scanner_{0};
   bool flush_requested_ = false;
   std::unique_ptr<mirror::Tap> tap_;  // null unless the database has mirrors
 

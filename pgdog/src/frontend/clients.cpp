@@ -51,12 +51,12 @@ std::shared_ptr<Terminable> ClientInfo::session() const {
   return session_.lock();
 }
 
-void ClientInfo::set_cancel_target(std::optional<CancelTarget> t) {
+void ClientInfo::set_cancel_target(std::shared_ptr<const CancelTarget> t) {
   std::lock_guard g(mutex_);
   target_ = std::move(t);
 }
 
-std::optional<CancelTarget> ClientInfo::cancel_target() const {
+std::shared_ptr<const CancelTarget> ClientInfo::cancel_target() const {
   std::lock_guard g(mutex_);
   return target_;
 }

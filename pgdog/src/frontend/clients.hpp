@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/server_connection.hpp"
 #include "protocol/messages.hpp"
 
 namespace pgdog::frontend {
@@ -18,11 +19,7 @@ enum class ClientState : std::uint8_t { login, idle, waiting, active };
 std::string_view to_string(ClientState s);
 
 // Where a CancelRequest for a client must go: the server running its query right now.
-struct CancelTarget {
-  std::string host;
-  std::uint16_t port = 0;
-  protocol::BackendKeyData key;
-};
+using CancelTarget = backend::CancelKey;
 
 // A session as the registry sees it: something it can ask to end.
 class Terminable {
@@ -52,15 +49,15 @@ struct ClientInfo {
   void set_session(std::weak_ptr<Terminable> s);
   std::shared_ptr<Terminable> session() const;
 
-  void set_cancel_target(std::optional<CancelTarget> t);
-  std::optional<CancelTarget> cancel_target() const;
+  void set_cancel_target(std::shared_ptr<const CancelTarget> t);
+  std::shared_ptr<const CancelTarget> cancel_target() const;
 
  private:
   mutable std::mutex mutex_;
   std::string user_;
   std::string database_;
   std::string application_name_;
-  std::optional<CancelTarget> target_;
+  std::shared_ptr<const CancelTarget> target_;
   std::weak_ptr<Terminable> session_;
 };
 
