@@ -23,6 +23,13 @@ bool iequals_prefix(std::string_view s, std::string_view word) {
   return true;
 }
 
+bool icontains(std::string_view s, std::string_view word) {
+  for (std::size_t i = 0; i + word.size() <= s.size(); ++i) {
+    if (iequals_prefix(s.substr(i), word)) return true;
+  }
+  return false;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.front())) || s.front() == ';'))
     s.remove_prefix(1);
@@ -109,7 +116,10 @@ bool Rewriter::needs_rewrite(const protocol::Frame& f) {
     case protocol::fe::kClose:
       return body.size() >= 2 && body[0] == 'S' && body[1] != '\0';
     case protocol::fe::kQuery:
-      return iequals_prefix(trim(body), "DEALLOCATE");
+      // Anywhere in the body, not just in front: deallocate() finds the statement after
+      // comments and empty statements ("-- x\n; DEALLOCATE s"), and a batch we wrongly call
+      // plain would send the client's name to a server that only knows the global one.
+      return icontains(body, "DEALLOCATE");
     default:
       return false;
   }

@@ -95,7 +95,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
 HttpServer::HttpServer(Executor io, HttpServerOptions options, std::shared_ptr<Registry> registry)
     : impl_(std::make_shared<Impl>(std::move(io), std::move(options), std::move(registry))) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 void HttpServer::add_route(std::string path, Route route) {
   std::lock_guard g(impl_->mutex);
@@ -136,9 +138,13 @@ void HttpServer::stop() {
   impl_->close_all();
 }
 
-std::uint16_t HttpServer::port() const { return impl_->port; }
+std::uint16_t HttpServer::port() const {
+  return impl_->port;
+}
 
-std::size_t HttpServer::connections() const { return impl_->connections; }
+std::size_t HttpServer::connections() const {
+  return impl_->connections;
+}
 
 void HttpServer::Impl::close_all() {
   std::vector<std::shared_ptr<Connection>> open;
@@ -160,7 +166,8 @@ void HttpServer::Impl::close_all() {
 Task<void> HttpServer::Impl::accept_loop(std::shared_ptr<Impl> self) {
   while (acceptor.is_open()) {
     // Each connection on its own strand: stop() closes it from another thread.
-    auto [ec, socket] = co_await acceptor.async_accept(Executor(asio::make_strand(io)), use_nothrow);
+    auto [ec, socket] =
+        co_await acceptor.async_accept(Executor(asio::make_strand(io)), use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       // Out of file descriptors and the like: back off instead of spinning.
@@ -171,8 +178,7 @@ Task<void> HttpServer::Impl::accept_loop(std::shared_ptr<Impl> self) {
     }
     if (stopped) co_return;
     if (connections >= options.max_connections) {
-      spdlog::debug("metrics endpoint: {} connections open, refusing one more",
-                    connections.load());
+      spdlog::debug("metrics endpoint: {} connections open, refusing one more", connections.load());
       error_code ignored;
       socket.close(ignored);
       continue;
@@ -213,8 +219,8 @@ Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<C
   beast::flat_buffer buffer(options.max_request_bytes);
   while (!stopped) {
     http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(options.max_request_bytes, std::numeric_limits<std::uint32_t>::max())));
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+        options.max_request_bytes, std::numeric_limits<std::uint32_t>::max())));
     parser.body_limit(options.max_request_bytes);
     // The deadline covers the whole request: an idle or trickling scraper is dropped.
     c->stream.expires_after(options.read_timeout);
@@ -250,8 +256,8 @@ Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<C
 Task<void> HttpServer::Impl::linger(Connection& c) {
   error_code ec;
   c.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  c.stream.expires_after(std::min<std::chrono::milliseconds>(options.read_timeout,
-                                                             std::chrono::milliseconds(1000)));
+  c.stream.expires_after(
+      std::min<std::chrono::milliseconds>(options.read_timeout, std::chrono::milliseconds(1000)));
   std::array<char, 4096> scratch{};
   std::size_t drained = 0;
   while (drained < 16 * options.max_request_bytes) {

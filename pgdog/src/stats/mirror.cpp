@@ -88,14 +88,16 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
                         "(connection + timeout + query) or dropped (mirror queue full).",
                         MetricType::Counter,
                         {}};
-  MetricFamily failures{"pgdog_mirror_failures_total",
-                        "Transactions that failed on the mirror, by error_type: connection (connect, "
-                        "auth, TLS, broken connection, FATAL), timeout (no answer within "
-                        "mirror_timeout), query (the mirror answered ERROR).",
-                        MetricType::Counter,
-                        {}};
+  MetricFamily failures{
+      "pgdog_mirror_failures_total",
+      "Transactions that failed on the mirror, by error_type: connection (connect, "
+      "auth, TLS, broken connection, FATAL), timeout (no answer within "
+      "mirror_timeout), query (the mirror answered ERROR).",
+      MetricType::Counter,
+      {}};
   std::vector<MetricFamily> gauges;
-  for (const auto& g : kGauges) gauges.push_back({g.name, g.help, MetricType::Gauge, {}});
+  for (const auto& g : kGauges)
+    gauges.push_back({g.name, g.help, MetricType::Gauge, {}});
   MetricFamily threshold_family{
       "pgdog_mirror_failure_threshold",
       "The configured mirror_failure_threshold: a warning is logged when the mirror's failure "
@@ -127,7 +129,8 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
 
   out.push_back(std::move(requests));
   out.push_back(std::move(failures));
-  for (auto& g : gauges) out.push_back(std::move(g));
+  for (auto& g : gauges)
+    out.push_back(std::move(g));
   if (threshold) out.push_back(std::move(threshold_family));
 }
 

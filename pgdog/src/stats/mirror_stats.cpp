@@ -1,5 +1,6 @@
 #include "stats/mirror_stats.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,7 +34,115 @@ const char* to_string(MirrorOutcome o) {
   return "unknown";
 }
 
-MirrorStats::MirrorStats(std::string cluster) : cluster_(std::move(cluster)) {}
+const char* to_string(Divergence d) {
+  switch (d) {
+    case Divergence::row_count:
+      return "row_count";
+    case Divergence::result:
+      return "result";
+    case Divergence::error:
+      return "error";
+  }
+  return "unknown";
+}
+
+MirrorStats::MirrorStats(std::string cluster) : cluster_(std::move(cluster)) {
+  points_.push_back(Point{now_us(), Window{}});
+}
+
+void MirrorStats::diverged(Divergence kind, const std::string& fingerprint) {
+  divergences_[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+  const auto us = now_us();
+  std::lock_guard g(window_mutex_);
+  roll_locked(us);
+  const double seen = static_cast<double>(us) / 1e6;
+  auto it = std::find_if(divergent_.begin(), divergent_.end(), [&](const DivergentStatement& d) {
+    return d.kind == kind && d.fingerprint == fingerprint;
+  });
+  DivergentStatement entry{fingerprint, kind, 0, seen};
+  if (it != divergent_.end()) {
+    entry.count = it->count;
+    divergent_.erase(it);
+  }
+  ++entry.count;
+  divergent_.insert(divergent_.begin(), std::move(entry));
+  if (divergent_.size() > kMaxDivergent) divergent_.pop_back();
+}
+
+void MirrorStats::observe_durations(std::uint64_t primary_us, std::uint64_t mirror_us) {
+  primary_duration_.observe_us(primary_us);
+  mirror_duration_.observe_us(mirror_us);
+}
+
+std::vector<MirrorStats::DivergentStatement> MirrorStats::recent_divergences() const {
+  std::lock_guard g(window_mutex_);
+  return divergent_;
+}
+
+MirrorStats::Window MirrorStats::totals_now() const {
+  Window w;
+  w.success = success_.load(std::memory_order_acquire);
+  w.failure = connection_.load(std::memory_order_acquire) +
+              timeout_.load(std::memory_order_acquire) + query_.load(std::memory_order_acquire);
+  w.dropped = dropped_.load(std::memory_order_acquire);
+  w.handed = handed_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < w.divergences.size(); ++i) {
+    w.divergences[i] = divergences_[i].load(std::memory_order_relaxed);
+  }
+  for (std::size_t i = 0; i < kDurationBuckets.size(); ++i) {
+    w.primary[i] = primary_duration_.bucket(i);
+    w.mirror[i] = mirror_duration_.bucket(i);
+  }
+  // Observations above the last bound land in +Inf.
+  std::uint64_t p = 0;
+  std::uint64_t m = 0;
+  for (std::size_t i = 0; i < kDurationBuckets.size(); ++i) {
+    p += w.primary[i];
+    m += w.mirror[i];
+  }
+  w.primary.back() = primary_duration_.count() - std::min(p, primary_duration_.count());
+  w.mirror.back() = mirror_duration_.count() - std::min(m, mirror_duration_.count());
+  return w;
+}
+
+void MirrorStats::roll_locked(std::int64_t now) const {
+  if (now - points_.back().at_us < std::int64_t{kRollSeconds} * 1'000'000) return;
+  points_.push_back(Point{now, totals_now()});
+  // An hour of points is more than any window anyone asks for.
+  constexpr std::size_t kMaxPoints = 3600 / kRollSeconds + 1;
+  if (points_.size() > kMaxPoints) points_.erase(points_.begin());
+}
+
+MirrorStats::Window MirrorStats::window(std::chrono::seconds span) const {
+  const auto now = now_us();
+  Window current = totals_now();
+  Point base;
+  {
+    std::lock_guard g(window_mutex_);
+    roll_locked(now);
+    const std::int64_t cutoff = now - span.count() * 1'000'000;
+    // The newest point at least `span` old; the oldest one when pgdog is younger than that.
+    base = points_.front();
+    for (const auto& p : points_) {
+      if (p.at_us <= cutoff) base = p;
+    }
+  }
+  auto sub = [](std::uint64_t a, std::uint64_t b) { return a >= b ? a - b : 0; };
+  Window w;
+  w.seconds = static_cast<double>(now - base.at_us) / 1e6;
+  w.handed = sub(current.handed, base.totals.handed);
+  w.success = sub(current.success, base.totals.success);
+  w.failure = sub(current.failure, base.totals.failure);
+  w.dropped = sub(current.dropped, base.totals.dropped);
+  for (std::size_t i = 0; i < w.divergences.size(); ++i) {
+    w.divergences[i] = sub(current.divergences[i], base.totals.divergences[i]);
+  }
+  for (std::size_t i = 0; i < w.primary.size(); ++i) {
+    w.primary[i] = sub(current.primary[i], base.totals.primary[i]);
+    w.mirror[i] = sub(current.mirror[i], base.totals.mirror[i]);
+  }
+  return w;
+}
 
 void MirrorStats::set_lag_source(std::function<double()> source) {
   std::lock_guard g(window_mutex_);
@@ -70,6 +179,7 @@ void MirrorStats::record(MirrorOutcome outcome) {
   }
   const std::int64_t second = us / 1'000'000;
   std::lock_guard g(window_mutex_);
+  roll_locked(us);
   window_add(second, outcome == MirrorOutcome::success);
   check_threshold(second);
 }
@@ -124,9 +234,13 @@ MirrorStats::Snapshot MirrorStats::snapshot() const {
   s.queue_depth = s.handed - s.success - s.failure() - s.dropped;
   s.last_success = static_cast<double>(last_success_us_.load(std::memory_order_relaxed)) / 1e6;
   s.last_failure = static_cast<double>(last_failure_us_.load(std::memory_order_relaxed)) / 1e6;
+  for (std::size_t i = 0; i < s.divergences.size(); ++i) {
+    s.divergences[i] = divergences_[i].load(std::memory_order_relaxed);
+  }
   std::function<double()> lag;
   {
     std::lock_guard g(window_mutex_);
+    roll_locked(now_us());
     window_totals(now_us() / 1'000'000, s.window_success, s.window_failure);
     lag = lag_source_;
   }

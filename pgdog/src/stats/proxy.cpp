@@ -79,7 +79,8 @@ void add(Row& r, const PoolSample& s) {
     const auto v = (c.*kCounters[i].field).load(std::memory_order_relaxed);
     r.counters[i] += static_cast<double>(v) / kCounters[i].divisor;
   }
-  for (std::size_t i = 0; i < kBuckets; ++i) r.buckets[i] += c.query_duration.bucket(i);
+  for (std::size_t i = 0; i < kBuckets; ++i)
+    r.buckets[i] += c.query_duration.bucket(i);
   r.count += c.query_duration.count();
   r.sum_us += c.query_duration.sum_us();
 }
@@ -118,7 +119,8 @@ ProxyMetrics::ProxyMetrics(Source source) : source_(std::move(source)) {}
 void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   std::map<Key, Row> rows;
   if (source_) {
-    for (const auto& s : source_()) add(rows[Key(s.database, s.user)], s);
+    for (const auto& s : source_())
+      add(rows[Key(s.database, s.user)], s);
   }
 
   MetricFamily clients{"pgdog_clients",
@@ -126,8 +128,8 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
                        "idle, waiting (for a server connection).",
                        MetricType::Gauge,
                        {}};
-  MetricFamily waiting{"pgdog_clients_waiting", "Clients waiting for a server connection.",
-                       MetricType::Gauge, {}};
+  MetricFamily waiting{
+      "pgdog_clients_waiting", "Clients waiting for a server connection.", MetricType::Gauge, {}};
   MetricFamily max_wait{"pgdog_client_max_wait_seconds",
                         "How long the client waiting the longest for a server has waited.",
                         MetricType::Gauge,
@@ -138,7 +140,8 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
                        MetricType::Gauge,
                        {}};
   std::vector<MetricFamily> counters;
-  for (const auto& c : kCounters) counters.push_back({c.name, c.help, MetricType::Counter, {}});
+  for (const auto& c : kCounters)
+    counters.push_back({c.name, c.help, MetricType::Counter, {}});
   MetricFamily duration{"pgdog_query_duration_seconds",
                         "Query duration as the clients saw it, from the request to ReadyForQuery.",
                         MetricType::Histogram,
@@ -167,7 +170,8 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   out.push_back(std::move(waiting));
   out.push_back(std::move(max_wait));
   out.push_back(std::move(servers));
-  for (auto& c : counters) out.push_back(std::move(c));
+  for (auto& c : counters)
+    out.push_back(std::move(c));
   out.push_back(std::move(duration));
 }
 

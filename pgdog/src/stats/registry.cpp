@@ -17,10 +17,13 @@ std::vector<prometheus::MetricFamily> Registry::collect() const {
     sources = sources_;
   }
   std::vector<prometheus::MetricFamily> out;
-  for (const auto& s : sources) s->collect(out);
+  for (const auto& s : sources)
+    s->collect(out);
   return out;
 }
 
-std::string Registry::render(Format format) const { return serialize(collect(), format); }
+std::string Registry::render(Format format) const {
+  return serialize(collect(), format);
+}
 
 }  // namespace pgdog::stats

@@ -19,8 +19,10 @@ using prometheus::MetricType;
 constexpr std::string_view kOpenMetricsType = "application/openmetrics-text";
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -58,10 +60,12 @@ void append_number(std::string& out, double v) {
     const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(v));
     out.append(buf, r.ptr);
   } else {
-    // Shortest round-trip text, fixed notation unless the exponent is below -4 as with %g
-    // ("0.0001", "1e-05").
-    char buf[32];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);
+    // Shortest round-trip text; fixed notation in the range people read ("1795800531.35",
+    // "0.0001"), exponents outside it ("1e-05").
+    const double a = std::fabs(v);
+    const auto fmt = a >= 1e-4 && a < 1e15 ? std::chars_format::fixed : std::chars_format::general;
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v, fmt);
     out.append(buf, r.ptr);
   }
 }
@@ -235,7 +239,8 @@ Format negotiate(std::string_view accept) {
     const auto semi = range.find(';');
     const auto type = trim(range.substr(0, semi));
     if (!iequals(type, kOpenMetricsType)) continue;
-    const auto params = semi == std::string_view::npos ? std::string_view{} : range.substr(semi + 1);
+    const auto params =
+        semi == std::string_view::npos ? std::string_view{} : range.substr(semi + 1);
     if (quality(params) > 0) return Format::openmetrics;
   }
   return Format::prometheus_text;
@@ -249,10 +254,12 @@ std::string_view content_type(Format f) {
 std::string serialize(const std::vector<prometheus::MetricFamily>& families, Format format) {
   std::string out;
   std::size_t samples = 0;
-  for (const auto& f : families) samples += f.metric.size();
+  for (const auto& f : families)
+    samples += f.metric.size();
   out.reserve(256 + families.size() * 128 + samples * 96);
   Writer w{out, format};
-  for (const auto& f : families) w.family(f);
+  for (const auto& f : families)
+    w.family(f);
   if (format == Format::openmetrics) out += "# EOF\n";
   return out;
 }

@@ -28,7 +28,8 @@ inline const prometheus::ClientMetric* find_metric(
   if (f == nullptr) return nullptr;
   for (const auto& m : f->metric) {
     Labels have;
-    for (const auto& l : m.label) have[l.name] = l.value;
+    for (const auto& l : m.label)
+      have[l.name] = l.value;
     if (have == labels) return &m;
   }
   return nullptr;

@@ -1,4 +1,4 @@
-#include <gtest/gtest.h>
+#include "stats/http_server.hpp"
 
 #include <atomic>
 #include <future>
@@ -11,9 +11,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <gtest/gtest.h>
 #include <prometheus/metric_family.h>
-
-#include "stats/http_server.hpp"
 
 namespace pgdog::stats {
 namespace {
@@ -33,8 +32,8 @@ class FakeSource final : public OpenMetric {
       m.gauge.value = i;
       f.metric.push_back(std::move(m));
     }
-    prometheus::MetricFamily c{"pgdog_fake_total", "A fake counter.",
-                               prometheus::MetricType::Counter, {}};
+    prometheus::MetricFamily c{
+        "pgdog_fake_total", "A fake counter.", prometheus::MetricType::Counter, {}};
     c.metric.emplace_back();
     c.metric.back().counter.value = 42;
     out.push_back(std::move(f));
@@ -90,7 +89,8 @@ class Client {
     std::thread t([&] {
       std::array<char, 256> scratch{};
       error_code ec;
-      while (!ec) socket_.read_some(asio::buffer(scratch), ec);
+      while (!ec)
+        socket_.read_some(asio::buffer(scratch), ec);
       p.set_value(true);
     });
     const bool closed = f.wait_for(within) == std::future_status::ready;
@@ -122,7 +122,8 @@ class HttpServerTest : public ::testing::Test {
     options.port = 0;
     server_ = std::make_unique<HttpServer>(io_.get_executor(), options, registry_);
     server_->start();
-    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+    for (int i = 0; i < 2; ++i)
+      threads_.emplace_back([this] { io_.run(); });
   }
 
   void TearDown() override {
@@ -131,14 +132,14 @@ class HttpServerTest : public ::testing::Test {
     work_.reset();
     // Connections still open (tests that leave them) end when the io_context stops.
     io_.stop();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+      t.join();
   }
 
   std::uint16_t port() const { return server_->port(); }
 
   asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ =
-      asio::make_work_guard(io_);
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::vector<std::thread> threads_;
   std::shared_ptr<Registry> registry_;
   std::unique_ptr<HttpServer> server_;
@@ -194,8 +195,8 @@ TEST_F(HttpServerTest, UnknownPathIs404) {
 TEST_F(HttpServerTest, OtherMethodsAre405WithAllow) {
   start();
   Client c(port());
-  auto res = c.request(
-      "POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
+  auto res =
+      c.request("POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 405U);
   EXPECT_EQ((*res)[http::field::allow], "GET, HEAD");
@@ -336,15 +337,15 @@ TEST_F(HttpServerTest, ConcurrentScrapersAllGetCompleteBodies) {
       Client c(port());
       for (int round = 0; round < 3; ++round) {
         const bool om = (i + round) % 2 == 0;
-        auto res = c.request(
-            get("/metrics", om ? "Accept: application/openmetrics-text\r\n" : ""));
+        auto res = c.request(get("/metrics", om ? "Accept: application/openmetrics-text\r\n" : ""));
         if (!res || res->result_int() != 200) return;
         if (res->body() != (om ? expected_om : expected)) return;
       }
       ++complete;
     });
   }
-  for (auto& t : clients) t.join();
+  for (auto& t : clients)
+    t.join();
   EXPECT_EQ(complete, kClients);
 }
 
@@ -390,9 +391,8 @@ TEST_F(HttpServerTest, AddedRoutes) {
 
 TEST_F(HttpServerTest, RouteThatThrowsIs500) {
   start();
-  server_->add_route("/boom", [](std::string_view) -> HttpResponse {
-    throw std::runtime_error("boom");
-  });
+  server_->add_route("/boom",
+                     [](std::string_view) -> HttpResponse { throw std::runtime_error("boom"); });
   Client c(port());
   auto res = c.request(get("/boom"));
   ASSERT_TRUE(res);

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include "stats/helpers.hpp"
 #include "stats/openmetric.hpp"
@@ -125,9 +125,9 @@ TEST(ProxyMetrics, SamplesWithoutCountersHaveGaugesOnly) {
   s.clients_active = 1;
   const auto f = collect(ProxyMetrics([s] { return std::vector{s}; }));
   const Labels k{{"database", "admin"}, {"user", "admin"}};
-  EXPECT_EQ(value_of(f, "pgdog_clients", {{"database", "admin"}, {"user", "admin"},
-                                          {"state", "active"}}),
-            1.0);
+  EXPECT_EQ(
+      value_of(f, "pgdog_clients", {{"database", "admin"}, {"user", "admin"}, {"state", "active"}}),
+      1.0);
   EXPECT_FALSE(value_of(f, "pgdog_queries_total", k));
   EXPECT_EQ(test::find_metric(f, "pgdog_query_duration_seconds", k), nullptr);
 }

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include <limits>
+
+#include <gtest/gtest.h>
 
 #include "stats/helpers.hpp"
 #include "stats/openmetric.hpp"
@@ -15,20 +15,20 @@ using test::metric;
 
 std::vector<MetricFamily> sample_families() {
   std::vector<MetricFamily> out;
-  out.push_back({"pgdog_test_requests_total",
-                 "Requests, by \"status\".\nSecond line \\ end",
-                 MetricType::Counter,
-                 {metric({{"cluster", "a\"b\\c\nd"}, {"status", "success"}}, 3,
-                         MetricType::Counter)}});
+  out.push_back(
+      {"pgdog_test_requests_total",
+       "Requests, by \"status\".\nSecond line \\ end",
+       MetricType::Counter,
+       {metric({{"cluster", "a\"b\\c\nd"}, {"status", "success"}}, 3, MetricType::Counter)}});
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
-  out.push_back({"pgdog_test_rate",
-                 "A ratio.",
-                 MetricType::Gauge,
-                 {metric({{"k", "nan"}}, nan, MetricType::Gauge),
-                  metric({{"k", "pinf"}}, inf, MetricType::Gauge),
-                  metric({{"k", "minf"}}, -inf, MetricType::Gauge),
-                  metric({}, 0.5, MetricType::Gauge)}});
+  out.push_back(
+      {"pgdog_test_rate",
+       "A ratio.",
+       MetricType::Gauge,
+       {metric({{"k", "nan"}}, nan, MetricType::Gauge),
+        metric({{"k", "pinf"}}, inf, MetricType::Gauge),
+        metric({{"k", "minf"}}, -inf, MetricType::Gauge), metric({}, 0.5, MetricType::Gauge)}});
   ClientMetric h;
   h.label = {{"db", "x"}};
   h.histogram.bucket = {{1, 0.001}, {3, 0.5}, {4, 1.0}};
@@ -134,7 +134,9 @@ TEST(Serializer, NumbersRoundTrip) {
                                       metric({{"i", "5"}}, 0.0001, MetricType::Gauge),
                                       metric({{"i", "6"}}, 1e-5, MetricType::Gauge),
                                       metric({{"i", "7"}}, 1e300, MetricType::Gauge),
-                                      metric({{"i", "8"}}, -2.5, MetricType::Gauge)}}};
+                                      metric({{"i", "8"}}, -2.5, MetricType::Gauge),
+                                      metric({{"i", "9"}}, 1795800531.356856, MetricType::Gauge),
+                                      metric({{"i", "10"}}, 2.5e15, MetricType::Gauge)}}};
   const auto text = serialize(f, Format::prometheus_text);
   EXPECT_NE(text.find("pgdog_n{i=\"0\"} 0\n"), std::string::npos) << text;
   EXPECT_NE(text.find("pgdog_n{i=\"1\"} 1234567890123\n"), std::string::npos) << text;
@@ -145,6 +147,8 @@ TEST(Serializer, NumbersRoundTrip) {
   EXPECT_NE(text.find("pgdog_n{i=\"6\"} 1e-05\n"), std::string::npos) << text;
   EXPECT_NE(text.find("pgdog_n{i=\"7\"} 1e+300\n"), std::string::npos) << text;
   EXPECT_NE(text.find("pgdog_n{i=\"8\"} -2.5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("pgdog_n{i=\"9\"} 1795800531.356856\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("pgdog_n{i=\"10\"} 2.5e+15\n"), std::string::npos) << text;
 }
 
 TEST(Negotiate, OpenMetricsOnlyWhenAskedFor) {
@@ -166,8 +170,7 @@ TEST(Negotiate, OpenMetricsOnlyWhenAskedFor) {
 
 TEST(Negotiate, RefusedOrLookalikeTypesAreNotOpenMetrics) {
   EXPECT_EQ(negotiate("application/openmetrics-text;q=0"), Format::prometheus_text);
-  EXPECT_EQ(negotiate("application/openmetrics-text; q=0.0, text/plain"),
-            Format::prometheus_text);
+  EXPECT_EQ(negotiate("application/openmetrics-text; q=0.0, text/plain"), Format::prometheus_text);
   EXPECT_EQ(negotiate("application/openmetrics-textual"), Format::prometheus_text);
   EXPECT_EQ(negotiate("text/plain; note=application/openmetrics-text"), Format::prometheus_text);
 }

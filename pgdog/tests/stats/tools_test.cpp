@@ -1,13 +1,13 @@
 // The bodies checked by the real consumers: promtool (Prometheus text) and the Python
 // prometheus_client OpenMetrics parser. Skipped only when the tool is not installed.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
 
 #include "stats/openmetric.hpp"
 
@@ -72,14 +72,19 @@ std::shared_ptr<Registry> full_registry() {
   auto a = std::make_shared<MirrorStats>("mirror");
   auto b = std::make_shared<MirrorStats>(kOddCluster);
   a->set_lag_source([] { return 0.125; });
-  for (int i = 0; i < 10; ++i) a->handed();
-  for (int i = 0; i < 6; ++i) a->record(MirrorOutcome::success);
+  for (int i = 0; i < 10; ++i)
+    a->handed();
+  for (int i = 0; i < 6; ++i)
+    a->record(MirrorOutcome::success);
   a->record(MirrorOutcome::query);
   a->record(MirrorOutcome::timeout);
   a->record(MirrorOutcome::dropped);
   auto reg = std::make_shared<Registry>();
-  reg->add(std::make_shared<MirrorMetrics>([a, b] { return std::vector{a, b}; },
-                                           [] { return std::optional<double>(0.05); }));
+  reg->add(std::make_shared<MirrorMetrics>(
+      [a, b] {
+        return std::vector{a, b};
+      },
+      [] { return std::optional<double>(0.05); }));
   auto counters = std::make_shared<PoolCounters>();
   PoolCounters::add(counters->queries, 12);
   PoolCounters::add(counters->query_time_us, 123'456);
@@ -99,8 +104,9 @@ std::shared_ptr<Registry> full_registry() {
   admin.database = "admin";
   admin.user = "admin";
   admin.clients_idle = 1;
-  reg->add(std::make_shared<ProxyMetrics>(
-      [odd, plain, admin] { return std::vector{odd, plain, admin}; }));
+  reg->add(std::make_shared<ProxyMetrics>([odd, plain, admin] {
+    return std::vector{odd, plain, admin};
+  }));
   return reg;
 }
 
@@ -153,9 +159,9 @@ TEST(Tools, PythonOpenMetricsParserAcceptsTheNegotiatedBody) {
   const auto script = dir.write("check.py", kOpenMetricsCheck);
   const auto db = dir.write("db.txt", kOddDatabase);
   const auto cluster = dir.write("cluster.txt", kOddCluster);
-  const auto r = run(std::string(kPython) + " '" + script + "' '" + file + "' '" + db + "' '" +
-                         cluster + "'",
-                     dir);
+  const auto r =
+      run(std::string(kPython) + " '" + script + "' '" + file + "' '" + db + "' '" + cluster + "'",
+          dir);
   EXPECT_EQ(r.status, 0) << r.output << "\n" << body;
 }
 
