@@ -541,7 +541,7 @@ bool ClientSession::scan_server(ServerChunk& chunk, std::string& lost) {
         assembling = true;
       }
     }
-    if (tap_ && mirror::Tap::wants_server_frame(f.type)) tap_->server_frame(f);
+    if (tap_ && tap_->wants_server_frame(f.type)) tap_->server_frame(f);
     switch (f.type) {
       case protocol::be::kReadyForQuery: {
         const char status = f.body.size() == 1 ? f.body[0] : 'I';
@@ -599,7 +599,12 @@ bool ClientSession::scan_server(ServerChunk& chunk, std::string& lost) {
     }
   };
 
-  auto done = scanner_.scan(buffer.readable(), on_frame);
+  auto done = tap_ && tap_->wants_pieces()
+                  ? scanner_.scan(buffer.readable(), on_frame,
+                                  [&](char type, std::string_view piece) {
+                                    tap_->server_piece(type, piece);
+                                  })
+                  : scanner_.scan(buffer.readable(), on_frame);
   if (!done) {
     server.mark_broken();
     lost = "server sent an invalid message: " + done.error().message();

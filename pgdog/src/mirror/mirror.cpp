@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/session_params.hpp"
+#include "mirror/compare.hpp"
 #include "protocol/scanner.hpp"
+#include "protocol/sql.hpp"
 
 namespace pgdog::mirror {
 
@@ -123,43 +125,52 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
     reason = "no pool for user \"" + request.user + "\" on the mirror";
     co_return MirrorOutcome::connection;
   }
-  const auto timeout = settings().timeout;
+  const auto settings = this->settings();
+  const bool compare_rows = settings.compare == config::MirrorCompare::results;
+  const bool compare_tags = settings.compare != config::MirrorCompare::off;
   backend::Lease lease;
   MirrorOutcome outcome = MirrorOutcome::success;
+  std::vector<StatementResult> results;
+  std::uint64_t mirror_us = 0;
+
+  auto fail = [&](backend::ServerConnection* server, std::string why) {
+    if (server != nullptr) server->mark_broken();
+    reason = std::move(why);
+    outcome = MirrorOutcome::connection;
+  };
 
   auto exchange = [&]() -> Task<void> {
     auto checked_out = co_await pool->checkout();
     if (!checked_out) {
-      reason = checked_out.error().to_string();
-      outcome = MirrorOutcome::connection;
+      fail(nullptr, checked_out.error().to_string());
       co_return;
     }
     lease = std::move(*checked_out);
     auto& server = *lease;
     if (server.synced_hash != request.params->hash()) {
       protocol::Params desired = *request.params;
-      if (auto r = co_await backend::sync_parameters(server, desired); !r) {
-        if (server.broken()) {
-          reason = r.error().to_string();
-          outcome = MirrorOutcome::connection;
-          co_return;
-        }
+      if (auto r = co_await backend::sync_parameters(server, desired); !r && server.broken()) {
+        fail(&server, r.error().to_string());
+        co_return;
       }
     }
-    // Named statements are prepared on this mirror server the way the primary path does it.
+    // Named statements are prepared on this mirror server the way the primary path does it, and
+    // the server's answers are followed so its statement cache stays exact.
     std::string rewritten;
     std::string_view to_send = request.frames;
     std::size_t expected = request.syncs;
-    bool rewrote = false;
-    if (request.statements) {
-      backend::ClientStatements overlay;
-      backend::Rewriter rewriter(registry_, overlay, request.statements.get());
-      backend::ResponseTracker tracker;
+    backend::ClientStatements overlay;
+    backend::Rewriter rewriter(registry_, overlay, request.statements.get());
+    backend::ResponseTracker tracker;
+    const bool track = request.statements != nullptr;
+    if (track) {
+      bool rewrote = false;
       for (auto rest = std::string_view(request.frames); !rest.empty();) {
         auto f = *protocol::next_frame(rest, request.frames.size());
         rest.remove_prefix(f.size());
         if (!rewriter.rewrite(f, server.prepared(), rewritten, tracker)) {
           rewritten.append(f.raw);
+          tracker.push_plain(f);
         } else {
           rewrote = true;
           if (f.type == protocol::fe::kQuery) --expected;  // answered without the server
@@ -167,83 +178,109 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
       }
       if (rewrote) to_send = rewritten;
     }
+    const auto started = Clock::now();
     if (auto ec = co_await server.stream().write(to_send)) {
-      server.mark_broken();
-      reason = "connection lost: " + ec.message();
-      outcome = MirrorOutcome::connection;
+      fail(&server, "connection lost: " + ec.message());
       co_return;
     }
-    // Read to the last ReadyForQuery, discarding results; rows stream through the scanner so
-    // their size does not matter.
+    // Read to the last ReadyForQuery; rows stream through the scanner (hashed when comparing
+    // results) so their size does not matter.
     protocol::StreamScanner scanner(server.max_message_size());
     auto& buffer = server.buffer();
     std::size_t ready = 0;
     std::uint32_t errors = 0;
     std::string first_error;
     bool fatal = false;
+    RowHash hash;
+    auto on_frame = [&](const protocol::Frame& f) {
+      if (track) {
+        bool forward = true;
+        std::string ignored;
+        tracker.on_frame(f, server.prepared(), server.status(), forward, ignored, ignored);
+      }
+      switch (f.type) {
+        case protocol::be::kReadyForQuery:
+          ++ready;
+          if (f.body.size() == 1) server.set_status(f.body[0]);
+          break;
+        case protocol::be::kErrorResponse:
+          if (auto e = protocol::decode_error(f.body)) {
+            if (e->is_fatal()) fatal = true;
+            ++errors;
+            if (first_error.empty()) {
+              first_error = std::string(e->code) + " " + std::string(e->message);
+            }
+            if (compare_tags) results.push_back(StatementResult{'E', std::string(e->code), 0});
+          }
+          hash.reset();
+          break;
+        case protocol::be::kCommandComplete:
+          if (compare_tags) {
+            auto tag = protocol::decode_command_complete(f.body);
+            results.push_back(StatementResult{'C', tag ? std::string(*tag) : std::string(),
+                                              compare_rows ? hash.value() : 0});
+          }
+          hash.reset();
+          break;
+        case protocol::be::kEmptyQueryResponse:
+        case protocol::be::kPortalSuspended:
+          if (compare_tags) {
+            results.push_back(StatementResult{f.type, {}, compare_rows ? hash.value() : 0});
+          }
+          hash.reset();
+          break;
+        case protocol::be::kDataRow:
+          if (compare_rows) hash.update(f.raw);
+          break;
+        case protocol::be::kParameterStatus:
+          if (auto p = protocol::decode_parameter_status(f.body)) {
+            server.params().set(p->name, p->value);
+          }
+          break;
+        default:
+          break;
+      }
+      return ready < expected;
+    };
+    auto on_piece = [&](char type, std::string_view piece) {
+      if (compare_rows && type == protocol::be::kDataRow) hash.update(piece);
+    };
     while (ready < expected) {
-      auto done = scanner.scan(buffer.readable(), [&](const protocol::Frame& f) {
-        switch (f.type) {
-          case protocol::be::kReadyForQuery:
-            ++ready;
-            if (f.body.size() == 1) server.set_status(f.body[0]);
-            break;
-          case protocol::be::kErrorResponse:
-            if (auto e = protocol::decode_error(f.body)) {
-              if (e->is_fatal()) fatal = true;
-              ++errors;
-              if (first_error.empty()) {
-                first_error = std::string(e->code) + " " + std::string(e->message);
-              }
-            }
-            break;
-          case protocol::be::kParameterStatus:
-            if (auto p = protocol::decode_parameter_status(f.body)) {
-              server.params().set(p->name, p->value);
-            }
-            break;
-          default:
-            break;
-        }
-        return ready < expected;
-      });
+      auto done = scanner.scan(buffer.readable(), on_frame, on_piece);
       if (!done) {
-        server.mark_broken();
-        reason = "mirror sent an invalid message";
-        outcome = MirrorOutcome::connection;
+        fail(&server, "mirror sent an invalid message");
         co_return;
       }
       buffer.consume(*done);
       if (fatal) {
-        server.mark_broken();
-        reason = first_error;
-        outcome = MirrorOutcome::connection;
+        fail(&server, first_error);
         co_return;
       }
       if (ready >= expected) break;
       const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
       auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
       if (ec) {
-        server.mark_broken();
-        reason = "connection lost: " + ec.message();
-        outcome = MirrorOutcome::connection;
+        fail(&server, "connection lost: " + ec.message());
         co_return;
       }
       buffer.commit(n);
     }
-    // After an error, statements this replay prepared may not exist: the cache cannot be
-    // trusted, so the connection is not reused.
-    if (!buffer.empty() || server.status() != 'I' || (rewrote && errors > 0)) server.mark_broken();
+    mirror_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+    if (!buffer.empty() || server.status() != 'I' || tracker.take_poisoned()) {
+      server.mark_broken();
+    }
     if (errors > request.primary_errors) {
       reason = first_error;
       outcome = MirrorOutcome::query;
     }
   };
 
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  asio::steady_timer timer(co_await asio::this_coro::executor, settings.timeout);
   auto winner = co_await (exchange() || timer.async_wait(use_nothrow));
   if (winner.index() == 1) {
-    reason = "no ReadyForQuery within mirror_timeout (" + std::to_string(timeout.count()) + " ms)";
+    reason = "no ReadyForQuery within mirror_timeout (" + std::to_string(settings.timeout.count()) +
+             " ms)";
     if (lease) {
       // The query may still be running: cancel it, and never reuse this connection.
       const auto& address = lease->address();
@@ -255,7 +292,25 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
     }
     co_return MirrorOutcome::timeout;
   }
+  if (compare_tags && (outcome == MirrorOutcome::success || outcome == MirrorOutcome::query)) {
+    record_divergences(request, results, compare_rows);
+  }
+  if (outcome == MirrorOutcome::success) stats_->observe_durations(request.primary_us, mirror_us);
   co_return outcome;
+}
+
+void Mirror::record_divergences(const Request& request, const std::vector<StatementResult>& results,
+                                bool rows) {
+  const auto found = compare(request.results, results, rows);
+  if (found.empty()) return;
+  const auto texts = statement_texts(request.frames, request.statements.get());
+  for (const auto& d : found) {
+    const std::string fingerprint =
+        d.statement < texts.size() ? protocol::sql::fingerprint(texts[d.statement]) : "?";
+    stats_->diverged(d.kind, fingerprint);
+    divergence_log_.warn("mirror {}: {} divergence in \"{}\"", stats_->cluster(),
+                         stats::to_string(d.kind), fingerprint);
+  }
 }
 
 }  // namespace pgdog::mirror

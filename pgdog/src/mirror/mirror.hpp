@@ -61,6 +61,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
  private:
   Task<void> worker();
   Task<stats::MirrorOutcome> replay(const Request& request, std::string& reason);
+  void record_divergences(const Request& request, const std::vector<StatementResult>& results,
+                          bool rows);
 
   Executor io_;
   int threads_;
@@ -72,6 +74,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   Queue queue_;
   RateLimitedLog drop_log_;
   RateLimitedLog failure_log_;
+  RateLimitedLog divergence_log_;
 };
 
 }  // namespace pgdog::mirror

@@ -37,7 +37,10 @@ Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
       registry_(registry),
       max_bytes_(max_transaction_bytes) {
   for (auto& m : mirrors) {
-    classify_ = classify_ || m->settings().level != config::MirrorLevel::all;
+    const auto settings = m->settings();
+    classify_ = classify_ || settings.level != config::MirrorLevel::all;
+    compare_tags_ = compare_tags_ || settings.compare != config::MirrorCompare::off;
+    compare_rows_ = compare_rows_ || settings.compare == config::MirrorCompare::results;
     auto channel = m->open_channel();
     targets_.push_back(Target{std::move(m), std::move(channel)});
   }
@@ -99,6 +102,9 @@ void Tap::client_frame(const protocol::Frame& f) {
     case protocol::fe::kQuery:
     case protocol::fe::kSync:
     case protocol::fe::kFunctionCall:
+      // The primary is busy from the first request sent until the last answered: client think
+      // time between requests does not count.
+      if (segments_.empty()) busy_since_ = Clock::now();
       segments_.push_back(Segment{buffer_.size(), open_traits_});
       open_traits_ = {};
       break;
@@ -117,16 +123,37 @@ void Tap::client_frame(const protocol::Frame& f) {
   }
 }
 
+void Tap::server_piece(char type, std::string_view bytes) {
+  if (type == protocol::be::kDataRow) hash_.update(bytes);
+}
+
 void Tap::server_frame(const protocol::Frame& f) {
   switch (f.type) {
     case protocol::be::kCopyInResponse:
       copy_in_ = true;
       break;
+    case protocol::be::kDataRow:
+      hash_.update(f.raw);
+      break;
     case protocol::be::kCommandComplete:
-      if (auto tag = protocol::decode_command_complete(f.body)) last_tag_.assign(*tag);
+      if (auto tag = protocol::decode_command_complete(f.body)) {
+        last_tag_.assign(*tag);
+        if (compare_tags_) results_.push_back(StatementResult{'C', last_tag_, hash_.value()});
+      }
+      hash_.reset();
+      break;
+    case protocol::be::kEmptyQueryResponse:
+    case protocol::be::kPortalSuspended:
+      if (compare_tags_) results_.push_back(StatementResult{f.type, {}, hash_.value()});
+      hash_.reset();
       break;
     case protocol::be::kErrorResponse:
       ++errors_;
+      if (compare_tags_) {
+        auto e = protocol::decode_error(f.body);
+        results_.push_back(StatementResult{'E', e ? std::string(e->code) : std::string(), 0});
+      }
+      hash_.reset();
       break;
     case protocol::be::kReadyForQuery: {
       copy_in_ = false;
@@ -135,6 +162,11 @@ void Tap::server_frame(const protocol::Frame& f) {
       segments_.pop_front();
       merge(traits_, segment.traits);
       ++syncs_;
+      if (segments_.empty()) {
+        busy_us_ += static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   Clock::now() - busy_since_)
+                                                   .count());
+      }
       const char status = f.body.size() == 1 ? f.body[0] : 'I';
       if (status == 'I') {
         finish_transaction(segment.end);
@@ -181,6 +213,8 @@ void Tap::finish_transaction(std::size_t end) {
       request->user = user_;
       request->syncs = syncs_;
       request->primary_errors = errors_;
+      request->results = std::move(results_);
+      request->primary_us = busy_us_;
       const RequestPtr shared = std::move(request);
       for (auto& t : targets_) t.mirror->submit(t.channel, shared, traits_);
     }
@@ -193,6 +227,8 @@ void Tap::finish_transaction(std::size_t end) {
   traits_ = {};
   syncs_ = 0;
   errors_ = 0;
+  results_.clear();
+  busy_us_ = 0;
   last_tag_.clear();
   explicit_ = false;
   // Frames pipelined behind an oversized transaction were not kept either: the transactions

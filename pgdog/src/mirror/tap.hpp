@@ -37,10 +37,14 @@ class Tap {
 
   void client_frame(const protocol::Frame& frame);
   void server_frame(const protocol::Frame& frame);
+  // Pieces of a row too large to arrive whole (compare = results hashes them too).
+  void server_piece(char type, std::string_view bytes);
 
-  static bool wants_server_frame(char type) {
-    return type == 'C' || type == 'E' || type == 'Z' || type == 'G';
+  bool wants_server_frame(char type) const {
+    return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
+           (compare_tags_ && (type == 'I' || type == 's')) || (compare_rows_ && type == 'D');
   }
+  bool wants_pieces() const { return compare_rows_; }
 
  private:
   struct Segment {
@@ -64,6 +68,8 @@ class Tap {
   std::uint64_t own_version_ = 0;
   std::size_t max_bytes_;
   bool classify_ = false;  // some mirror filters by level
+  bool compare_tags_ = false;  // some mirror compares results: collect the primary's
+  bool compare_rows_ = false;  // ... including a hash of the rows
 
   std::string buffer_;
   std::deque<Segment> segments_;
@@ -78,6 +84,10 @@ class Tap {
   bool explicit_ = false;  // the server reported 'T' or 'E' at some point
   bool copy_in_ = false;
   bool too_large_ = false;
+  std::vector<StatementResult> results_;
+  RowHash hash_;
+  Clock::time_point busy_since_{};
+  std::uint64_t busy_us_ = 0;
 };
 
 }  // namespace pgdog::mirror

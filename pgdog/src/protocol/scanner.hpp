@@ -21,11 +21,20 @@ class StreamScanner {
   // (may be forwarded and consumed). `on_frame(const Frame&)` sees each complete frame; it
   // returns false to stop the scan after that frame (the bytes up to it are done).
   // Streamed frames that are not whole yet are counted as done up to the end of `data`.
+  // `on_piece(type, bytes)`, when given, sees the bytes of streamed frames that did not arrive
+  // whole, piece by piece and in order (the first piece starts with the header).
   template <class OnFrame>
   boost::system::result<std::size_t> scan(std::string_view data, OnFrame&& on_frame) {
+    return scan(data, on_frame, [](char, std::string_view) {});
+  }
+
+  template <class OnFrame, class OnPiece>
+  boost::system::result<std::size_t> scan(std::string_view data, OnFrame&& on_frame,
+                                          OnPiece&& on_piece) {
     std::size_t pos = 0;
     if (skip_ > 0) {
       const std::size_t take = skip_ < data.size() ? skip_ : data.size();
+      on_piece(streaming_, data.substr(0, take));
       skip_ -= take;
       pos = take;
     }
@@ -45,7 +54,9 @@ class StreamScanner {
         continue;
       }
       if (streamed(header->type)) {
+        on_piece(header->type, rest);
         skip_ = header->size - rest.size();
+        streaming_ = header->type;
         pos = data.size();
         break;
       }
@@ -69,6 +80,7 @@ class StreamScanner {
   static constexpr std::size_t streamed_max_ = 0x80000000ULL;
   std::size_t max_size_;
   std::size_t skip_ = 0;
+  char streaming_ = 0;
 };
 
 }  // namespace pgdog::protocol

@@ -304,5 +304,49 @@ TEST_F(TapTest, ParamsAreSnapshottedWhenTheyChange) {
   EXPECT_EQ(*requests[1]->params->get("TimeZone"), "Europe/Paris");
 }
 
+TEST_F(TapTest, CollectsThePrimaryResultsAndServerTimeWhenComparing) {
+  MirrorSettings results;
+  results.compare = config::MirrorCompare::results;
+  auto m = add_mirror(results);
+  client(query("BEGIN"));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  client(query("SELECT * FROM t"));
+  std::string row;
+  protocol::write_data_row(row, {std::string("x")});
+  server(row);
+  // A row too large to arrive whole is hashed from its pieces: same bytes, same hash.
+  tap().server_piece('D', std::string_view(row).substr(0, 4));
+  tap().server_piece('D', std::string_view(row).substr(4));
+  server(complete("SELECT 2"));
+  server(rfq('T'));
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  const auto& r = requests[0]->results;
+  ASSERT_EQ(r.size(), 3U);
+  EXPECT_EQ(r[1].tag, "SELECT 2");
+  RowHash twice;
+  twice.update(row);
+  twice.update(row);
+  EXPECT_EQ(r[1].rows_hash, twice.value());
+  EXPECT_NE(r[0].rows_hash, r[1].rows_hash);
+}
+
+TEST_F(TapTest, NoResultsCollectedWithCompareOff) {
+  MirrorSettings off;
+  off.compare = config::MirrorCompare::off;
+  auto m = add_mirror(off);
+  EXPECT_FALSE(tap().wants_server_frame('D'));
+  client(query("SELECT 1"));
+  server(complete("SELECT 1"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_TRUE(requests[0]->results.empty());
+}
+
 }  // namespace
 }  // namespace pgdog::mirror
