@@ -61,6 +61,11 @@ struct General {
   bool mirror_metrics_enabled = true;
   std::optional<double> mirror_failure_threshold;
   MirrorCompare mirror_compare = MirrorCompare::tags;
+  // The readiness verdict: over this window, no drops or divergences, lag below the bound, and
+  // the mirror's p99 within this factor of the primary's (see docs/migration-readiness.md).
+  Millis mirror_readiness_window{300'000};
+  Millis mirror_readiness_max_lag{5'000};
+  double mirror_readiness_latency_factor = 2.0;
   std::string log_level = "info";  // trace|debug|info|warn|error
 };
 

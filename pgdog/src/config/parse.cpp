@@ -219,6 +219,25 @@ class TableReader {
     return x;
   }
 
+  // A number at least `min` (a multiplier such as a latency factor).
+  std::optional<double> factor(std::string_view key, double min) {
+    const toml::value* v = take(key);
+    if (v == nullptr) return std::nullopt;
+    double x = 0;
+    if (v->is_floating()) {
+      x = v->as_floating();
+    } else if (v->is_integer()) {
+      x = static_cast<double>(v->as_integer());
+    } else {
+      return mismatch(key, *v, "a number");
+    }
+    if (!(x >= min && x < 1e9)) {
+      fail(key, format_number(x) + " is out of range: must be at least " + format_number(min));
+      return std::nullopt;
+    }
+    return x;
+  }
+
   template <class E>
   std::optional<E> choice(std::string_view key) {
     constexpr auto values = choices(std::type_identity<E>{});
@@ -372,6 +391,9 @@ void read_general(TableReader& r, General& g) {
   set(g.mirror_metrics_enabled, r.flag("mirror_metrics_enabled"));
   g.mirror_failure_threshold = r.ratio("mirror_failure_threshold");
   set(g.mirror_compare, r.choice<MirrorCompare>("mirror_compare"));
+  set(g.mirror_readiness_window, r.millis("mirror_readiness_window"));
+  set(g.mirror_readiness_max_lag, r.millis("mirror_readiness_max_lag"));
+  set(g.mirror_readiness_latency_factor, r.factor("mirror_readiness_latency_factor", 1.0));
   set(g.log_level, r.word("log_level", log_levels));
 }
 

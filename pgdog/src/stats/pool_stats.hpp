@@ -6,9 +6,13 @@
 
 namespace pgdog::stats {
 
-// Upper bounds, in seconds, of the query-duration histogram buckets (+Inf is implicit).
-inline constexpr std::array<double, 12> kDurationBuckets = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0};
+// Upper bounds, in seconds, of the duration histogram buckets (+Inf is implicit). About 1.5x
+// apart, so a quantile estimated from them is within that factor: fine enough to compare the
+// mirror's p99 with the primary's.
+inline constexpr std::array<double, 26> kDurationBuckets = {
+    0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002,
+    0.003,  0.005,   0.0075, 0.01,   0.015,  0.02,    0.03,  0.05,   0.075,
+    0.1,    0.15,    0.25,   0.5,    1.0,    2.5,     5.0,   10.0};
 
 // A fixed-bucket histogram with atomic counters: observing is a few relaxed increments.
 class Histogram {

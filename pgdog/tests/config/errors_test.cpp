@@ -777,5 +777,13 @@ TEST(ConfigErrorOrder, ErrorHasNoValue) {
   EXPECT_FALSE(r.has_value());
 }
 
+TEST(ConfigErrors, ReadinessLatencyFactorBelowOne) {
+  auto r = parse_text("[general]\nmirror_readiness_latency_factor = 0.5\n");
+  EXPECT_TRUE(is_error(r, "pgdog.toml", 2, "general.mirror_readiness_latency_factor",
+                       "must be at least 1"));
+  r = parse_text("[general]\nmirror_readiness_window = 0\n");
+  EXPECT_TRUE(is_error(r, "pgdog.toml", 2, "general.mirror_readiness_window", "out of range"));
+}
+
 }  // namespace
 }  // namespace pgdog::config

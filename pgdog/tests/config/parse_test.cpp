@@ -40,6 +40,8 @@ void expect_default_general(const General& g) {
   EXPECT_EQ(g.mirror_metrics_enabled, d.mirror_metrics_enabled);
   EXPECT_EQ(g.mirror_failure_threshold, d.mirror_failure_threshold);
   EXPECT_EQ(g.mirror_compare, d.mirror_compare);
+  EXPECT_EQ(g.mirror_readiness_window, Millis{300000});
+  EXPECT_EQ(g.mirror_readiness_latency_factor, 2.0);
   EXPECT_EQ(g.log_level, d.log_level);
 }
 
@@ -119,6 +121,9 @@ mirror_timeout = 250
 mirror_metrics_enabled = false
 mirror_failure_threshold = 0.05
 mirror_compare = "results"
+mirror_readiness_window = 60000
+mirror_readiness_max_lag = 1000
+mirror_readiness_latency_factor = 3
 log_level = "debug"
 )")
                         .general;
@@ -152,6 +157,9 @@ log_level = "debug"
   EXPECT_FALSE(g.mirror_metrics_enabled);
   EXPECT_EQ(g.mirror_failure_threshold, 0.05);
   EXPECT_EQ(g.mirror_compare, MirrorCompare::results);
+  EXPECT_EQ(g.mirror_readiness_window, Millis{60000});
+  EXPECT_EQ(g.mirror_readiness_max_lag, Millis{1000});
+  EXPECT_EQ(g.mirror_readiness_latency_factor, 3.0);
   EXPECT_EQ(g.log_level, "debug");
 }
 

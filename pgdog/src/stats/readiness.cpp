@@ -1,0 +1,176 @@
+#include "stats/readiness.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace pgdog::stats {
+
+namespace {
+
+std::string number(double v) {
+  if (std::isnan(v)) return "null";
+  if (std::isinf(v)) return v > 0 ? "1e308" : "-1e308";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string fmt(const char* format, double a, double b = 0) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, format, a, b);
+  return buf;
+}
+
+}  // namespace
+
+double quantile(const std::array<std::uint64_t, kDurationBuckets.size() + 1>& buckets, double q) {
+  std::uint64_t total = 0;
+  for (auto c : buckets) total += c;
+  if (total == 0) return std::numeric_limits<double>::quiet_NaN();
+  const double rank = q * static_cast<double>(total);
+  std::uint64_t below = 0;
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    const std::uint64_t here = buckets[i];
+    if (static_cast<double>(below + here) >= rank && here > 0) {
+      // Past the last bound there is no upper edge: report the last bound, as Prometheus does.
+      if (i == kDurationBuckets.size()) return kDurationBuckets.back();
+      const double lower = i == 0 ? 0.0 : kDurationBuckets[i - 1];
+      const double upper = kDurationBuckets[i];
+      const double fraction = (rank - static_cast<double>(below)) / static_cast<double>(here);
+      return lower + (upper - lower) * fraction;
+    }
+    below += here;
+  }
+  return kDurationBuckets.back();
+}
+
+Verdict evaluate(const MirrorStats& stats, const ReadinessSettings& s) {
+  Verdict v;
+  v.cluster = stats.cluster();
+  const auto w = stats.window(s.window);
+  const auto now = stats.snapshot();
+  v.window_seconds = w.seconds;
+  v.totals = w;
+  const std::string over = fmt("over the last %.0f s", w.seconds);
+
+  {
+    Criterion c{"traffic_mirrored", false, static_cast<double>(w.handed), 1, {}};
+    if (s.exposure < 1.0) {
+      c.value = s.exposure;
+      c.reason = fmt("exposure is %.2f: only part of the traffic is mirrored, so the mirror "
+                     "has not seen every write (set exposure = 1.0)",
+                     s.exposure);
+    } else if (w.handed == 0) {
+      c.reason = "no transactions were mirrored " + over + ": nothing proves the mirror keeps up";
+    } else {
+      c.ok = true;
+      c.reason = fmt("%.0f transactions mirrored ", static_cast<double>(w.handed)) + over;
+    }
+    v.criteria.push_back(std::move(c));
+  }
+  {
+    const double completed = static_cast<double>(w.success + w.failure);
+    const double ratio = completed > 0 ? static_cast<double>(w.success) / completed : 1.0;
+    const double need = 1.0 - s.failure_threshold.value_or(0.0);
+    Criterion c{"success_ratio", ratio >= need, ratio, need, {}};
+    c.reason = c.ok ? fmt("%.0f of %.0f mirrored transactions succeeded", static_cast<double>(w.success), completed)
+                    : fmt("%.0f mirrored transactions failed ", static_cast<double>(w.failure)) +
+                          over + fmt("; success ratio %.4f is below %.4f", ratio, need);
+    v.criteria.push_back(std::move(c));
+  }
+  {
+    Criterion c{"no_drops", w.dropped == 0, static_cast<double>(w.dropped), 0, {}};
+    c.reason = c.ok ? "nothing dropped " + over
+                    : fmt("%.0f transactions dropped ", static_cast<double>(w.dropped)) + over +
+                          ": the mirror missed writes (queue full); raise queue_length or the "
+                          "destination pool_size";
+    v.criteria.push_back(std::move(c));
+  }
+  {
+    const auto total = w.divergence_total();
+    Criterion c{"no_divergences", total == 0, static_cast<double>(total), 0, {}};
+    c.reason = c.ok ? "no divergent results " + over
+                    : fmt("%.0f statements returned something else on the mirror ",
+                          static_cast<double>(total)) +
+                          over + " (see SHOW MIRROR_DIVERGENCES)";
+    v.criteria.push_back(std::move(c));
+  }
+  {
+    Criterion c{"lag", now.lag_seconds <= s.max_lag_seconds, now.lag_seconds, s.max_lag_seconds,
+                {}};
+    c.reason = c.ok ? fmt("oldest queued transaction waited %.3f s (limit %.3f s)",
+                          now.lag_seconds, s.max_lag_seconds)
+                    : fmt("the mirror is %.3f s behind (limit %.3f s)", now.lag_seconds,
+                          s.max_lag_seconds);
+    v.criteria.push_back(std::move(c));
+  }
+  {
+    const double p99_primary = quantile(w.primary, 0.99);
+    const double p99_mirror = quantile(w.mirror, 0.99);
+    Criterion c{"latency_p99", false, p99_mirror, p99_primary * s.latency_factor, {}};
+    if (std::isnan(p99_primary) || std::isnan(p99_mirror)) {
+      c.reason = "no successfully mirrored transaction " + over + " to compare latencies";
+    } else {
+      c.ok = p99_mirror <= p99_primary * s.latency_factor;
+      c.reason = fmt("mirror p99 %.6f s against primary p99 %.6f s", p99_mirror, p99_primary) +
+                 fmt(" (allowed factor %.2f)", s.latency_factor, 0);
+    }
+    v.criteria.push_back(std::move(c));
+  }
+  v.ready = true;
+  for (const auto& c : v.criteria) v.ready = v.ready && c.ok;
+  return v;
+}
+
+std::string to_json(const std::vector<Verdict>& verdicts) {
+  std::string out = "{\"mirrors\":[";
+  for (std::size_t i = 0; i < verdicts.size(); ++i) {
+    const auto& v = verdicts[i];
+    if (i > 0) out += ",";
+    out += "{\"cluster\":" + quoted(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
+           ",\"window_seconds\":" + number(v.window_seconds) +
+           ",\"totals\":{\"handed\":" + std::to_string(v.totals.handed) +
+           ",\"success\":" + std::to_string(v.totals.success) +
+           ",\"failure\":" + std::to_string(v.totals.failure) +
+           ",\"dropped\":" + std::to_string(v.totals.dropped) +
+           ",\"divergences\":" + std::to_string(v.totals.divergence_total()) + "},\"criteria\":[";
+    for (std::size_t j = 0; j < v.criteria.size(); ++j) {
+      const auto& c = v.criteria[j];
+      if (j > 0) out += ",";
+      out += "{\"name\":" + quoted(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
+             ",\"value\":" + number(c.value) + ",\"limit\":" + number(c.limit) +
+             ",\"reason\":" + quoted(c.reason) + "}";
+    }
+    out += "]}";
+  }
+  return out + "]}";
+}
+
+}  // namespace pgdog::stats
