@@ -21,7 +21,7 @@ struct HttpResponse {
 struct HttpServerOptions {
   std::string host = "0.0.0.0";
   std::uint16_t port = 9090;  // 0 picks a free port (tests)
-  std::size_t max_request_bytes = 16 * 1024;
+  std::size_t max_request_bytes = std::size_t{16} * 1024;
   std::chrono::milliseconds read_timeout{10'000};  // slow or idle scrapers are dropped
   std::size_t max_connections = 256;
 };

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include "harness/command.hpp"
+#include "harness/conn.hpp"
+#include "harness/env.hpp"
+#include "harness/pgdog.hpp"
+
+namespace pgdog::it {
+
+// Base fixture: skips, with the reason, when integration/run did not set the environment up.
+class IntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!env()) GTEST_SKIP() << missing_env();
+  }
+  static const Env& e() { return *env(); }
+};
+
+}  // namespace pgdog::it

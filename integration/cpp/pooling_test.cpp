@@ -1,0 +1,234 @@
+// Pooling: many clients on few servers, an exhausted pool, clients that vanish mid-transaction,
+// and session state that must not leak from one client to the next.
+#include <atomic>
+#include <barrier>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "harness/harness.hpp"
+
+namespace pgdog::it {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Backends in this database can only come from pgdog, so counting them counts pgdog's servers.
+constexpr const char* kPoolDb = "pgdog_it_pool";
+
+class PoolingTest : public IntegrationTest {};
+
+TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
+  constexpr int kClients = 200;
+  constexpr int kTransactions = 20;
+  constexpr int kPoolSize = 10;
+  ASSERT_EQ(recreate_database(kPoolDb), "");
+  Pgdog pgdog(PgdogConfig()
+                  .set("checkout_timeout", "60000")
+                  .with_databases(database_toml(kPoolDb, e().primary_port, "",
+                                                "pool_size = " + std::to_string(kPoolSize)))
+                  .with_users(user_toml("pgdog", kPoolDb, std::string("pgdog"))));
+  ASSERT_TRUE(pgdog.started());
+
+  std::atomic<int> finished{0};
+  std::atomic<int> failures{0};
+  std::mutex mutex;
+  std::string first_failure;
+  std::set<std::string> backend_pids;
+  auto fail = [&](const std::string& what) {
+    ++failures;
+    std::lock_guard g(mutex);
+    if (first_failure.empty()) first_failure = what;
+  };
+
+  // Everyone connects first, then all start at once so they really compete for servers.
+  std::barrier start(kClients + 1);
+  std::vector<std::thread> clients;
+  for (int id = 0; id < kClients; ++id) {
+    clients.emplace_back([&, id] {
+      auto c = Conn::connect(pgdog.conninfo("pgdog", std::string("pgdog"), kPoolDb), 60s);
+      start.arrive_and_wait();
+      if (!c.ok()) return fail("client " + std::to_string(id) + ": " + c.connect_error().message);
+      std::set<std::string> pids;
+      for (int i = 0; i < kTransactions; ++i) {
+        const std::string expect = std::to_string(id * 1000 + i);
+        auto begin = c.exec("BEGIN");
+        auto r = c.exec("SELECT " + expect + ", pg_backend_pid()");
+        auto commit = c.exec("COMMIT");
+        if (!begin.ok() || !r.ok() || !commit.ok() || r.at(0, 0) != expect) {
+          return fail("client " + std::to_string(id) + " transaction " + std::to_string(i) + ": " +
+                      begin.describe() + " / " + r.describe() + " / " + commit.describe());
+        }
+        pids.insert(r.at(0, 1));
+      }
+      ++finished;
+      std::lock_guard g(mutex);
+      backend_pids.insert(pids.begin(), pids.end());
+    });
+  }
+
+  // Watches the primary while the clients run; the monitor itself is in another database.
+  std::atomic<bool> done{false};
+  std::atomic<int> max_backends{0};
+  std::atomic<int> samples{0};
+  std::thread monitor([&] {
+    auto m = connect_primary("pgdog");
+    while (!done) {
+      auto r = m.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = '" +
+                      std::string(kPoolDb) + "'");
+      if (r.ok()) {
+        max_backends = std::max(max_backends.load(), std::stoi(r.at(0)));
+        ++samples;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+
+  start.arrive_and_wait();
+  const auto began = Clock::now();
+  for (auto& t : clients)
+    t.join();
+  const auto took = Clock::now() - began;
+  done = true;
+  monitor.join();
+
+  EXPECT_EQ(failures.load(), 0) << "first failure: " << first_failure;
+  EXPECT_EQ(finished.load(), kClients);
+  EXPECT_GT(samples.load(), 0);
+  EXPECT_GE(max_backends.load(), 1);
+  EXPECT_LE(max_backends.load(), kPoolSize) << "more server connections than pool_size";
+  EXPECT_LE(backend_pids.size(), static_cast<std::size_t>(kPoolSize));
+  std::cout << kClients << " clients x " << kTransactions << " transactions in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
+            << backend_pids.size() << " distinct servers, at most " << max_backends.load()
+            << " backends seen\n";
+}
+
+TEST_F(PoolingTest, ExhaustedPoolWaitsCheckoutTimeoutThenErrors) {
+  Pgdog pgdog(PgdogConfig().set("checkout_timeout", "500").with_pool_size(1));
+  ASSERT_TRUE(pgdog.started());
+  auto holder = pgdog.connect();
+  auto waiter = pgdog.connect();
+  ASSERT_TRUE(holder.ok()) << holder.connect_error().message;
+  ASSERT_TRUE(waiter.ok()) << waiter.connect_error().message;
+
+  ASSERT_TRUE(holder.exec("BEGIN").ok());
+  ASSERT_TRUE(holder.exec("SELECT 1").ok());
+  const auto start = Clock::now();
+  auto r = waiter.exec("SELECT 'got a server'", 10s);
+  const auto took = Clock::now() - start;
+  ASSERT_FALSE(r.ok()) << "the second client got a server while the only one was in a transaction";
+  EXPECT_NE(r.error->sqlstate, "TIMEOUT") << "no answer from pgdog: " << r.describe();
+  EXPECT_NE(r.error->message.find("checkout"), std::string::npos) << r.describe();
+  EXPECT_GE(took, 400ms);
+  EXPECT_LT(took, 3s);
+
+  // Once the holder is done, the waiting client's session works again.
+  ASSERT_TRUE(holder.exec("COMMIT").ok());
+  r = waiter.exec("SELECT 'got a server'");
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.at(0), "got a server");
+}
+
+TEST_F(PoolingTest, WaitingClientGetsTheServerWhenReleased) {
+  Pgdog pgdog(PgdogConfig().set("checkout_timeout", "5000").with_pool_size(1));
+  ASSERT_TRUE(pgdog.started());
+  auto holder = pgdog.connect();
+  auto waiter = pgdog.connect();
+  ASSERT_TRUE(holder.ok() && waiter.ok());
+  ASSERT_TRUE(holder.exec("BEGIN").ok());
+  std::thread release([&] {
+    std::this_thread::sleep_for(300ms);
+    holder.exec("COMMIT");
+  });
+  auto r = waiter.exec("SELECT 'waited'", 10s);
+  release.join();
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.at(0), "waited");
+}
+
+TEST_F(PoolingTest, ClientVanishingMidTransactionLeavesNoTrace) {
+  {
+    auto p = connect_primary();
+    ASSERT_TRUE(p.exec("DROP TABLE IF EXISTS it_vanish; CREATE TABLE it_vanish (id int)").ok());
+  }
+  Pgdog pgdog(PgdogConfig().with_pool_size(1));
+  ASSERT_TRUE(pgdog.started());
+
+  for (const bool abrupt : {false, true}) {
+    SCOPED_TRACE(abrupt ? "socket closed without Terminate" : "Terminate sent");
+    std::string pid;
+    {
+      auto a = pgdog.connect();
+      ASSERT_TRUE(a.ok()) << a.connect_error().message;
+      ASSERT_TRUE(a.exec("BEGIN").ok());
+      ASSERT_TRUE(a.exec("INSERT INTO it_vanish VALUES (1)").ok());
+      pid = a.exec("SELECT pg_backend_pid()").at(0);
+      if (abrupt) {
+        a.close_abruptly();
+      } else {
+        a.close();
+      }
+    }
+
+    auto b = pgdog.connect();
+    ASSERT_TRUE(b.ok()) << b.connect_error().message;
+    auto r = b.exec("SELECT count(*), now() = statement_timestamp() FROM it_vanish", 10s);
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_EQ(r.at(0, 0), "0") << "the next client saw the vanished client's uncommitted row";
+    EXPECT_EQ(r.at(0, 1), "t") << "the next client is inside an older transaction";
+    b.take_notices();
+    ASSERT_TRUE(b.exec("BEGIN").ok());
+    for (const auto& n : b.take_notices()) {
+      EXPECT_NE(n.sqlstate, "25001") << "BEGIN warned: " << n.message;
+    }
+    ASSERT_TRUE(b.exec("INSERT INTO it_vanish VALUES (2)").ok());
+    ASSERT_TRUE(b.exec("COMMIT").ok());
+
+    // The vanished client's backend ends its transaction: rolled back or closed.
+    auto p = connect_primary();
+    std::string state;
+    for (int i = 0; i < 100; ++i) {
+      state = p.exec("SELECT coalesce(max(state), 'gone') FROM pg_stat_activity WHERE pid = " + pid)
+                  .at(0);
+      if (state.find("in transaction") == std::string::npos) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(state.find("in transaction"), std::string::npos)
+        << "backend " << pid << ": " << state;
+    r = p.exec("SELECT array_agg(id ORDER BY id)::text FROM it_vanish");
+    EXPECT_EQ(r.at(0), "{2}");
+    ASSERT_TRUE(p.exec("TRUNCATE it_vanish").ok());
+  }
+  connect_primary().exec("DROP TABLE IF EXISTS it_vanish");
+}
+
+TEST_F(PoolingTest, SessionModeResetsStateBetweenClients) {
+  Pgdog pgdog(PgdogConfig().set_string("pooler_mode", "session").with_pool_size(1));
+  ASSERT_TRUE(pgdog.started());
+  std::string default_work_mem;
+  {
+    auto a = pgdog.connect();
+    ASSERT_TRUE(a.ok()) << a.connect_error().message;
+    default_work_mem = a.exec("SHOW work_mem").at(0);
+    auto r = a.exec_all(
+        "SET work_mem = '7MB'; CREATE TEMP TABLE it_tmp (x int); PREPARE it_p AS SELECT 1; "
+        "LISTEN it_session_channel");
+    for (const auto& x : r)
+      ASSERT_TRUE(x.ok()) << x.describe();
+  }
+  auto b = pgdog.connect();
+  ASSERT_TRUE(b.ok()) << b.connect_error().message;
+  auto r = b.exec(
+      "SELECT current_setting('work_mem'), to_regclass('pg_temp.it_tmp') IS NULL, "
+      "(SELECT count(*) FROM pg_prepared_statements), "
+      "(SELECT count(*) FROM pg_listening_channels())");
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.at(0, 0), default_work_mem);
+  EXPECT_EQ(r.at(0, 1), "t") << "temp table survived into the next session";
+  EXPECT_EQ(r.at(0, 2), "0") << "prepared statement survived into the next session";
+  EXPECT_EQ(r.at(0, 3), "0") << "LISTEN survived into the next session";
+}
+
+}  // namespace
+}  // namespace pgdog::it
