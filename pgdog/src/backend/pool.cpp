@@ -9,6 +9,10 @@ namespace pgdog::backend {
 namespace {
 
 constexpr auto kIdleCheckAfter = std::chrono::milliseconds(100);
+// Backoff between connect attempts to a server that refused: short, so that a server coming
+// back is used again within a second or two.
+constexpr std::chrono::milliseconds kMinBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{2'000};
 
 std::uint64_t micros_since(Clock::time_point t) {
   return static_cast<std::uint64_t>(
@@ -126,6 +130,20 @@ Task<Result<Lease>> Pool::checkout() {
     }
   }
   dead.clear();  // closes them outside the lock
+
+  {
+    std::lock_guard g(mutex_);
+    const auto now = Clock::now();
+    if (last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() && now < down_until_) {
+      Failure f = *last_error_;
+      f.message += " (pgdog retries the server in " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      down_until_ - now)
+                                      .count()) +
+                   " ms)";
+      co_return f;
+    }
+  }
 
   auto ex = co_await asio::this_coro::executor;
   auto waiter = std::make_shared<Waiter>(ex);
@@ -250,12 +268,16 @@ Task<void> Pool::connect_one() {
     if (!result) {
       stats::PoolCounters::add(counters_->server_connect_errors);
       last_error_ = result.error();
+      backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
+      down_until_ = Clock::now() + backoff_;
       // With nothing else able to come back, everyone waiting would hit the same wall.
       const bool none_alive = active_ == 0 && idle_.empty() && connecting_ == 0;
       fail_waiters_locked(result.error(), none_alive, wake_list);
     } else {
       stats::PoolCounters::add(counters_->server_connects);
       last_error_.reset();
+      backoff_ = std::chrono::milliseconds{0};
+      down_until_ = {};
       auto& server = *result;
       server->prepared().set_limit(settings_.prepared_statements_limit);
       if (!defaults_) defaults_ = server->params();
@@ -365,7 +387,7 @@ Task<void> Pool::maintain() {
       }
       const int missing = std::min(settings_.min_size, settings_.size) - total;
       // Keep min_pool_size warm, but do not hammer a server that is down.
-      if (!paused_ && (!last_error_ || connecting_ == 0)) {
+      if (!paused_ && (!last_error_ || (connecting_ == 0 && Clock::now() >= down_until_))) {
         for (int i = 0; i < missing; ++i) spawn_connect_locked();
       }
     }

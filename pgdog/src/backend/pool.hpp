@@ -156,6 +156,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   bool started_ = false;
   std::optional<protocol::Params> defaults_;
   std::optional<Failure> last_error_;
+  // After a failed connect, checkouts fail at once with its cause until down_until_ instead of
+  // each trying again: a dead server costs one attempt per backoff, not one per request.
+  Clock::time_point down_until_{};
+  std::chrono::milliseconds backoff_{0};
 };
 
 }  // namespace pgdog::backend

@@ -127,10 +127,31 @@ class Rewriter {
   std::uint64_t version_ = 0;
 };
 
+// A FIFO on a vector: unlike std::deque it allocates nothing until used, which matters when
+// every client session holds one.
+template <class T>
+class Fifo {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  std::size_t size() const { return items_.size() - head_; }
+  T& front() { return items_[head_]; }
+  void push_back(T v) { items_.push_back(std::move(v)); }
+  void pop_front() {
+    if (++head_ == items_.size()) clear();
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+
+ private:
+  std::vector<T> items_;
+  std::size_t head_ = 0;
+};
+
 // Walks the server's answers against the expectations.
 class ResponseTracker {
  public:
-  std::deque<Expect>& expect() { return expect_; }
   bool idle() const { return expect_.empty(); }
   // Nothing to rewrite pending: answers can be forwarded byte for byte.
   bool passthrough() const { return special_ == 0; }
@@ -162,7 +183,7 @@ class ResponseTracker {
   bool ends(const Expect& e, char type) const;
   void skip_to_sync(PreparedCache& cache);
 
-  std::deque<Expect> expect_;
+  Fifo<Expect> expect_;
   std::size_t special_ = 0;  // entries that are not plain forwards
   bool poisoned_ = false;
 };

@@ -67,7 +67,6 @@ ClientSession::~ClientSession() = default;
 void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory_order_relaxed); }
 
 Task<void> ClientSession::run() {
-  using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   executor_ = co_await asio::this_coro::executor;
   config_ = app_.config();
@@ -75,26 +74,39 @@ Task<void> ClientSession::run() {
   info_ = app_.clients().add(peer_address(client_.socket()));
   info_->set_session(weak_from_this());
 
-  if (app_.shutting_down()) {
-    co_await fatal("57P01", "pgdog is shutting down");
-  } else if (app_.clients().size() > config_->general.max_client_conn) {
-    co_await fatal("53300", "too many client connections (max_client_conn = " +
-                                std::to_string(config_->general.max_client_conn) + ")");
-  } else {
-    asio::steady_timer timer(co_await asio::this_coro::executor,
-                             config_->general.client_login_timeout);
-    auto login = co_await (startup() || timer.async_wait(use_nothrow));
-    if (login.index() == 1) {
-      co_await fatal("08P01", "client did not finish logging in within client_login_timeout");
-    } else if (std::get<0>(login) == Login::admin) {
-      AdminSession admin(app_, client_, in_, *info_);
-      co_await admin.run();
-    } else if (std::get<0>(login) == Login::proceed) {
-      co_await serve();
-    }
+  // This frame stays alive for the whole connection: the login machinery lives in its own
+  // coroutine so an idle client does not keep it.
+  const Login login = co_await login_phase();
+  if (login == Login::admin) {
+    AdminSession admin(app_, client_, in_, *info_);
+    co_await admin.run();
+  } else if (login == Login::proceed) {
+    co_await serve();
   }
   app_.clients().remove(*info_);
   client_.close();
+}
+
+Task<ClientSession::Login> ClientSession::login_phase() {
+  using namespace asio::experimental::awaitable_operators;
+  if (app_.shutting_down()) {
+    co_await fatal("57P01", "pgdog is shutting down");
+    co_return Login::close;
+  }
+  if (app_.clients().size() > config_->general.max_client_conn) {
+    co_await fatal("53300", "too many client connections (max_client_conn = " +
+                                std::to_string(config_->general.max_client_conn) + ")");
+    co_return Login::close;
+  }
+  asio::steady_timer timer(executor_, config_->general.client_login_timeout);
+  auto login = co_await (startup() || timer.async_wait(use_nothrow));
+  if (login.index() == 1) {
+    co_await fatal("08P01", "client did not finish logging in within client_login_timeout");
+    co_return Login::close;
+  }
+  // An idle client keeps no read buffer.
+  in_.release();
+  co_return std::get<0>(login);
 }
 
 void ClientSession::terminate(bool graceful) {
@@ -301,6 +313,7 @@ Task<bool> ClientSession::authenticate(const std::string& user,
     protocol::write_auth(out, protocol::auth_code::kMd5,
                          std::string_view(reinterpret_cast<const char*>(salt.data()), 4));
     if (co_await client_.write(out)) co_return false;
+    out.clear();
     std::string body;
     if (!co_await read_password_frame(body)) co_return false;
     auto response = protocol::decode_password(body);
@@ -370,6 +383,17 @@ Task<bool> ClientSession::send_login_parameters(const protocol::StartupPacket& p
   }
   for (const auto& [name, value] : packet.params) {
     if (protocol::is_session_parameter(name)) params_.set(name, value);
+  }
+  // "options" carries command-line style settings (-c name=value, --name=value), which the
+  // server would apply at login: they become session parameters like the others.
+  if (const std::string* options = packet.param("options")) {
+    auto parsed = protocol::parse_options(*options);
+    if (!parsed) {
+      co_await fatal("08P01", "unsupported startup option in \"options\": only -c name=value "
+                              "and --name=value are supported (got \"" + *options + "\")");
+      co_return false;
+    }
+    for (const auto& [name, value] : *parsed) params_.set(name, value);
   }
   std::string out;
   for (const auto& [name, value] : defaults->items()) {
@@ -675,111 +699,114 @@ Task<void> ClientSession::relay_inline() {
 
 Task<void> ClientSession::serve() {
   set_state(ClientState::idle);
-  auto& counters = user_->pool->counters();
+  // Kept small on purpose: this frame is what an idle client costs. The work for each batch of
+  // frames happens in on_client_data(), whose frame exists only while it runs.
   while (!closing_) {
     if (terminate_after_transaction_ && !server_) {
       co_await fatal("57P01", "terminating connection due to administrator command");
       break;
     }
-    std::size_t want = 4096;
+    std::size_t want = 512;
     if (auto h = protocol::peek_header(in_.readable(), max_message_size_)) {
       if (h->size > in_.size()) want = std::max(want, h->size - in_.size());
     }
     auto [ec, n] = co_await client_.read_some(in_.prepare(want));
     if (ec) break;
     in_.commit(n);
-    PoolCounters::add(counters.bytes_received, n);
-
-    const std::string_view data = in_.readable();
-    std::size_t forward = 0;
-    bool terminate = false;
-    std::string violation;
-    while (true) {
-      auto f = protocol::next_frame(data.substr(forward), max_message_size_);
-      if (!f) {
-        if (f.error() != protocol::Error::need_more) {
-          violation = "invalid message: " + f.error().message();
-        }
-        break;
-      }
-      const char type = f->type;
-      if (type == protocol::fe::kTerminate) {
-        terminate = true;
-        break;
-      }
-      if (!is_frontend_type(type)) {
-        violation = std::string("invalid frontend message type '") +
-                    (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type)
-                                                                     : std::to_string(type)) +
-                    "'";
-        break;
-      }
-      switch (type) {
-        case protocol::fe::kQuery:
-        case protocol::fe::kSync:
-        case protocol::fe::kFunctionCall:
-          if (pending_ == 0) request_started_ = Clock::now();
-          ++pending_;
-          unsynced_ = false;
-          break;
-        case protocol::fe::kCopyData:
-          break;
-        case protocol::fe::kCopyDone:
-        case protocol::fe::kCopyFail:
-          // The client has sent its part: the server answers next.
-          copy_in_ = false;
-          break;
-        default:
-          unsynced_ = true;
-      }
-      forward += f->size();
-    }
-
-    if (forward > 0) {
-      if (!server_) {
-        auto attached = co_await attach();
-        if (!attached) {
-          co_await fail_batch(data.substr(0, forward), attached.error());
-          in_.consume(forward);
-          pending_ = 0;
-          unsynced_ = false;
-          if (!violation.empty() || terminate) break;
-          continue;
-        }
-      }
-      // Rewriting, the tap and the answer bookkeeping all happen before the write: with the
-      // pump running, the answer may be read before this coroutine resumes.
-      const std::string_view to_send = prepare_batch(data.substr(0, forward));
-      if (!to_send.empty()) {
-        writing_ = true;
-        auto wec = co_await server_->stream().write(to_send);
-        writing_ = false;
-        if (wec) server_->mark_broken();
-      }
-      in_.consume(forward);
-      if (pump_running_) {
-        if (rewriter_ && tracker_.only_synthetic()) request_flush();
-      } else if (mode_ == config::PoolerMode::session || unsynced_) {
-        // Session mode keeps a pump for asynchronous messages (LISTEN/NOTIFY); a batch without
-        // Sync may be answered piecemeal while the client sends more. Both need both directions
-        // at once.
-        start_pump();
-      } else if (!copy_in_) {
-        co_await relay_inline();
-      }
-    }
-    if (!violation.empty()) {
-      co_await stop_pump();
-      co_await fatal("08P01", violation);
-      break;
-    }
-    if (terminate) break;
-    // An idle client keeps no buffer: memory per idle connection stays small.
+    if (!co_await on_client_data(n)) break;
     if (!server_) in_.release();
   }
   closing_ = true;
   co_await stop_pump();
   co_await finish_server();
+}
+
+Task<bool> ClientSession::on_client_data(std::size_t received) {
+  auto& counters = user_->pool->counters();
+  PoolCounters::add(counters.bytes_received, received);
+  const std::string_view data = in_.readable();
+  std::size_t forward = 0;
+  bool terminate = false;
+  std::string violation;
+  while (true) {
+    auto f = protocol::next_frame(data.substr(forward), max_message_size_);
+    if (!f) {
+      if (f.error() != protocol::Error::need_more) {
+        violation = "invalid message: " + f.error().message();
+      }
+      break;
+    }
+    const char type = f->type;
+    if (type == protocol::fe::kTerminate) {
+      terminate = true;
+      break;
+    }
+    if (!is_frontend_type(type)) {
+      violation = std::string("invalid frontend message type '") +
+                  (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type)
+                                                                   : std::to_string(type)) +
+                  "'";
+      break;
+    }
+    switch (type) {
+      case protocol::fe::kQuery:
+      case protocol::fe::kSync:
+      case protocol::fe::kFunctionCall:
+        if (pending_ == 0) request_started_ = Clock::now();
+        ++pending_;
+        unsynced_ = false;
+        break;
+      case protocol::fe::kCopyData:
+        break;
+      case protocol::fe::kCopyDone:
+      case protocol::fe::kCopyFail:
+        // The client has sent its part: the server answers next.
+        copy_in_ = false;
+        break;
+      default:
+        unsynced_ = true;
+    }
+    forward += f->size();
+  }
+
+  if (forward > 0) {
+    if (!server_) {
+      auto attached = co_await attach();
+      if (!attached) {
+        co_await fail_batch(data.substr(0, forward), attached.error());
+        in_.consume(forward);
+        pending_ = 0;
+        unsynced_ = false;
+        co_return violation.empty() && !terminate;
+      }
+    }
+    // Rewriting, the tap and the answer bookkeeping all happen before the write: with the
+    // pump running, the answer may be read before this coroutine resumes.
+    const std::string_view to_send = prepare_batch(data.substr(0, forward));
+    if (!to_send.empty()) {
+      writing_ = true;
+      auto wec = co_await server_->stream().write(to_send);
+      writing_ = false;
+      if (wec) server_->mark_broken();
+    }
+    in_.consume(forward);
+    if (pump_running_) {
+      if (rewriter_ && tracker_.only_synthetic()) request_flush();
+    } else if (mode_ == config::PoolerMode::session || unsynced_) {
+      // Session mode keeps a pump for asynchronous messages (LISTEN/NOTIFY); a batch without
+      // Sync may be answered piecemeal while the client sends more. Both need both directions
+      // at once.
+      start_pump();
+    } else if (!copy_in_) {
+      co_await relay_inline();
+    }
+  }
+  if (!violation.empty()) {
+    co_await stop_pump();
+    co_await fatal("08P01", violation);
+    co_return false;
+  }
+  co_return !terminate;
 }
 
 Task<void> ClientSession::stop_pump() {

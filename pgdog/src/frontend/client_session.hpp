@@ -34,12 +34,14 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
  private:
   enum class Login { proceed, admin, close };
 
+  Task<Login> login_phase();
   Task<Login> startup();
   Task<bool> read_startup_packet(protocol::StartupPacket& out);
   Task<bool> authenticate(const std::string& user, const std::optional<std::string>& password,
                           const auth::ScramSecret* scram, config::AuthType method);
   Task<bool> send_login_parameters(const protocol::StartupPacket& packet);
   Task<void> serve();
+  Task<bool> on_client_data(std::size_t received);
   std::string_view prepare_batch(std::string_view batch);
   void request_flush();
   Task<void> pump(std::shared_ptr<ClientSession> self);
@@ -74,7 +76,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   config::PoolerMode mode_ = config::PoolerMode::transaction;
   std::size_t max_message_size_ = 0;
 
-  protocol::Buffer in_;
+  protocol::Buffer in_{1024};
   backend::Lease server_;
   protocol::Params params_;  // what the client expects its session parameters to be
   backend::ClientStatements statements_;  // its named prepared statements

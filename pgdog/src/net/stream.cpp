@@ -33,8 +33,8 @@ void Stream::close() {
 
 Task<std::tuple<error_code, std::size_t>> Stream::read_some(std::span<char> buffer) {
   auto b = asio::buffer(buffer.data(), buffer.size());
-  if (tls_) co_return co_await tls_->async_read_some(b, use_nothrow);
-  co_return co_await socket_.async_read_some(b, use_nothrow);
+  if (tls_) return tls_->async_read_some(b, use_nothrow);
+  return socket_.async_read_some(b, use_nothrow);
 }
 
 Task<error_code> Stream::write(std::string_view data) {

@@ -20,6 +20,8 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
+  // Not a coroutine: it hands back the socket's own awaitable, one frame fewer per read (an
+  // idle client sits in one).
   Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer);
   Task<error_code> write(std::string_view data);
 

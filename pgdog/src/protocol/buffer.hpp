@@ -17,6 +17,9 @@ class Buffer {
   static constexpr std::size_t kDefaultCapacity = 16 * 1024;
 
   Buffer() = default;
+  // `initial`: the first allocation (more when a read needs more); small for client buffers,
+  // which mostly carry small queries.
+  explicit Buffer(std::size_t initial) : initial_(initial) {}
 
   std::string_view readable() const { return {data_.get() + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
@@ -31,7 +34,7 @@ class Buffer {
   // Writable space of at least `min_free` bytes at the back.
   std::span<char> prepare(std::size_t min_free = 4096) {
     if (!data_) {
-      cap_ = min_free > kDefaultCapacity ? min_free : kDefaultCapacity;
+      cap_ = min_free > initial_ ? min_free : initial_;
       data_.reset(new char[cap_]);
     }
     if (cap_ - end_ < min_free) {
@@ -70,6 +73,7 @@ class Buffer {
     cap_ = cap;
   }
 
+  std::size_t initial_ = kDefaultCapacity;
   std::size_t cap_ = 0;
   std::unique_ptr<char[]> data_;
   std::size_t begin_ = 0;

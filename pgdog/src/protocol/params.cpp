@@ -82,6 +82,56 @@ bool is_session_parameter(std::string_view name) {
 
 bool is_read_only_parameter(std::string_view name) { return contains(kReadOnly, name); }
 
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_options(
+    std::string_view options) {
+  // Split on unescaped whitespace; a backslash takes the next character literally.
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (std::size_t i = 0; i < options.size(); ++i) {
+    const char c = options[i];
+    if (c == '\\' && i + 1 < options.size()) {
+      word.push_back(options[++i]);
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word.push_back(c);
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+
+  std::vector<std::pair<std::string, std::string>> out;
+  auto setting = [&](std::string_view text) {
+    const auto eq = text.find('=');
+    if (eq == std::string_view::npos || eq == 0) return false;
+    std::string name(text.substr(0, eq));
+    // The command line spells names with '-' or '_' alike.
+    for (char& ch : name) {
+      if (ch == '-') ch = '_';
+    }
+    if (!is_session_parameter(name)) return false;
+    out.emplace_back(std::move(name), std::string(text.substr(eq + 1)));
+    return true;
+  };
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string_view w = words[i];
+    if (w == "-c" && i + 1 < words.size()) {
+      if (!setting(words[++i])) return std::nullopt;
+    } else if (w.starts_with("-c") && w.size() > 2) {
+      if (!setting(w.substr(2))) return std::nullopt;
+    } else if (w.starts_with("--") && w.size() > 2) {
+      if (!setting(w.substr(2))) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
 void append_set(std::string& sql, std::string_view name, std::string_view value) {
   sql += "SET \"";
   for (char c : name) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +33,12 @@ bool is_session_parameter(std::string_view name);
 
 // Parameters the server reports but a client can never set (server_version, is_superuser, ...).
 bool is_read_only_parameter(std::string_view name);
+
+// Parses the startup "options" parameter: whitespace-separated "-c name=value" and
+// "--name=value" settings, backslash escaping the next character (as PostgreSQL does).
+// Nothing when it holds anything else (other command-line switches are not settings).
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_options(
+    std::string_view options);
 
 // "SET name TO 'value'" with the value quoted as a literal and the name as an identifier.
 void append_set(std::string& sql, std::string_view name, std::string_view value);

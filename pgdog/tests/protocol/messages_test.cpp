@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "protocol/messages.hpp"
+#include "protocol/params.hpp"
 
 namespace pgdog::protocol {
 namespace {
@@ -182,6 +183,25 @@ TEST(Admin, RowsRoundTrip) {
   EXPECT_EQ(r.bytes(1), "1");
   EXPECT_EQ(r.i32(), -1);
   EXPECT_TRUE(r.at_end());
+}
+
+}  // namespace
+}  // namespace pgdog::protocol
+
+namespace pgdog::protocol {
+namespace {
+
+TEST(Options, ParsesSettingsLikePostgres) {
+  auto o = parse_options("-c TimeZone=Asia/Kolkata  -cstatement_timeout=4321 --search-path=a\\ b");
+  ASSERT_TRUE(o);
+  ASSERT_EQ(o->size(), 3U);
+  EXPECT_EQ((*o)[0], (std::pair<std::string, std::string>{"TimeZone", "Asia/Kolkata"}));
+  EXPECT_EQ((*o)[1], (std::pair<std::string, std::string>{"statement_timeout", "4321"}));
+  EXPECT_EQ((*o)[2], (std::pair<std::string, std::string>{"search_path", "a b"}));
+  EXPECT_TRUE(parse_options("")->empty());
+  EXPECT_FALSE(parse_options("-d 5"));              // not a setting
+  EXPECT_FALSE(parse_options("-c novalue"));
+  EXPECT_FALSE(parse_options("-c user=postgres"));  // not a session parameter
 }
 
 }  // namespace
