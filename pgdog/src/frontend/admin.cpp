@@ -217,6 +217,20 @@ AdminResult show_mirrors(App& app) {
   return r;
 }
 
+AdminResult show_mirror_divergences(App& app) {
+  AdminResult r{{"cluster", "kind", "fingerprint", "count", "last_seen"}, {}, "SHOW"};
+  for (const auto& st : app.mirror_stats()) {
+    for (const auto& d : st->recent_divergences()) {
+      r.rows.push_back(Row{st->cluster(), std::string(stats::to_string(d.kind)), d.fingerprint,
+                           str(d.count),
+                           iso_time(std::chrono::system_clock::time_point(
+                               std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                   std::chrono::duration<double>(d.last_seen))))});
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 AdminSession::AdminSession(App& app, net::Stream& client, protocol::Buffer& in, ClientInfo& info)
@@ -232,6 +246,7 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   if (cmd == "SHOW STATS") co_return show_stats(app_);
   if (cmd == "SHOW CONFIG") co_return show_config(app_);
   if (cmd == "SHOW MIRRORS") co_return show_mirrors(app_);
+  if (cmd == "SHOW MIRROR_DIVERGENCES") co_return show_mirror_divergences(app_);
   if (cmd == "SHOW VERSION") co_return AdminResult{{"version"}, {Row{"pgdog " PGDOG_VERSION}}, "SHOW"};
   if (cmd == "RELOAD") {
     auto r = app_.reload();
@@ -268,7 +283,8 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   error_code = "42601";
   error_message = "unsupported admin command: \"" + std::string(sql) +
                   "\"; try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, "
-                  "SHOW MIRRORS, SHOW VERSION, RELOAD, PAUSE, RESUME or SHUTDOWN";
+                  "SHOW MIRRORS, SHOW MIRROR_DIVERGENCES, SHOW VERSION, RELOAD, PAUSE, RESUME or "
+                  "SHUTDOWN";
   co_return std::nullopt;
 }
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "frontend/client_session.hpp"
+#include "frontend/status_page.hpp"
 
 namespace pgdog::frontend {
 
@@ -38,7 +39,8 @@ void App::add_metrics() {
         }
         return mirror_stats();
       },
-      [this] { return config()->general.mirror_failure_threshold; }));
+      [this] { return config()->general.mirror_failure_threshold; },
+      [this](const std::string& cluster) { return readiness_settings(cluster); }));
   registry_->add(std::make_shared<stats::ProxyMetrics>([this] { return pool_samples(); }));
   const auto& g = config()->general;
   if (g.openmetrics_port) {
@@ -46,7 +48,35 @@ void App::add_metrics() {
     options.host = g.openmetrics_host;
     options.port = *g.openmetrics_port;
     http_ = std::make_unique<stats::HttpServer>(io_.get_executor(), options, registry_);
+    http_->add_route("/mirrors", [this](std::string_view) {
+      return stats::HttpResponse{200, "application/json", stats::to_json(readiness())};
+    });
+    http_->add_route("/", [](std::string_view) {
+      return stats::HttpResponse{200, "text/html; charset=utf-8", std::string(status_page())};
+    });
   }
+}
+
+stats::ReadinessSettings App::readiness_settings(const std::string& cluster) const {
+  auto cfg = config();
+  const auto& g = cfg->general;
+  stats::ReadinessSettings s;
+  s.window = std::chrono::duration_cast<std::chrono::seconds>(g.mirror_readiness_window);
+  s.max_lag_seconds = static_cast<double>(g.mirror_readiness_max_lag.count()) / 1000.0;
+  s.latency_factor = g.mirror_readiness_latency_factor;
+  s.failure_threshold = g.mirror_failure_threshold;
+  // Several sources may feed one cluster: it has seen everything only if all send everything.
+  s.exposure = 1.0;
+  for (const auto& m : cfg->mirroring) {
+    if (m.destination_db == cluster) s.exposure = std::min(s.exposure, cfg->exposure(m));
+  }
+  return s;
+}
+
+std::vector<stats::Verdict> App::readiness() const {
+  std::vector<stats::Verdict> out;
+  for (const auto& st : mirror_stats()) out.push_back(stats::evaluate(*st, readiness_settings(st->cluster())));
+  return out;
 }
 
 std::vector<stats::PoolSample> App::pool_samples() const {

@@ -17,6 +17,7 @@
 #include "mirror/mirror.hpp"
 #include "net/event.hpp"
 #include "stats/http_server.hpp"
+#include "stats/readiness.hpp"
 #include "stats/openmetric.hpp"
 
 namespace pgdog::frontend {
@@ -61,6 +62,9 @@ class App {
   std::vector<std::shared_ptr<mirror::Mirror>> mirrors() const;
   // One per destination cluster; they survive reloads so counters never go backwards.
   std::vector<std::shared_ptr<stats::MirrorStats>> mirror_stats() const;
+  // The readiness verdict of every mirror cluster, under the configuration in force.
+  std::vector<stats::Verdict> readiness() const;
+  stats::ReadinessSettings readiness_settings(const std::string& cluster) const;
   void pause();
   void resume();
 

@@ -1,5 +1,6 @@
 #include <prometheus/metric_family.h>
 
+#include "stats/families.hpp"
 #include "stats/openmetric.hpp"
 
 namespace pgdog::stats {
@@ -75,8 +76,11 @@ ClientMetric series(const std::string& cluster, double value, MetricType type,
 
 }  // namespace
 
-MirrorMetrics::MirrorMetrics(Source source, std::function<std::optional<double>()> threshold)
-    : source_(std::move(source)), threshold_(std::move(threshold)) {}
+MirrorMetrics::MirrorMetrics(Source source, std::function<std::optional<double>()> threshold,
+                             Readiness readiness)
+    : source_(std::move(source)),
+      threshold_(std::move(threshold)),
+      readiness_(std::move(readiness)) {}
 
 void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   const auto all = source_ ? source_() : std::vector<std::shared_ptr<MirrorStats>>{};
@@ -98,6 +102,24 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   std::vector<MetricFamily> gauges;
   for (const auto& g : kGauges)
     gauges.push_back({g.name, g.help, MetricType::Gauge, {}});
+  MetricFamily divergences{
+      "pgdog_mirror_divergences_total",
+      "Mirrored statements whose result differed from the primary's, by kind: row_count (the "
+      "command tags differ, e.g. UPDATE 1 against UPDATE 0), result (same tags, other rows; "
+      "with compare = results), error (an error on one side only).",
+      MetricType::Counter,
+      {}};
+  MetricFamily durations{
+      "pgdog_mirror_request_duration_seconds",
+      "Time the same successfully mirrored transactions took, by side: primary (server time, "
+      "without the client's think time between statements) and mirror (the replay).",
+      MetricType::Histogram,
+      {}};
+  MetricFamily ready{"pgdog_mirror_ready",
+                     "1 when every readiness criterion holds over the readiness window "
+                     "(GET /mirrors says which fail and why), else 0.",
+                     MetricType::Gauge,
+                     {}};
   MetricFamily threshold_family{
       "pgdog_mirror_failure_threshold",
       "The configured mirror_failure_threshold: a warning is logged when the mirror's failure "
@@ -122,6 +144,20 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
     for (std::size_t i = 0; i < std::size(kGauges); ++i) {
       gauges[i].metric.push_back(series(cluster, kGauges[i].value(s), MetricType::Gauge));
     }
+    for (int k = 0; k < kDivergenceKinds; ++k) {
+      divergences.metric.push_back(series(cluster, static_cast<double>(s.divergences[k]),
+                                          MetricType::Counter, "kind",
+                                          to_string(static_cast<Divergence>(k))));
+    }
+    for (const auto& [side, h] : {std::pair<const char*, const Histogram*>{"primary", &stats->primary_duration()},
+                                  {"mirror", &stats->mirror_duration()}}) {
+      durations.metric.push_back(histogram_metric({{"cluster", cluster}, {"side", side}},
+                                                  buckets_of(*h), h->count(), h->sum_us()));
+    }
+    if (readiness_) {
+      const auto verdict = evaluate(*stats, readiness_(cluster));
+      ready.metric.push_back(series(cluster, verdict.ready ? 1.0 : 0.0, MetricType::Gauge));
+    }
     if (threshold) {
       threshold_family.metric.push_back(series(cluster, *threshold, MetricType::Gauge));
     }
@@ -131,6 +167,9 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   out.push_back(std::move(failures));
   for (auto& g : gauges)
     out.push_back(std::move(g));
+  out.push_back(std::move(divergences));
+  out.push_back(std::move(durations));
+  if (readiness_) out.push_back(std::move(ready));
   if (threshold) out.push_back(std::move(threshold_family));
 }
 

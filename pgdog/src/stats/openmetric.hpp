@@ -14,6 +14,7 @@
 
 #include "stats/mirror_stats.hpp"
 #include "stats/pool_stats.hpp"
+#include "stats/readiness.hpp"
 
 namespace prometheus {
 struct MetricFamily;
@@ -51,12 +52,17 @@ struct PoolSample {
 class MirrorMetrics final : public OpenMetric {
  public:
   using Source = std::function<std::vector<std::shared_ptr<MirrorStats>>()>;
-  MirrorMetrics(Source source, std::function<std::optional<double>()> threshold);
+  // The readiness settings of a cluster (its exposure, the window and bounds); without a
+  // source no pgdog_mirror_ready family is exported.
+  using Readiness = std::function<ReadinessSettings(const std::string& cluster)>;
+  MirrorMetrics(Source source, std::function<std::optional<double>()> threshold,
+                Readiness readiness = {});
   void collect(std::vector<prometheus::MetricFamily>& out) const override;
 
  private:
   Source source_;
   std::function<std::optional<double>()> threshold_;
+  Readiness readiness_;
 };
 
 // The proxy families: clients and servers by state, waiting clients, transactions, queries,

@@ -3,6 +3,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include "stats/families.hpp"
 #include "stats/openmetric.hpp"
 
 namespace pgdog::stats {
@@ -98,18 +99,7 @@ ClientMetric gauge(const Key& k, double value, const char* state = nullptr) {
 }
 
 ClientMetric histogram(const Key& k, const Row& r) {
-  ClientMetric m;
-  m.label = labels(k);
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < kBuckets; ++i) {
-    cumulative += r.buckets[i];
-    m.histogram.bucket.push_back({cumulative, kDurationBuckets[i]});
-  }
-  // The counters are read one by one while sessions observe: never let +Inf (the count) fall
-  // below the last finite bucket.
-  m.histogram.sample_count = std::max(r.count, cumulative);
-  m.histogram.sample_sum = static_cast<double>(r.sum_us) / 1e6;
-  return m;
+  return histogram_metric(labels(k), r.buckets, r.count, r.sum_us);
 }
 
 }  // namespace

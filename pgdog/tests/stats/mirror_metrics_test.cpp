@@ -140,14 +140,18 @@ TEST(MirrorMetrics, OneSeriesPerClusterInEveryFamily) {
   EXPECT_EQ(value_of(f, "pgdog_mirror_failures_total", {{"cluster", "b"}, {"error_type", "query"}}),
             1.0);
   for (const auto& family : f) {
-    std::size_t per_cluster =
-        family.name == "pgdog_mirror_requests_total" || family.name == "pgdog_mirror_failures_total"
-            ? 3
-            : 1;
+    std::size_t per_cluster = 1;
+    if (family.name == "pgdog_mirror_requests_total" ||
+        family.name == "pgdog_mirror_failures_total" ||
+        family.name == "pgdog_mirror_divergences_total") {
+      per_cluster = 3;
+    } else if (family.name == "pgdog_mirror_request_duration_seconds") {
+      per_cluster = 2;  // primary and mirror
+    }
     EXPECT_EQ(family.metric.size(), 2 * per_cluster) << family.name;
     EXPECT_FALSE(family.help.empty()) << family.name;
   }
-  EXPECT_EQ(f.size(), 7U);
+  EXPECT_EQ(f.size(), 9U);
 }
 
 TEST(MirrorMetrics, NoClustersNoFamilies) {
@@ -204,6 +208,30 @@ TEST(MirrorMetrics, ConsistentInEveryCollectionUnderLoad) {
   const auto s = stats->snapshot();
   EXPECT_EQ(s.handed, s.success + s.failure() + s.dropped + s.queue_depth);
   EXPECT_EQ(s.queue_depth, 0U);
+}
+
+TEST(MirrorMetrics, DivergencesDurationsAndReadiness) {
+  auto a = std::make_shared<MirrorStats>("a");
+  for (int i = 0; i < 10; ++i) {
+    a->handed();
+    a->record(MirrorOutcome::success);
+    a->observe_durations(1'000, 1'200);
+  }
+  a->diverged(Divergence::row_count, "update t set a = ?");
+  MirrorMetrics m([a] { return std::vector{a}; }, [] { return std::optional<double>{}; },
+                  [](const std::string&) { return ReadinessSettings{}; });
+  const auto f = collect(m);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_divergences_total", {{"cluster", "a"}, {"kind", "row_count"}}),
+            1.0);
+  EXPECT_EQ(value_of(f, "pgdog_mirror_divergences_total", {{"cluster", "a"}, {"kind", "result"}}),
+            0.0);
+  // The divergence alone makes the cluster not ready.
+  EXPECT_EQ(value_of(f, "pgdog_mirror_ready", {{"cluster", "a"}}), 0.0);
+  const auto* primary = test::find_metric(f, "pgdog_mirror_request_duration_seconds",
+                                          {{"cluster", "a"}, {"side", "primary"}});
+  ASSERT_NE(primary, nullptr);
+  EXPECT_EQ(primary->histogram.sample_count, 10U);
+  EXPECT_DOUBLE_EQ(primary->histogram.sample_sum, 0.01);
 }
 
 }  // namespace
