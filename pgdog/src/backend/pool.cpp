@@ -107,29 +107,35 @@ bool Pool::usable_locked(ServerConnection& s, Clock::time_point now) const {
   return true;
 }
 
-Task<Result<Lease>> Pool::checkout() {
+std::optional<Lease> Pool::try_checkout() {
   std::vector<ServerPtr> dead;
+  std::lock_guard g(mutex_);
+  if (closed_) return std::nullopt;
+  const auto now = Clock::now();
+  while (!paused_ && !idle_.empty()) {
+    ServerPtr s = std::move(idle_.back());
+    idle_.pop_back();
+    // A server terminated while idle has already sent FATAL and EOF. Peeking costs a syscall,
+    // so only connections that sat idle long enough to have died are checked.
+    if (!usable_locked(*s, now) || (now - s->last_used() > kIdleCheckAfter && !s->alive())) {
+      dead.push_back(std::move(s));
+      continue;
+    }
+    ++active_;
+    mark_in_use_locked(*s);
+    s->touch();
+    return Lease(shared_from_this(), std::move(s));
+  }
+  return std::nullopt;
+}
+
+Task<Result<Lease>> Pool::checkout() {
   auto self = shared_from_this();
   {
     std::lock_guard g(mutex_);
     if (closed_) co_return Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01");
-    const auto now = Clock::now();
-    while (!paused_ && !idle_.empty()) {
-      ServerPtr s = std::move(idle_.back());
-      idle_.pop_back();
-      // A server terminated while idle has already sent FATAL and EOF. Peeking costs a
-      // syscall, so only connections that sat idle long enough to have died are checked.
-      if (!usable_locked(*s, now) || (now - s->last_used() > kIdleCheckAfter && !s->alive())) {
-        dead.push_back(std::move(s));
-        continue;
-      }
-      ++active_;
-      mark_in_use_locked(*s);
-      s->touch();
-      co_return Lease(self, std::move(s));
-    }
   }
-  dead.clear();  // closes them outside the lock
+  if (auto lease = try_checkout()) co_return std::move(*lease);
 
   {
     std::lock_guard g(mutex_);

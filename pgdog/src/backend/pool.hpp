@@ -102,6 +102,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void shutdown();
 
   Task<Result<Lease>> checkout();
+  // An idle server right now, or nothing (then checkout() waits): no coroutine on the common
+  // path.
+  std::optional<Lease> try_checkout();
   void checkin(ServerPtr server);
 
   // Holds checkouts until resume(); running transactions finish normally.

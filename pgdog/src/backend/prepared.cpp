@@ -1,6 +1,7 @@
 #include "backend/prepared.hpp"
 
 #include <cctype>
+#include <cstring>
 
 #include "protocol/messages.hpp"
 #include "protocol/sql.hpp"
@@ -15,17 +16,30 @@ std::string empty_message(char type) {
   return out;
 }
 
+// ASCII only, `word` in upper case (SQL keywords): no locale lookups, since every simple query
+// goes through here.
 bool iequals_prefix(std::string_view s, std::string_view word) {
   if (s.size() < word.size()) return false;
   for (std::size_t i = 0; i < word.size(); ++i) {
-    if (std::toupper(static_cast<unsigned char>(s[i])) != word[i]) return false;
+    const char c = s[i];
+    const char upper = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    if (upper != word[i]) return false;
   }
   return true;
 }
 
 bool icontains(std::string_view s, std::string_view word) {
-  for (std::size_t i = 0; i + word.size() <= s.size(); ++i) {
-    if (iequals_prefix(s.substr(i), word)) return true;
+  // memchr finds the candidates for the first letter (both cases) with vector instructions;
+  // most queries have few or none.
+  const char cases[2] = {word.front(), static_cast<char>(word.front() - 'A' + 'a')};
+  for (char first : cases) {
+    for (std::size_t at = 0; at + word.size() <= s.size();) {
+      const void* hit = std::memchr(s.data() + at, first, s.size() - word.size() + 1 - at);
+      if (hit == nullptr) break;
+      at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+      if (iequals_prefix(s.substr(at), word)) return true;
+      ++at;
+    }
   }
   return false;
 }
@@ -335,7 +349,7 @@ void ResponseTracker::skip_to_sync(PreparedCache& cache) {
 void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, char status,
                                bool& forward, std::string& before, std::string& after) {
   forward = true;
-  flush_head(before, status);
+  if (special_ > 0) flush_head(before, status);
   if (expect_.empty()) return;
   const char type = f.type;
   // Asynchronous messages belong to no request.
@@ -360,7 +374,7 @@ void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, c
   if (ends(head, type)) {
     if (head.kind == Expect::Kind::swallow) forward = false;
     pop_front();
-    flush_head(after, status);
+    if (special_ > 0) flush_head(after, status);
   }
 }
 

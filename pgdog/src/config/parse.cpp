@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <exception>
@@ -474,7 +475,50 @@ std::string syntax_message(std::string_view what) {
   return "syntax error: " + std::string(summary);
 }
 
+// Offset of the first byte that is not strict UTF-8 (no overlongs, surrogates or code points
+// above U+10FFFF), or npos.
+std::size_t invalid_utf8_at(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (s.size() - i < len) return i;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 Result<toml::value> parse_toml(std::string_view text, const std::string& name) {
+  // TOML files are UTF-8. toml11 3.7 checks that itself, but reading past its buffer when it
+  // reports invalid UTF-8 inside a string (found by fuzz_config), so it never sees such bytes.
+  if (const auto bad = invalid_utf8_at(text); bad != std::string_view::npos) {
+    const auto before = text.substr(0, bad);
+    const auto line = static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n')) + 1;
+    return {boost::system::in_place_error, Error{name, line, "", "syntax error: invalid UTF-8"}};
+  }
   std::istringstream in{std::string(text)};
   try {
     return toml::parse(in, name);

@@ -164,12 +164,21 @@ Task<bool> ClientSession::read_startup_packet(protocol::StartupPacket& packet) {
 void ClientSession::handle_cancel(const protocol::StartupPacket& packet) {
   auto client = app_.clients().find(packet.process_id, packet.secret_key);
   if (!client) return;  // a wrong key cancels nothing, silently, as PostgreSQL does
-  auto target = client->cancel_target();
-  if (!target) return;
-  asio::co_spawn(app_.io_executor(),
-                 backend::ServerConnection::cancel(app_.io_executor(), target->host, target->port,
-                                                   target->key),
-                 log_failure);
+  if (auto session = client->session()) session->cancel_query();
+}
+
+void ClientSession::cancel_query() {
+  // Asked on the target session's own executor, so nothing has to be published on every
+  // transaction for the rare cancel.
+  asio::post(executor_, [self = shared_from_this()] {
+    if (!self->server_) return;  // nothing running: nothing to cancel
+    const auto key = self->server_->cancel_key();
+    if (!key) return;
+    asio::co_spawn(self->app_.io_executor(),
+                   backend::ServerConnection::cancel(self->app_.io_executor(), key->host,
+                                                     key->port, key->key),
+                   log_failure);
+  });
 }
 
 Task<ClientSession::Login> ClientSession::startup() {
@@ -422,12 +431,24 @@ Task<backend::Result<void>> ClientSession::attach() {
   scanner_ = protocol::StreamScanner(max_message_size_);
   set_state(ClientState::active);
   if (server_->synced_hash != params_.hash()) co_await sync_parameters();
-  info_->set_cancel_target(server_->cancel_key());
   co_return backend::Result<void>{};
 }
 
+bool ClientSession::try_attach() {
+  // The common case: an idle server already set up for this client's parameters.
+  auto lease = user_->pool->try_checkout();
+  if (!lease) return false;
+  server_ = std::move(*lease);
+  if (server_->synced_hash != params_.hash()) {
+    server_.release();  // attach() sets the parameters; it waits, so it is a coroutine
+    return false;
+  }
+  scanner_ = protocol::StreamScanner(max_message_size_);
+  set_state(ClientState::active);
+  return true;
+}
+
 void ClientSession::release_server() {
-  info_->set_cancel_target(nullptr);
   server_->buffer().shrink_if_larger();
   if (tracker_.take_poisoned()) server_->mark_broken();
   server_.release();
@@ -642,21 +663,35 @@ bool ClientSession::scan_server(ServerChunk& chunk, std::string& lost) {
   return true;
 }
 
-Task<bool> ClientSession::deliver(const ServerChunk& chunk) {
-  bool ok = true;
-  if (!chunk.out.empty()) {
-    ok = !co_await client_.write(chunk.out);
-    PoolCounters::add(user_->pool->counters().bytes_sent, chunk.out.size());
-  }
+bool ClientSession::deliver_now(const ServerChunk& chunk, std::size_t& sent, error_code& ec) {
+  sent = client_.write_now_some(chunk.out, ec);
+  if (ec || sent < chunk.out.size()) return false;
+  PoolCounters::add(user_->pool->counters().bytes_sent, chunk.out.size());
+  server_->buffer().consume(chunk.done);
+  return true;
+}
+
+Task<bool> ClientSession::deliver_rest(const ServerChunk& chunk, std::size_t sent,
+                                        error_code ec) {
+  bool ok = !ec;
+  if (ok) ok = !co_await client_.write(chunk.out.substr(sent));
+  PoolCounters::add(user_->pool->counters().bytes_sent, chunk.out.size());
   server_->buffer().consume(chunk.done);
   co_return ok;
+}
+
+Task<bool> ClientSession::deliver(const ServerChunk& chunk) {
+  // Most answers fit in the socket buffer: written at once, no coroutine frame.
+  std::size_t sent = 0;
+  error_code ec;
+  if (deliver_now(chunk, sent, ec)) co_return true;
+  co_return co_await deliver_rest(chunk, sent, ec);
 }
 
 Task<void> ClientSession::report_lost(const std::string& lost) {
   // The client's session on that server is gone; it cannot continue transparently. The reader
   // releases the server when it sees the client closed.
   spdlog::warn("client {}: {}", info_->address, lost);
-  info_->set_cancel_target(nullptr);
   tracker_.clear();
   std::string out;
   protocol::write_error(out, {.severity = "FATAL", .code = "08006", .message = lost});
@@ -670,7 +705,9 @@ Task<void> ClientSession::relay_inline() {
   while (true) {
     ServerChunk chunk;
     if (!scan_server(chunk, lost)) break;
-    if (!co_await deliver(chunk)) {
+    std::size_t sent = 0;
+    error_code write_ec;
+    if (!deliver_now(chunk, sent, write_ec) && !co_await deliver_rest(chunk, sent, write_ec)) {
       closing_ = true;
       co_return;
     }
@@ -770,7 +807,7 @@ Task<bool> ClientSession::on_client_data(std::size_t received) {
   }
 
   if (forward > 0) {
-    if (!server_) {
+    if (!server_ && !try_attach()) {
       auto attached = co_await attach();
       if (!attached) {
         co_await fail_batch(data.substr(0, forward), attached.error());
@@ -784,9 +821,13 @@ Task<bool> ClientSession::on_client_data(std::size_t received) {
     // pump running, the answer may be read before this coroutine resumes.
     const std::string_view to_send = prepare_batch(data.substr(0, forward));
     if (!to_send.empty()) {
-      writing_ = true;
-      auto wec = co_await server_->stream().write(to_send);
-      writing_ = false;
+      error_code wec;
+      const std::size_t sent = server_->stream().write_now_some(to_send, wec);
+      if (!wec && sent < to_send.size()) {
+        writing_ = true;
+        wec = co_await server_->stream().write(to_send.substr(sent));
+        writing_ = false;
+      }
       if (wec) server_->mark_broken();
     }
     in_.consume(forward);
@@ -819,7 +860,6 @@ Task<void> ClientSession::stop_pump() {
 
 Task<void> ClientSession::finish_server() {
   if (!server_) co_return;
-  info_->set_cancel_target(nullptr);
   bool clean = !server_->broken() && server_->status() == 'I' && pending_ == 0 && !unsynced_ &&
                !copy_in_ && server_->buffer().empty() && tracker_.idle();
   if (clean && mode_ == config::PoolerMode::session) {

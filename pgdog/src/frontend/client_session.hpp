@@ -30,6 +30,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
 
   Task<void> run();
   void terminate(bool graceful) override;
+  void cancel_query() override;
 
  private:
   enum class Login { proceed, admin, close };
@@ -55,6 +56,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   };
   bool scan_server(ServerChunk& chunk, std::string& lost);
   Task<bool> deliver(const ServerChunk& chunk);
+  bool deliver_now(const ServerChunk& chunk, std::size_t& sent, error_code& ec);
+  Task<bool> deliver_rest(const ServerChunk& chunk, std::size_t sent, error_code ec);
+  bool try_attach();
   Task<void> report_lost(const std::string& lost);
   void release_server();
   Task<backend::Result<void>> attach();

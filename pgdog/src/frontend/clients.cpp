@@ -51,16 +51,6 @@ std::shared_ptr<Terminable> ClientInfo::session() const {
   return session_.lock();
 }
 
-void ClientInfo::set_cancel_target(std::shared_ptr<const CancelTarget> t) {
-  std::lock_guard g(mutex_);
-  target_ = std::move(t);
-}
-
-std::shared_ptr<const CancelTarget> ClientInfo::cancel_target() const {
-  std::lock_guard g(mutex_);
-  return target_;
-}
-
 std::shared_ptr<ClientInfo> ClientRegistry::add(std::string address) {
   auto c = std::make_shared<ClientInfo>();
   c->address = std::move(address);

@@ -18,8 +18,6 @@ namespace pgdog::frontend {
 enum class ClientState : std::uint8_t { login, idle, waiting, active };
 std::string_view to_string(ClientState s);
 
-// Where a CancelRequest for a client must go: the server running its query right now.
-using CancelTarget = backend::CancelKey;
 
 // A session as the registry sees it: something it can ask to end.
 class Terminable {
@@ -27,6 +25,8 @@ class Terminable {
   virtual ~Terminable() = default;
   // Graceful: end after the current transaction (at once if idle), telling the client 57P01.
   virtual void terminate(bool graceful) = 0;
+  // A CancelRequest with this session's key: cancel the query its server is running, if any.
+  virtual void cancel_query() = 0;
 };
 
 // What the proxy shows about a connected client (SHOW CLIENTS) and how to cancel its query.
@@ -49,15 +49,12 @@ struct ClientInfo {
   void set_session(std::weak_ptr<Terminable> s);
   std::shared_ptr<Terminable> session() const;
 
-  void set_cancel_target(std::shared_ptr<const CancelTarget> t);
-  std::shared_ptr<const CancelTarget> cancel_target() const;
 
  private:
   mutable std::mutex mutex_;
   std::string user_;
   std::string database_;
   std::string application_name_;
-  std::shared_ptr<const CancelTarget> target_;
   std::weak_ptr<Terminable> session_;
 };
 

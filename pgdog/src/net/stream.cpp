@@ -54,6 +54,14 @@ Task<error_code> Stream::write(std::string_view data) {
   co_return ec2;
 }
 
+std::size_t Stream::write_now_some(std::string_view data, error_code& ec) {
+  ec = {};
+  if (tls_ || data.empty()) return 0;
+  const std::size_t n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+  if (ec == asio::error::would_block) ec = {};
+  return ec ? 0 : n;
+}
+
 void Stream::write_now(std::string_view data) {
   if (tls_ || !socket_.is_open()) return;
   error_code ec;

@@ -24,6 +24,9 @@ class Stream {
   // idle client sits in one).
   Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer);
   Task<error_code> write(std::string_view data);
+  // Writes what the socket takes right now without waiting (plain TCP only; 0 with TLS).
+  // The fast path before write(): most answers fit, and then no coroutine is needed at all.
+  std::size_t write_now_some(std::string_view data, error_code& ec);
 
   // Upgrades to TLS as the server side (clients that sent SSLRequest) or the client side
   // (connections to PostgreSQL). `host` is used for SNI and, when `verify_host`, for hostname

@@ -326,3 +326,24 @@ TEST(Prepared, RegistryForgetsStatementsNobodyUses) {
 
 }  // namespace
 }  // namespace pgdog::backend
+
+namespace pgdog::backend {
+namespace {
+
+TEST(Prepared, DeallocateIsFoundWhereverItIs) {
+  auto query_frame = [](std::string_view sql, std::string& storage) {
+    storage.clear();
+    protocol::write_query(storage, sql);
+    return *protocol::next_frame(storage, 1 << 20);
+  };
+  std::string buf;
+  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("DEALLOCATE s1", buf)));
+  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("-- x\n; deallocate s1", buf)));
+  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("/* d */ DeAlLoCaTe ALL", buf)));
+  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("SELECT abalance FROM pgbench_accounts", buf)));
+  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("select 'deallocat'", buf)));
+  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("", buf)));
+}
+
+}  // namespace
+}  // namespace pgdog::backend
