@@ -19,14 +19,6 @@ std::uint64_t micros_since(Clock::time_point t) {
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
-void log_spawn_error(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("pool task failed: {}", ex.what());
-  }
-}
 
 }  // namespace
 
@@ -61,7 +53,7 @@ void Pool::start() {
     if (started_) return;
     started_ = true;
   }
-  asio::co_spawn(strand_, maintain(), log_spawn_error);
+  asio::co_spawn(strand_, maintain(), log_errors("pool maintenance"));
 }
 
 void Pool::update(PoolSettings settings) {
@@ -257,7 +249,7 @@ void Pool::spawn_connect_locked() {
   ++connecting_;
   // Posted, never run inline: the caller holds the mutex that connect_one() takes.
   asio::post(strand_, [self = shared_from_this()] {
-    asio::co_spawn(self->strand_, self->connect_one(), log_spawn_error);
+    asio::co_spawn(self->strand_, self->connect_one(), log_errors("server connect"));
   });
 }
 

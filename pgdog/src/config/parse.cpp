@@ -200,21 +200,21 @@ class TableReader {
     return Millis{v->as_integer()};
   }
 
-  // A fraction 0..1; integers are accepted so that `exposure = 1` reads naturally.
-  std::optional<double> ratio(std::string_view key) {
+  // Any number; integers are accepted so that `exposure = 1` reads naturally.
+  std::optional<double> number(std::string_view key) {
     const toml::value* v = take(key);
     if (v == nullptr) return std::nullopt;
-    double x = 0;
-    if (v->is_floating()) {
-      x = v->as_floating();
-    } else if (v->is_integer()) {
-      x = static_cast<double>(v->as_integer());
-    } else {
-      return mismatch(key, *v, "a number");
-    }
+    if (v->is_floating()) return v->as_floating();
+    if (v->is_integer()) return static_cast<double>(v->as_integer());
+    return mismatch(key, *v, "a number");
+  }
+
+  // A fraction 0..1.
+  std::optional<double> ratio(std::string_view key) {
+    auto x = number(key);
     // Written so that NaN fails too.
-    if (!(x >= 0.0 && x <= 1.0)) {
-      fail(key, format_number(x) + " is out of range: must be between 0 and 1");
+    if (x && !(*x >= 0.0 && *x <= 1.0)) {
+      fail(key, format_number(*x) + " is out of range: must be between 0 and 1");
       return std::nullopt;
     }
     return x;
@@ -222,18 +222,9 @@ class TableReader {
 
   // A number at least `min` (a multiplier such as a latency factor).
   std::optional<double> factor(std::string_view key, double min) {
-    const toml::value* v = take(key);
-    if (v == nullptr) return std::nullopt;
-    double x = 0;
-    if (v->is_floating()) {
-      x = v->as_floating();
-    } else if (v->is_integer()) {
-      x = static_cast<double>(v->as_integer());
-    } else {
-      return mismatch(key, *v, "a number");
-    }
-    if (!(x >= min && x < 1e9)) {
-      fail(key, format_number(x) + " is out of range: must be at least " + format_number(min));
+    auto x = number(key);
+    if (x && !(*x >= min && *x < 1e9)) {
+      fail(key, format_number(*x) + " is out of range: must be at least " + format_number(min));
       return std::nullopt;
     }
     return x;

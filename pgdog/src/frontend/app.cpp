@@ -170,14 +170,7 @@ void App::start() {
     http_->start();  // a port that cannot be bound is a startup error
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
   }
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("listener stopped: {}", ex.what());
-    }
-  });
+  asio::co_spawn(io_, accept_loop(), log_errors("listener"));
   for (const auto& pool : pools()) pool->start();
   for (const auto& m : mirrors()) m->start();
   std::lock_guard lock(mutex_);
@@ -201,14 +194,7 @@ Task<void> App::accept_loop() {
       continue;
     }
     auto session = std::make_shared<ClientSession>(*this, std::move(socket));
-    asio::co_spawn(session_executor(), session->run(), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("client session failed: {}", ex.what());
-      }
-    });
+    asio::co_spawn(session_executor(), session->run(), log_errors("client session"));
   }
 }
 

@@ -26,14 +26,6 @@ std::string peer_address(const tcp::socket& s) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-void log_failure(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("session task failed: {}", ex.what());
-  }
-}
 
 bool is_frontend_type(char t) {
   switch (t) {
@@ -177,7 +169,7 @@ void ClientSession::cancel_query() {
     asio::co_spawn(self->app_.io_executor(),
                    backend::ServerConnection::cancel(self->app_.io_executor(), key->host,
                                                      key->port, key->key),
-                   log_failure);
+                   log_errors("cancel request"));
   });
 }
 
@@ -458,7 +450,7 @@ void ClientSession::release_server() {
 void ClientSession::start_pump() {
   pump_running_ = true;
   pump_done_.reset();
-  asio::co_spawn(executor_, pump(shared_from_this()), log_failure);
+  asio::co_spawn(executor_, pump(shared_from_this()), log_errors("session pump"));
 }
 
 Task<void> ClientSession::sync_parameters() {

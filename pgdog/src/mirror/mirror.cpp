@@ -20,14 +20,6 @@ double uniform() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-void log_failure(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("mirror worker failed: {}", ex.what());
-  }
-}
 
 }  // namespace
 
@@ -55,7 +47,7 @@ void Mirror::start() {
   const int workers = std::max(1, settings().workers);
   for (int i = 0; i < workers; ++i) {
     Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
-    asio::co_spawn(ex, worker(), log_failure);
+    asio::co_spawn(ex, worker(), log_errors("mirror worker"));
   }
 }
 
@@ -287,7 +279,7 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
       asio::co_spawn(io_,
                      backend::ServerConnection::cancel(io_, address.host, address.port,
                                                        lease->key()),
-                     log_failure);
+                     log_errors("mirror cancel request"));
       lease->mark_broken();
     }
     co_return MirrorOutcome::timeout;

@@ -119,14 +119,7 @@ void HttpServer::start() {
     throw std::system_error(ec, "metrics endpoint: cannot listen on " + where);
   }
   s.port = s.acceptor.local_endpoint(ec).port();
-  asio::co_spawn(s.strand, s.accept_loop(impl_), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("metrics endpoint stopped: {}", ex.what());
-    }
-  });
+  asio::co_spawn(s.strand, s.accept_loop(impl_), log_errors("metrics endpoint"));
 }
 
 void HttpServer::stop() {
@@ -192,14 +185,8 @@ Task<void> HttpServer::Impl::accept_loop(std::shared_ptr<Impl> self) {
       live.emplace(id, c);
     }
     const auto executor = c->stream.get_executor();
-    asio::co_spawn(executor, serve(self, std::move(c), id), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::warn("metrics endpoint: connection failed: {}", ex.what());
-      }
-    });
+    asio::co_spawn(executor, serve(self, std::move(c), id),
+                   log_errors("metrics endpoint connection"));
   }
 }
 
