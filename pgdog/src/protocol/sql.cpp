@@ -87,6 +87,11 @@ class Lexer {
       }
       return {Tok::number, s_.substr(start, pos_ - start)};
     }
+    if (c == ':' && peek(1) == ':') {
+      pos_ += 2;
+      return {Tok::punct, s_.substr(start, 2)};
+    }
+    if (operator_char(c)) return {Tok::punct, s_.substr(start, operator_length())};
     ++pos_;
     return {Tok::punct, s_.substr(start, 1)};
   }
@@ -94,6 +99,32 @@ class Lexer {
   std::size_t position() const { return pos_; }
 
  private:
+  static bool operator_char(char c) {
+    return c != '\0' && std::string_view("+-*/<>=~!@#%^&|`?").find(c) != std::string_view::npos;
+  }
+
+  // PostgreSQL's rule for operators: the longest run of operator characters, stopping before
+  // a comment, and not ending in + or - unless it holds one of ~ ! @ # % ^ & | ` ? (so "a=-1"
+  // is "=" then "-1"). Consumes the operator.
+  std::size_t operator_length() {
+    const std::size_t start = pos_;
+    std::size_t end = pos_;
+    while (end < s_.size() && operator_char(s_[end])) {
+      if (end > start && ((s_[end] == '-' && s_[end - 1] == '-') ||
+                          (s_[end] == '*' && s_[end - 1] == '/'))) {
+        --end;
+        break;
+      }
+      ++end;
+    }
+    const std::string_view op = s_.substr(start, end - start);
+    if (op.size() > 1 && op.find_first_of("~!@#%^&|`?") == std::string_view::npos) {
+      while (end - start > 1 && (s_[end - 1] == '+' || s_[end - 1] == '-')) --end;
+    }
+    pos_ = end;
+    return end - start;
+  }
+
   char peek(std::size_t ahead) const {
     return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
   }
@@ -321,6 +352,7 @@ bool contains(std::string_view query, Kind k) {
 
 std::string fingerprint(std::string_view statement, std::size_t max_length) {
   std::string out;
+  bool glue = false;
   Lexer lx(statement);
   for (Token t = lx.next(); t.type != Tok::end; t = lx.next()) {
     if (out.size() >= max_length) break;
@@ -342,8 +374,10 @@ std::string fingerprint(std::string_view statement, std::size_t max_length) {
     }
     const bool tight = t.type == Tok::punct && (piece == "," || piece == ")" || piece == "." ||
                                                 piece == "::");
-    if (!out.empty() && !tight && out.back() != '(' && out.back() != '.') out.push_back(' ');
+    if (!out.empty() && !tight && !glue) out.push_back(' ');
     out.append(piece);
+    // Nothing between these and what follows.
+    glue = t.type == Tok::punct && (piece == "(" || piece == "." || piece == "::");
   }
   if (out.size() > max_length) out.resize(max_length);
   return out;

@@ -73,6 +73,12 @@ TEST(Sql, FingerprintRemovesLiterals) {
   EXPECT_EQ(fingerprint("insert into \"T\" values ($tag$secret;$tag$)"),
             "insert into \"T\" values (?)");
   EXPECT_EQ(fingerprint("select   1 -- comment\n  from t"), "select ? from t");
+  // Operators of several characters stay whole, as PostgreSQL lexes them.
+  EXPECT_EQ(fingerprint("select a from t where a <> 1 and b >= 2 and c != 3"),
+            "select a from t where a <> ? and b >= ? and c != ?");
+  EXPECT_EQ(fingerprint("select a::text, b ->> 'k' from t where a=-1"),
+            "select a::text, b ->> ? from t where a = - ?");
+  EXPECT_EQ(fingerprint("select 1<>/* c */2"), "select ? <> ?");
   EXPECT_LE(fingerprint(std::string(1000, 'a'), 64).size(), 64U);
 }
 
