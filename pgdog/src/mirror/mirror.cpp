@@ -49,6 +49,21 @@ void Mirror::start() {
     Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
     asio::co_spawn(ex, worker(), log_errors("mirror worker"));
   }
+  asio::co_spawn(io_, flush_logs(weak), log_errors("mirror log"));
+}
+
+Task<void> Mirror::flush_logs(std::weak_ptr<Mirror> weak) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (true) {
+    timer.expires_after(std::chrono::seconds(1));
+    if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
+    auto self = weak.lock();
+    if (!self || self->queue_.closed()) co_return;
+    const std::string context = "mirror " + self->stats_->cluster();
+    self->drop_log_.flush(context + ": transactions dropped");
+    self->failure_log_.flush(context + ": transactions failed");
+    self->divergence_log_.flush(context + ": divergences");
+  }
 }
 
 void Mirror::stop() {
@@ -207,6 +222,9 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
           hash.reset();
           break;
         case protocol::be::kCommandComplete:
+          // The mirror server's statements are gone: its cache must say so, or the next
+          // request would Bind to a statement the server no longer has.
+          if (backend::drops_all_statements(f.body)) server.prepared().clear();
           if (compare_tags) {
             auto tag = protocol::decode_command_complete(f.body);
             results.push_back(StatementResult{'C', tag ? std::string(*tag) : std::string(),

@@ -60,6 +60,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
 
  private:
   Task<void> worker();
+  static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
   Task<stats::MirrorOutcome> replay(const Request& request, std::string& reason);
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -30,6 +31,19 @@ class RateLimitedLog {
       spdlog::warn("{} ({} similar messages suppressed)", line, held_back);
     } else {
       spdlog::warn("{}", line);
+    }
+  }
+
+  // Reports the warnings held back since the last line once the interval has passed, so the
+  // count of a burst that ended is not kept until the next warning (which may never come).
+  // Called periodically.
+  void flush(std::string_view context) {
+    if (suppressed_.load(std::memory_order_relaxed) == 0) return;
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto next = next_ns_.load(std::memory_order_relaxed);
+    if (now < next || !next_ns_.compare_exchange_strong(next, now + interval_ns_)) return;
+    if (const auto held_back = suppressed_.exchange(0, std::memory_order_relaxed); held_back > 0) {
+      spdlog::warn("{}: {} similar messages suppressed", context, held_back);
     }
   }
 
