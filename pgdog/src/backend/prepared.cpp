@@ -117,11 +117,25 @@ void PreparedCache::clear() {
   index_.clear();
 }
 
-bool Rewriter::needs_rewrite(const protocol::Frame& f) {
+bool Rewriter::needs_rewrite(const protocol::Frame& f) const {
   const auto body = f.body;
+  if (unnamed_deallocate_ || deallocate_portal_) {
+    switch (f.type) {
+      case protocol::fe::kParse:
+      case protocol::fe::kBind:
+      case protocol::fe::kDescribe:
+      case protocol::fe::kExecute:
+      case protocol::fe::kClose:
+      case protocol::fe::kQuery:
+        return true;
+      default:
+        break;
+    }
+  }
   switch (f.type) {
     case protocol::fe::kParse:
-      return !body.empty() && body[0] != '\0';
+      // An unnamed Parse only when it may be a DEALLOCATE of the client's statements.
+      return !body.empty() && (body[0] != '\0' || icontains(body, "DEALLOCATE"));
     case protocol::fe::kBind: {
       const auto nul = body.find('\0');
       return nul != std::string_view::npos && nul + 1 < body.size() && body[nul + 1] != '\0';
@@ -203,8 +217,77 @@ void Rewriter::ensure_prepared(const StatementPtr& s, PreparedCache& cache, std:
   tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name});
 }
 
+bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker) {
+  auto synthetic = [&](char message, std::string bytes) {
+    tracker.push(Expect{Expect::Kind::synthetic, message, 0, std::move(bytes)});
+    return true;
+  };
+  switch (f.type) {
+    case protocol::fe::kParse: {
+      // A new unnamed statement replaces the previous one, whatever it was.
+      unnamed_deallocate_.reset();
+      auto p = protocol::decode_parse(f.body);
+      if (!p || !p->name.empty() || p->param_types.size() > 2) return false;
+      unnamed_deallocate_ = deallocate(p->query);
+      if (!unnamed_deallocate_) return false;
+      return synthetic(protocol::fe::kParse, empty_message(protocol::be::kParseComplete));
+    }
+    case protocol::fe::kBind: {
+      auto b = protocol::decode_bind(f.body);
+      if (!b) return false;
+      if (deallocate_portal_ == b->portal) deallocate_portal_.reset();
+      if (!b->statement.empty() || !unnamed_deallocate_) return false;
+      deallocate_portal_ = std::string(b->portal);
+      return synthetic(protocol::fe::kBind, empty_message(protocol::be::kBindComplete));
+    }
+    case protocol::fe::kDescribe: {
+      auto d = protocol::decode_describe(f.body);
+      if (!d) return false;
+      std::string bytes;
+      if (d->kind == 'S' && d->name.empty() && unnamed_deallocate_) {
+        bytes.append("t\0\0\0\x06\0\0", 7);  // ParameterDescription: no parameters
+      } else if (d->kind != 'P' || deallocate_portal_ != d->name) {
+        return false;
+      }
+      protocol::write_empty(bytes, protocol::be::kNoData);
+      tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kDescribe, d->kind, std::move(bytes)});
+      return true;
+    }
+    case protocol::fe::kExecute: {
+      auto e = protocol::decode_execute(f.body);
+      if (!e || deallocate_portal_ != e->portal) return false;
+      std::string bytes;
+      protocol::write_command_complete(bytes, *unnamed_deallocate_);
+      return synthetic(protocol::fe::kExecute, std::move(bytes));
+    }
+    case protocol::fe::kClose: {
+      auto c = protocol::decode_describe(f.body);
+      if (!c) return false;
+      if (c->kind == 'S' && c->name.empty() && unnamed_deallocate_) {
+        unnamed_deallocate_.reset();
+      } else if (c->kind == 'P' && deallocate_portal_ == c->name) {
+        deallocate_portal_.reset();
+      } else {
+        return false;
+      }
+      return synthetic(protocol::fe::kClose, empty_message(protocol::be::kCloseComplete));
+    }
+    case protocol::fe::kQuery:
+      // A simple query replaces the unnamed statement and portal.
+      unnamed_deallocate_.reset();
+      deallocate_portal_.reset();
+      return false;
+    default:
+      return false;
+  }
+}
+
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker) {
+  if (unnamed_deallocate_ || deallocate_portal_ ||
+      (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0')) {
+    if (rewrite_unnamed(f, tracker)) return true;
+  }
   switch (f.type) {
     case protocol::fe::kParse: {
       auto p = protocol::decode_parse(f.body);
@@ -223,7 +306,8 @@ bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::stri
         tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
       }
       out += s->parse;
-      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name});
+      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name,
+                          std::string(p->name)});
       return true;
     }
     case protocol::fe::kBind: {
@@ -332,11 +416,21 @@ void ResponseTracker::flush_head(std::string& out, char status) {
   }
 }
 
+void ResponseTracker::undo_parse(const Expect& e, PreparedCache& cache) {
+  if (e.message != protocol::fe::kParse || e.statement.empty()) return;
+  cache.erase(e.statement);
+  // The client's name goes too, unless a later Parse already reused it.
+  if (mine_ != nullptr && !e.client.empty()) {
+    auto it = mine_->find(e.client);
+    if (it != mine_->end() && it->second->name == e.statement) mine_->erase(it);
+  }
+}
+
 void ResponseTracker::skip_to_sync(PreparedCache& cache) {
   // After an error the server ignores everything up to Sync: nothing it skipped happened.
   while (!expect_.empty() && expect_.front().message != protocol::fe::kSync) {
     auto& e = expect_.front();
-    if (e.message == protocol::fe::kParse && !e.statement.empty()) cache.erase(e.statement);
+    undo_parse(e, cache);
     if (e.kind == Expect::Kind::swallow && e.message == protocol::fe::kClose) {
       // The evicted statement is still on the server but no longer in the cache: preparing
       // it again would fail, so the connection must not be reused.
@@ -364,9 +458,7 @@ void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, c
   if (type == protocol::be::kErrorResponse && extended) {
     // The client sees the error even when it came from a message the proxy added: its own
     // Bind or Describe could not run because of it.
-    if (head.message == protocol::fe::kParse && !head.statement.empty()) {
-      cache.erase(head.statement);
-    }
+    undo_parse(head, cache);
     pop_front();
     skip_to_sync(cache);
     return;

@@ -81,14 +81,27 @@ struct Expect {
     synthetic,  // a client message the proxy answered itself: send `bytes` in its place
     ready,      // a client Query answered by the proxy: CommandComplete + ReadyForQuery now
   };
+  Expect(Kind k, char m, char d = 0, std::string b = {}, std::string st = {},
+         std::string cl = {})
+      : kind(k), message(m), describe(d), bytes(std::move(b)), statement(std::move(st)),
+        client(std::move(cl)) {}
+
   Kind kind = Kind::forward;
   char message = 0;        // frontend message type
   char describe = 0;       // 'S' or 'P' for Describe
   std::string bytes;       // synthetic answer
   std::string statement;   // global name a Parse put on the server (undone if skipped)
+  std::string client;      // the client's name for that statement (a Parse that failed or
+                           // was skipped never existed, as in PostgreSQL)
 };
 
 class ResponseTracker;
+
+// Whether a CommandComplete (its body) says every prepared statement of the session is gone.
+inline bool drops_all_statements(std::string_view command_complete) {
+  return command_complete.starts_with("DISCARD ALL") ||
+         command_complete.starts_with("DEALLOCATE ALL");
+}
 
 // Rewrites client frames for one server.
 class Rewriter {
@@ -106,8 +119,9 @@ class Rewriter {
   bool rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                ResponseTracker& tracker);
 
-  // Whether `f` is a frame rewrite() would change (named statements, DEALLOCATE).
-  static bool needs_rewrite(const protocol::Frame& f);
+  // Whether `f` is a frame rewrite() would change (named statements, DEALLOCATE, and the
+  // messages that use a DEALLOCATE the proxy answered through the unnamed statement).
+  bool needs_rewrite(const protocol::Frame& f) const;
 
   // A Query that only deallocates ("DEALLOCATE [PREPARE] name | ALL"): handled here, never
   // sent. Returns the CommandComplete tag, or nothing if the query is anything else.
@@ -121,10 +135,17 @@ class Rewriter {
                        ResponseTracker& tracker);
   StatementPtr find(const std::string& name) const;
 
+  bool rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker);
+
   StatementRegistry& registry_;
   ClientStatements& mine_;
   const ClientStatements* base_;
   std::uint64_t version_ = 0;
+  // "DEALLOCATE name" sent as an unnamed Parse, Bind, Describe, Execute (psycopg does this):
+  // the proxy answers each of those messages itself, since the server never had the client's
+  // name. The tag Execute reports, and the portal Bind made of that statement.
+  std::optional<std::string> unnamed_deallocate_;
+  std::optional<std::string> deallocate_portal_;
 };
 
 // A FIFO on a vector: unlike std::deque it allocates nothing until used, which matters when
@@ -162,6 +183,8 @@ class ResponseTracker {
   // Every pending entry is one the proxy answers itself: no server answer will come to
   // trigger them.
   bool only_synthetic() const { return !expect_.empty() && special_ == expect_.size(); }
+  // The client's statements, so that a Parse that failed drops its name too.
+  void set_statements(ClientStatements* mine) { mine_ = mine; }
   // The server's statements may differ from the cache: do not reuse the connection.
   bool take_poisoned() { return std::exchange(poisoned_, false); }
   void clear() {
@@ -182,10 +205,12 @@ class ResponseTracker {
   void pop_front();
   bool ends(const Expect& e, char type) const;
   void skip_to_sync(PreparedCache& cache);
+  void undo_parse(const Expect& e, PreparedCache& cache);
 
   Fifo<Expect> expect_;
   std::size_t special_ = 0;  // entries that are not plain forwards
   bool poisoned_ = false;
+  ClientStatements* mine_ = nullptr;
 };
 
 }  // namespace pgdog::backend

@@ -302,8 +302,9 @@ bool ServerConnection::alive() {
   const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-  // With TLS, record bytes may be a harmless session ticket; anything in plaintext is not.
-  return stream_.is_tls();
+  // An idle server has nothing to say, in plaintext or TLS (session tickets were read during
+  // startup): bytes waiting here are a FATAL before the close.
+  return false;
 }
 
 Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t port,

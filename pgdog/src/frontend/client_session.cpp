@@ -108,13 +108,22 @@ void ClientSession::terminate(bool graceful) {
       self->terminate_after_transaction_ = true;
       return;
     }
-    std::string out;
-    protocol::write_error(out, {.severity = "FATAL",
-                                .code = "57P01",
-                                .message = "terminating connection due to administrator command"});
-    self->client_.write_now(out);
+    // Written asynchronously, so that it reaches TLS clients as well, then closed.
     self->closing_ = true;
-    self->client_.close();
+    asio::co_spawn(
+        self->executor_,
+        [self]() -> Task<void> {
+          std::string out;
+          protocol::write_error(out,
+                                {.severity = "FATAL",
+                                 .code = "57P01",
+                                 .message = "terminating connection due to administrator command"});
+          asio::steady_timer timer(self->executor_, std::chrono::seconds(1));
+          using namespace asio::experimental::awaitable_operators;
+          co_await (self->client_.write(out) || timer.async_wait(use_nothrow));
+          self->client_.close();
+        },
+        log_errors("session termination"));
   });
 }
 
@@ -267,6 +276,7 @@ Task<ClientSession::Login> ClientSession::startup() {
   if (mode_ == config::PoolerMode::transaction &&
       config_->general.prepared_statements == config::PreparedStatements::extended) {
     rewriter_ = std::make_unique<backend::Rewriter>(app_.statement_registry(), statements_);
+    tracker_.set_statements(&statements_);
   }
   if (auto mirrors = app_.mirrors_for(database); !mirrors.empty()) {
     tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, statements_,
@@ -512,7 +522,7 @@ std::string_view ClientSession::prepare_batch(std::string_view batch) {
     return batch;
   }
   bool rewrite = false;
-  each_frame([&](const protocol::Frame& f) { rewrite = rewrite || backend::Rewriter::needs_rewrite(f); });
+  each_frame([&](const protocol::Frame& f) { rewrite = rewrite || rewriter_->needs_rewrite(f); });
   if (!rewrite) {
     each_frame([&](const protocol::Frame& f) {
       tracker_.push_plain(f);
@@ -616,7 +626,7 @@ bool ClientSession::scan_server(ServerChunk& chunk, std::string& lost) {
         return true;
       case protocol::be::kCommandComplete:
         // The server's statements are gone; the client's names with them.
-        if (f.body.starts_with("DISCARD ALL") || f.body.starts_with("DEALLOCATE ALL")) {
+        if (backend::drops_all_statements(f.body)) {
           server.prepared().clear();
           statements_.clear();
         }
@@ -704,7 +714,8 @@ Task<void> ClientSession::relay_inline() {
       co_return;
     }
     auto& server = *server_;
-    if (chunk.release && server.buffer().empty()) {
+    // Checked again: the client may have sent more while the delivery waited.
+    if (chunk.release && can_release() && server.buffer().empty()) {
       release_server();
       co_return;
     }
@@ -712,6 +723,9 @@ Task<void> ClientSession::relay_inline() {
     if (copy_in_) co_return;
     if (pending_ == 0) {
       if (rewriter_ && !tracker_.idle() && tracker_.only_synthetic()) continue;
+      // Everything was answered by the proxy itself (a DEALLOCATE): no ReadyForQuery from the
+      // server will come to release it.
+      if (can_release() && server.buffer().empty()) release_server();
       co_return;
     }
     const std::size_t want = std::max<std::size_t>(4096, scanner_.wanted(server.buffer().readable()));
@@ -820,7 +834,7 @@ Task<bool> ClientSession::on_client_data(std::size_t received) {
         wec = co_await server_->stream().write(to_send.substr(sent));
         writing_ = false;
       }
-      if (wec) server_->mark_broken();
+      if (wec && server_) server_->mark_broken();
     }
     in_.consume(forward);
     if (pump_running_) {
@@ -881,12 +895,18 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
       break;
     }
     auto& server = *server_;
-    if (chunk.release && server.buffer().empty()) {
+    // Checked again: while the delivery waited on a slow client, the client may have sent
+    // the next query to this server.
+    if (chunk.release && can_release() && server.buffer().empty()) {
       release = true;
       break;
     }
     if (closing_) break;
     if (rewriter_ && (flush_requested_ || tracker_.only_synthetic())) continue;
+    if (can_release() && server.buffer().empty()) {
+      release = true;  // answered by the proxy itself: nothing will come from the server
+      break;
+    }
     const std::size_t want = std::max<std::size_t>(4096, scanner_.wanted(server.buffer().readable()));
     auto [ec, n] = co_await server.stream().read_some(server.buffer().prepare(want));
     if (ec) {
@@ -901,7 +921,7 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
   }
   if (!lost.empty()) {
     co_await report_lost(lost);
-  } else if (release && !closing_) {
+  } else if (release && !closing_ && can_release()) {
     release_server();
   }
   pump_running_ = false;

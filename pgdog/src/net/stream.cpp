@@ -63,8 +63,13 @@ std::size_t Stream::write_now_some(std::string_view data, error_code& ec) {
 }
 
 void Stream::write_now(std::string_view data) {
-  if (tls_ || !socket_.is_open()) return;
   error_code ec;
+  if (tls_) {
+    // Best effort through the TLS engine; the socket never blocks (non-blocking mode).
+    if (tls_->next_layer().is_open()) tls_->write_some(asio::buffer(data.data(), data.size()), ec);
+    return;
+  }
+  if (!socket_.is_open()) return;
   socket_.write_some(asio::buffer(data.data(), data.size()), ec);
 }
 

@@ -281,6 +281,31 @@ TEST(Prepared, CloseAndDeallocateAreAnsweredInOrder) {
   EXPECT_EQ(server.received.back(), "Q");
 }
 
+TEST(Prepared, DeallocateThroughTheUnnamedStatementIsAnsweredByTheProxy) {
+  // psycopg sends "DEALLOCATE name" as Parse(unnamed)/Bind/Describe portal/Execute/Sync. The
+  // server never had the client's name, so the proxy answers all but the Sync.
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), server, cache);
+  server.received.clear();
+  const auto dealloc = parse("", "DEALLOCATE s1") + bind("") + describe('P', "") + execute() + sync();
+  EXPECT_EQ(types(a.round_trip(dealloc, server, cache)), "12nCZ");
+  EXPECT_EQ(server.received, std::vector<std::string>{"S"});
+  EXPECT_FALSE(a.mine.contains("s1"));
+  // The next unnamed statement is the server's again.
+  server.received.clear();
+  EXPECT_EQ(types(a.round_trip(parse("", "select 2") + bind("") + execute() + sync(), server,
+                               cache)),
+            "12DCZ");
+  EXPECT_EQ(server.received, (std::vector<std::string>{"P", "B", "E", "S"}));
+  // Not one of ours: the server answers, as PostgreSQL would.
+  server.received.clear();
+  a.round_trip(parse("", "DEALLOCATE unknown") + bind("") + execute() + sync(), server, cache);
+  EXPECT_EQ(server.received, (std::vector<std::string>{"P", "B", "E", "S"}));
+}
+
 TEST(Prepared, EvictionClosesTheLeastRecentlyUsedStatement) {
   StatementRegistry registry;
   FakeServer server;
@@ -307,7 +332,7 @@ TEST(Prepared, UnnamedStatementsPassThroughUntouched) {
   for (std::string_view rest = client; !rest.empty();) {
     auto f = *protocol::next_frame(rest, 1 << 20);
     rest.remove_prefix(f.size());
-    EXPECT_FALSE(Rewriter::needs_rewrite(f));
+    EXPECT_FALSE(a.rewriter.needs_rewrite(f));
     EXPECT_FALSE(a.rewriter.rewrite(f, cache, out, a.tracker));
   }
   EXPECT_TRUE(out.empty());
@@ -337,12 +362,15 @@ TEST(Prepared, DeallocateIsFoundWhereverItIs) {
     return *protocol::next_frame(storage, 1 << 20);
   };
   std::string buf;
-  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("DEALLOCATE s1", buf)));
-  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("-- x\n; deallocate s1", buf)));
-  EXPECT_TRUE(Rewriter::needs_rewrite(query_frame("/* d */ DeAlLoCaTe ALL", buf)));
-  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("SELECT abalance FROM pgbench_accounts", buf)));
-  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("select 'deallocat'", buf)));
-  EXPECT_FALSE(Rewriter::needs_rewrite(query_frame("", buf)));
+  StatementRegistry registry;
+  ClientStatements mine;
+  const Rewriter rewriter{registry, mine};
+  EXPECT_TRUE(rewriter.needs_rewrite(query_frame("DEALLOCATE s1", buf)));
+  EXPECT_TRUE(rewriter.needs_rewrite(query_frame("-- x\n; deallocate s1", buf)));
+  EXPECT_TRUE(rewriter.needs_rewrite(query_frame("/* d */ DeAlLoCaTe ALL", buf)));
+  EXPECT_FALSE(rewriter.needs_rewrite(query_frame("SELECT abalance FROM pgbench_accounts", buf)));
+  EXPECT_FALSE(rewriter.needs_rewrite(query_frame("select 'deallocat'", buf)));
+  EXPECT_FALSE(rewriter.needs_rewrite(query_frame("", buf)));
 }
 
 }  // namespace
