@@ -510,6 +510,60 @@ TEST_F(MirrorTest, ExposureHalfMirrorsWholeTransactions) {
 // COMMIT, failed autocommit statements (simple, multi-statement and extended), a client gone
 // mid-transaction. A block that recovered with ROLLBACK TO SAVEPOINT and committed is mirrored
 // and succeeds (the mirror has the same error).
+// Session mode: a client's session state (SQL PREPARE, temporary tables, SET) carries over to
+// the mirror because its requests replay on one mirror connection; the next client on that
+// connection inherits nothing (DISCARD ALL), exactly as on the primary. One mirror connection
+// for both clients, so the second one gets the first one's connection.
+TEST_F(MirrorTest, SessionModeKeepsSessionStateOnTheMirror) {
+  const std::string db = "mirror_it_session";
+  ASSERT_NO_FATAL_FAILURE(use_database(db));
+  on_both(db, {"CREATE TABLE t (id int PRIMARY KEY, note text)"});
+  MirrorSetup setup{db, "queue_length = 100000\n"};
+  Pgdog pgdog(mirror_config(setup)
+                  .set_string("pooler_mode", "session")
+                  .set("default_pool_size", "1"));
+  ASSERT_TRUE(pgdog.started());
+  MirrorWatch watch(pgdog, setup.metrics_port);
+  ASSERT_TRUE(watch.wait_metrics());
+
+  long long mirrored = 0;
+  auto ok = [&](Conn& c, const std::string& sql) {
+    ASSERT_NO_FATAL_FAILURE(must(c, sql));
+    ++mirrored;
+  };
+  {
+    auto a = client(pgdog, db);
+    ASSERT_NO_FATAL_FAILURE(ok(a, "SET application_name = 'session_a'"));
+    ASSERT_NO_FATAL_FAILURE(ok(a, "PREPARE ins(int) AS INSERT INTO t VALUES ($1, current_setting('application_name'))"));
+    ASSERT_NO_FATAL_FAILURE(ok(a, "EXECUTE ins(1)"));
+    ASSERT_NO_FATAL_FAILURE(ok(a, "BEGIN"));
+    ASSERT_NO_FATAL_FAILURE(must(a, "EXECUTE ins(2)"));
+    ASSERT_NO_FATAL_FAILURE(must(a, "COMMIT"));
+    ASSERT_NO_FATAL_FAILURE(ok(a, "CREATE TEMP TABLE tmp AS SELECT 3 AS id"));
+    ASSERT_NO_FATAL_FAILURE(ok(a, "INSERT INTO t SELECT id, 'from tmp' FROM tmp"));
+  }
+  {
+    // The same connections on both sides: nothing of the first session is left.
+    auto b = client(pgdog, db);
+    auto r = b.exec("EXECUTE ins(4)");
+    EXPECT_FALSE(r.ok()) << "the previous session's statement survived on the primary";
+    ASSERT_NO_FATAL_FAILURE(ok(b, "PREPARE ins(int) AS INSERT INTO t VALUES ($1, current_setting('application_name'))"));
+    ASSERT_NO_FATAL_FAILURE(ok(b, "EXECUTE ins(5)"));
+    ASSERT_NO_FATAL_FAILURE(ok(b, "CREATE TEMP TABLE tmp AS SELECT 6 AS id"));
+    ASSERT_NO_FATAL_FAILURE(ok(b, "INSERT INTO t SELECT id, 'from tmp' FROM tmp"));
+  }
+  const auto counts = watch.wait_drained(mirrored);
+  EXPECT_EQ(counts.success, mirrored) << counts.describe();
+  EXPECT_EQ(counts.failure, 0) << counts.describe();
+  EXPECT_EQ(counts.dropped, 0) << counts.describe();
+  auto p = connect_primary(db);
+  auto m = connect_mirror(db);
+  const std::string rows = "SELECT id || ':' || coalesce(note, '') FROM t ORDER BY id";
+  const auto primary = column(p, rows);
+  EXPECT_EQ(primary.size(), 5U);
+  EXPECT_EQ(column(m, rows), primary);
+}
+
 TEST_F(MirrorTest, FailedOrRolledBackTransactionsAreNotMirrored) {
   const std::string db = "mirror_it_rollback";
   ASSERT_NO_FATAL_FAILURE(use_database(db));

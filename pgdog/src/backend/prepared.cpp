@@ -190,7 +190,10 @@ std::optional<std::string> Rewriter::deallocate(std::string_view sql) {
       name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
   }
-  if (mine_.erase(name) == 0) return std::nullopt;  // not ours: let the server answer
+  // A mirror replays against the statements its client had (`base_`): one of those is the
+  // client's too, although it cannot be erased from there.
+  const bool known = mine_.erase(name) > 0 || (base_ != nullptr && base_->contains(name));
+  if (!known) return std::nullopt;  // not ours: let the server answer
   ++version_;
   return std::string("DEALLOCATE");
 }
@@ -220,6 +223,7 @@ void Rewriter::ensure_prepared(const StatementPtr& s, PreparedCache& cache, std:
 bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker) {
   auto synthetic = [&](char message, std::string bytes) {
     tracker.push(Expect{Expect::Kind::synthetic, message, 0, std::move(bytes)});
+    answered_alone_ = true;
     return true;
   };
   switch (f.type) {
@@ -251,6 +255,7 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
       }
       protocol::write_empty(bytes, protocol::be::kNoData);
       tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kDescribe, d->kind, std::move(bytes)});
+      answered_alone_ = true;
       return true;
     }
     case protocol::fe::kExecute: {
@@ -284,6 +289,7 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
 
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker) {
+  answered_alone_ = false;
   if (unnamed_deallocate_ || deallocate_portal_ ||
       (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0')) {
     if (rewrite_unnamed(f, tracker)) return true;

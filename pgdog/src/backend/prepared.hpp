@@ -127,6 +127,10 @@ class Rewriter {
   // sent. Returns the CommandComplete tag, or nothing if the query is anything else.
   std::optional<std::string> deallocate(std::string_view sql);
 
+  // Whether the frame last rewritten was answered by the proxy alone, with no effect on any
+  // server (DEALLOCATE through the unnamed statement): there is nothing in it to mirror.
+  bool answered_alone() const { return answered_alone_; }
+
   // Bumped whenever the client's statements change (so snapshots are taken only then).
   std::uint64_t version() const { return version_; }
 
@@ -146,6 +150,7 @@ class Rewriter {
   // name. The tag Execute reports, and the portal Bind made of that statement.
   std::optional<std::string> unnamed_deallocate_;
   std::optional<std::string> deallocate_portal_;
+  bool answered_alone_ = false;
 };
 
 // A FIFO on a vector: unlike std::deque it allocates nothing until used, which matters when

@@ -333,3 +333,17 @@ Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t
 }
 
 }  // namespace pgdog::backend
+
+namespace pgdog::backend {
+
+Task<bool> ServerConnection::reset_session() {
+  if (broken() || status() != 'I' || !buffer().empty()) co_return false;
+  if (!co_await execute("DISCARD ALL")) co_return false;
+  prepared().clear();
+  for (const auto& [name, value] : applied().items()) params().erase(name);
+  applied() = protocol::Params{};
+  synced_hash = 0;
+  co_return true;
+}
+
+}  // namespace pgdog::backend

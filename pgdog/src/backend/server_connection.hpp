@@ -91,6 +91,11 @@ class ServerConnection {
   // params(); the first ErrorResponse becomes the failure.
   Task<Result<void>> execute(std::string_view sql);
 
+  // Session mode, when a client leaves: DISCARD ALL, and forgets what the cache knew of the
+  // session (prepared statements, parameters), so the next client inherits nothing. False when
+  // the connection must not be reused.
+  Task<bool> reset_session();
+
   // Sends a CancelRequest for this connection's current query over a new connection.
   static Task<void> cancel(Executor ex, std::string host, std::uint16_t port,
                            protocol::BackendKeyData key);

@@ -281,7 +281,8 @@ Task<ClientSession::Login> ClientSession::startup() {
   if (auto mirrors = app_.mirrors_for(database); !mirrors.empty()) {
     tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, statements_,
                                          rewriter_.get(), &app_.statement_registry(),
-                                         max_message_size_);
+                                         max_message_size_,
+                                         mode_ == config::PoolerMode::session);
   }
   co_return Login::proceed;
 }
@@ -536,6 +537,8 @@ std::string_view ClientSession::prepare_batch(std::string_view batch) {
     if (!rewriter_->rewrite(f, server_->prepared(), out_, tracker_)) {
       out_.append(f.raw);
       tracker_.push_plain(f);
+    } else if (rewriter_->answered_alone()) {
+      answered_here = true;  // a DEALLOCATE through the unnamed statement: nothing to mirror
     } else if (f.type == protocol::fe::kQuery) {
       // DEALLOCATE of one of the client's statements: answered by the proxy, so no
       // ReadyForQuery will come from the server for it.
@@ -870,14 +873,7 @@ Task<void> ClientSession::finish_server() {
                !copy_in_ && server_->buffer().empty() && tracker_.idle();
   if (clean && mode_ == config::PoolerMode::session) {
     // The next client must not inherit this one's session state.
-    auto r = co_await server_->execute("DISCARD ALL");
-    clean = r.has_value();
-    if (clean) {
-      server_->prepared().clear();
-      for (const auto& [name, value] : server_->applied().items()) server_->params().erase(name);
-      server_->applied() = protocol::Params{};
-      server_->synced_hash = 0;
-    }
+    clean = co_await server_->reset_session();
   }
   if (!clean || tracker_.take_poisoned()) server_->mark_broken();
   tracker_.clear();

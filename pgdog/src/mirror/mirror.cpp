@@ -114,7 +114,7 @@ Task<void> Mirror::worker() {
     auto item = co_await queue_.pop();
     if (!item) co_return;
     std::string reason;
-    const auto outcome = co_await replay(*item->request, reason);
+    const auto outcome = co_await replay(*item->request, *item->channel, reason);
     stats_->record(outcome);
     if (outcome != MirrorOutcome::success) {
       failure_log_.warn("mirror {}: transaction failed ({}): {}", stats_->cluster(),
@@ -125,7 +125,8 @@ Task<void> Mirror::worker() {
   }
 }
 
-Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) {
+Task<MirrorOutcome> Mirror::replay(const Request& request, Channel& channel,
+                                   std::string& reason) {
   using namespace asio::experimental::awaitable_operators;
   auto pool = pools_(request.user);
   if (!pool) {
@@ -147,12 +148,17 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
   };
 
   auto exchange = [&]() -> Task<void> {
-    auto checked_out = co_await pool->checkout();
-    if (!checked_out) {
-      fail(nullptr, checked_out.error().to_string());
-      co_return;
+    if (channel.lease && !channel.lease->broken() && channel.lease.pool() == pool.get()) {
+      lease = std::move(channel.lease);  // the session's own mirror connection
+    } else {
+      channel.lease = backend::Lease{};
+      auto checked_out = co_await pool->checkout();
+      if (!checked_out) {
+        fail(nullptr, checked_out.error().to_string());
+        co_return;
+      }
+      lease = std::move(*checked_out);
     }
-    lease = std::move(*checked_out);
     auto& server = *lease;
     if (server.synced_hash != request.params->hash()) {
       protocol::Params desired = *request.params;
@@ -169,7 +175,9 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
     backend::ClientStatements overlay;
     backend::Rewriter rewriter(registry_, overlay, request.statements.get());
     backend::ResponseTracker tracker;
-    const bool track = request.statements != nullptr;
+    // A pinned session replays verbatim: its statements live on its own mirror connection
+    // under the client's names, as on the primary.
+    const bool track = request.statements != nullptr && !channel.pinned;
     if (track) {
       bool rewrote = false;
       for (auto rest = std::string_view(request.frames); !rest.empty();) {
@@ -302,6 +310,9 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, std::string& reason) 
     }
     co_return MirrorOutcome::timeout;
   }
+  // A session keeps its connection for its next request (a broken one goes: the session's
+  // state on the mirror is lost with it, and what depends on it fails there, as it should).
+  if (channel.pinned && lease && !lease->broken()) channel.lease = std::move(lease);
   if (compare_tags && (outcome == MirrorOutcome::success || outcome == MirrorOutcome::query)) {
     record_divergences(request, results, compare_rows);
   }

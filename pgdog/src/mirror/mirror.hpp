@@ -50,7 +50,10 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void update(MirrorSettings settings);
   MirrorSettings settings() const;
 
-  std::shared_ptr<Channel> open_channel() const { return std::make_shared<Channel>(); }
+  // `pin`: session mode, one mirror connection for the client's whole session.
+  std::shared_ptr<Channel> open_channel(bool pin = false) const {
+    return std::make_shared<Channel>(pin);
+  }
 
   // Exposure sampling, the level filter, then try_push. Never waits.
   void submit(const std::shared_ptr<Channel>& channel, const RequestPtr& request, Traits traits);
@@ -61,7 +64,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
  private:
   Task<void> worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
-  Task<stats::MirrorOutcome> replay(const Request& request, std::string& reason);
+  Task<stats::MirrorOutcome> replay(const Request& request, Channel& channel, std::string& reason);
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "net/asio.hpp"
+#include "backend/pool.hpp"
 #include "backend/prepared.hpp"
 #include "protocol/params.hpp"
 
@@ -59,10 +60,23 @@ using RequestPtr = std::shared_ptr<const Request>;
 
 // One client's requests to one mirror. The queue runs at most one of them at a time, which is
 // what keeps each client's order on the mirror.
+//
+// A session-mode client's channel is pinned: its requests replay on one mirror server
+// connection, kept between them, so session state (SET, PREPARE, temporary tables) carries
+// over as it does on the primary. Only the worker running the channel's request touches the
+// lease; when the client has left and its last request is done, the connection is reset with
+// DISCARD ALL and goes back to the pool.
 struct Channel {
+  explicit Channel(bool pin = false) : pinned(pin) {}
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  ~Channel();
+
   std::deque<RequestPtr> pending;
   bool in_flight = false;
   bool listed = false;  // in the queue's ready list
+  const bool pinned;
+  backend::Lease lease;
 };
 
 // The bounded queue of one mirror cluster, shared by every client session that mirrors to it

@@ -29,7 +29,7 @@ void merge(Traits& into, Traits from) {
 Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
          const protocol::Params& params, const backend::ClientStatements& statements,
          const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
-         std::size_t max_transaction_bytes)
+         std::size_t max_transaction_bytes, bool session_mode)
     : user_(std::move(user)),
       params_(params),
       statements_live_(rewriter != nullptr ? statements : own_),
@@ -41,7 +41,7 @@ Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
     classify_ = classify_ || settings.level != config::MirrorLevel::all;
     compare_tags_ = compare_tags_ || settings.compare != config::MirrorCompare::off;
     compare_rows_ = compare_rows_ || settings.compare == config::MirrorCompare::results;
-    auto channel = m->open_channel();
+    auto channel = m->open_channel(session_mode);
     targets_.push_back(Target{std::move(m), std::move(channel)});
   }
 }

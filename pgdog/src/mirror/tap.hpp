@@ -33,7 +33,7 @@ class Tap {
   Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
       const protocol::Params& params, const backend::ClientStatements& statements,
       const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
-      std::size_t max_transaction_bytes);
+      std::size_t max_transaction_bytes, bool session_mode = false);
 
   void client_frame(const protocol::Frame& frame);
   void server_frame(const protocol::Frame& frame);

@@ -375,3 +375,21 @@ TEST(Prepared, DeallocateIsFoundWhereverItIs) {
 
 }  // namespace
 }  // namespace pgdog::backend
+
+namespace pgdog::backend {
+namespace {
+
+TEST(Prepared, MirrorDeallocatesAStatementOfItsClientsSnapshot) {
+  // A mirror worker replays against the statements the client had when it committed; its
+  // DEALLOCATE of one of those is answered like the primary path answered it, not sent.
+  StatementRegistry registry;
+  ClientStatements snapshot;
+  snapshot["s1"] = registry.intern("select 1", {});
+  ClientStatements overlay;
+  Rewriter rewriter{registry, overlay, &snapshot};
+  EXPECT_EQ(rewriter.deallocate("DEALLOCATE s1"), "DEALLOCATE");
+  EXPECT_EQ(rewriter.deallocate("DEALLOCATE other"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace pgdog::backend
