@@ -64,6 +64,12 @@ struct ScramSecret {
 ScramSecret make_scram_secret(std::string_view password, std::span<const std::uint8_t> salt = {},
                               int iterations = kDefaultIterations);
 
+// The secret a SCRAM exchange runs against for a user that does not exist, so that the
+// exchange looks like a real one: the salt is the same on every attempt for a given name
+// (derived from it with a per-process random key, as PostgreSQL's mock salt), the iteration
+// count the default, and no PBKDF2 is run (no timing or CPU difference). No proof matches it.
+ScramSecret mock_scram_secret(std::string_view user);
+
 // pg_authid's text form: "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".
 std::string format_scram_secret(const ScramSecret& secret);
 Result<ScramSecret> parse_scram_secret(std::string_view text);

@@ -140,6 +140,21 @@ std::optional<std::vector<std::uint8_t>> decode_key(std::string_view text) {
 
 }  // namespace
 
+ScramSecret mock_scram_secret(std::string_view user) {
+  static const std::array<std::uint8_t, 32> key = [] {
+    std::array<std::uint8_t, 32> k{};
+    random_bytes(k);
+    return k;
+  }();
+  const detail::Sha256 digest = detail::hmac_sha256(key, user);
+  ScramSecret secret;
+  secret.salt.assign(digest.begin(), digest.begin() + 16);
+  // Random keys: whatever the client proves, it cannot match them.
+  random_bytes(secret.stored_key);
+  random_bytes(secret.server_key);
+  return secret;
+}
+
 ScramSecret make_scram_secret(std::string_view password, std::span<const std::uint8_t> salt,
                               int iterations) {
   if (iterations < 1) throw std::invalid_argument("auth: SCRAM iterations must be >= 1");

@@ -114,6 +114,10 @@ std::size_t Config::queue_length(const Mirroring& m) const {
   return m.queue_length.value_or(general.mirror_queue);
 }
 
+std::size_t Config::queue_bytes(const Mirroring& m) const {
+  return m.queue_bytes.value_or(general.mirror_queue_bytes);
+}
+
 double Config::exposure(const Mirroring& m) const {
   return m.exposure.value_or(general.mirror_exposure);
 }

@@ -56,6 +56,10 @@ struct General {
   std::size_t max_client_conn = 10'000;
   std::size_t max_message_size = std::size_t{64} * 1024 * 1024;  // bytes; larger frames get 08P01
   std::size_t mirror_queue = 128;
+  // Byte budgets of mirroring: a transaction larger than this is not kept for the mirrors
+  // (dropped, counted); each mirror's queue holds at most this many bytes of transactions.
+  std::size_t mirror_max_transaction_bytes = std::size_t{16} * 1024 * 1024;
+  std::size_t mirror_queue_bytes = std::size_t{64} * 1024 * 1024;
   double mirror_exposure = 1.0;
   Millis mirror_timeout{10'000};
   bool mirror_metrics_enabled = true;
@@ -93,6 +97,7 @@ struct Mirroring {
   std::string source_db;
   std::string destination_db;
   std::optional<std::size_t> queue_length;
+  std::optional<std::size_t> queue_bytes;
   std::optional<double> exposure;
   MirrorLevel level = MirrorLevel::all;
   std::optional<Millis> timeout;
@@ -126,6 +131,7 @@ struct Config {
   int min_pool_size(const User& user) const;
   PoolerMode pooler_mode(const User& user) const;
   std::size_t queue_length(const Mirroring& m) const;
+  std::size_t queue_bytes(const Mirroring& m) const;
   double exposure(const Mirroring& m) const;
   Millis mirror_timeout(const Mirroring& m) const;
   MirrorCompare compare(const Mirroring& m) const;

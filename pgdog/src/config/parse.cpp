@@ -378,6 +378,8 @@ void read_general(TableReader& r, General& g) {
   set(g.max_client_conn, r.size("max_client_conn", 1));
   set(g.max_message_size, r.size("max_message_size", min_message_size));
   set(g.mirror_queue, r.size("mirror_queue", 1));
+  set(g.mirror_max_transaction_bytes, r.size("mirror_max_transaction_bytes", 1024));
+  set(g.mirror_queue_bytes, r.size("mirror_queue_bytes", 1024));
   set(g.mirror_exposure, r.ratio("mirror_exposure"));
   set(g.mirror_timeout, r.millis("mirror_timeout"));
   set(g.mirror_metrics_enabled, r.flag("mirror_metrics_enabled"));
@@ -414,6 +416,7 @@ Mirroring read_mirroring(TableReader& r) {
   m.source_db = r.required("source_db");
   m.destination_db = r.required("destination_db");
   m.queue_length = r.size("queue_length", 1);
+  m.queue_bytes = r.size("queue_bytes", 1024);
   m.exposure = r.ratio("exposure");
   set(m.level, r.choice<MirrorLevel>("level"));
   m.timeout = r.millis("timeout");

@@ -171,6 +171,8 @@ AdminResult show_config(App& app) {
   add("max_client_conn", std::to_string(g.max_client_conn));
   add("max_message_size", std::to_string(g.max_message_size));
   add("mirror_queue", std::to_string(g.mirror_queue));
+  add("mirror_queue_bytes", std::to_string(g.mirror_queue_bytes));
+  add("mirror_max_transaction_bytes", std::to_string(g.mirror_max_transaction_bytes));
   add("mirror_exposure", std::to_string(g.mirror_exposure));
   add("mirror_timeout", ms(g.mirror_timeout));
   add("mirror_metrics_enabled", g.mirror_metrics_enabled ? "true" : "false");

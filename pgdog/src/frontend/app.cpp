@@ -209,6 +209,11 @@ std::shared_ptr<UserEntry> App::find_user(std::string_view user, std::string_vie
   return it == users_.end() ? nullptr : it->second;
 }
 
+auth::ScramSecret App::admin_scram() const {
+  std::lock_guard g(mutex_);
+  return admin_scram_;
+}
+
 bool App::has_database(std::string_view database) const {
   std::lock_guard g(mutex_);
   return config_->find_database(database) != nullptr;
@@ -247,6 +252,11 @@ void App::apply(config::Config next) {
   std::vector<std::shared_ptr<mirror::Mirror>> stop_mirrors;
   {
     std::lock_guard g(mutex_);
+    if (cfg->admin.password != admin_scram_password_) {
+      admin_scram_password_ = cfg->admin.password;
+      admin_scram_ = cfg->admin.password ? auth::make_scram_secret(*cfg->admin.password)
+                                         : auth::ScramSecret{};
+    }
     for (const auto& u : cfg->users) {
       auto key = std::make_pair(u.name, u.database);
       auto settings = pool_settings(*cfg, u, *cfg->find_database(u.database));
@@ -295,6 +305,7 @@ void App::apply_mirrors_locked(const config::Config& c,
     s.source = m.source_db;
     s.destination = m.destination_db;
     s.queue_length = c.queue_length(m);
+    s.queue_bytes = c.queue_bytes(m);
     s.exposure = c.exposure(m);
     s.level = m.level;
     s.timeout = c.mirror_timeout(m);

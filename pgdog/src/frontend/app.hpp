@@ -41,6 +41,8 @@ class App {
 
   std::shared_ptr<const config::Config> config() const;
   std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;
+  // The admin console's SCRAM secret, derived once per admin password.
+  auth::ScramSecret admin_scram() const;
   bool has_database(std::string_view database) const;
   ClientRegistry& clients() { return clients_; }
   // Named prepared statements, interned across every client (transaction mode).
@@ -102,6 +104,8 @@ class App {
   std::unique_ptr<asio::ssl::context> server_tls_;
 
   mutable std::mutex mutex_;
+  auth::ScramSecret admin_scram_;
+  std::optional<std::string> admin_scram_password_;
   std::shared_ptr<const config::Config> config_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> mirrors_;

@@ -244,8 +244,10 @@ Task<ClientSession::Login> ClientSession::startup() {
     const bool known = *user == config_->admin.user && config_->admin.password.has_value();
     auto method = general.auth_type == config::AuthType::md5 ? config::AuthType::md5
                                                              : config::AuthType::scram;
+    // Derived once per configuration (PBKDF2 is slow on purpose), so a login attempt costs no
+    // more than one for an unknown user.
     auth::ScramSecret secret;
-    if (known) secret = auth::make_scram_secret(*config_->admin.password, {}, 4096);
+    if (known) secret = app_.admin_scram();
     const std::optional<std::string> password =
         known ? config_->admin.password : std::optional<std::string>{};
     if (!co_await authenticate(*user, password, known ? &secret : nullptr, method)) {
@@ -281,7 +283,7 @@ Task<ClientSession::Login> ClientSession::startup() {
   if (auto mirrors = app_.mirrors_for(database); !mirrors.empty()) {
     tap_ = std::make_unique<mirror::Tap>(std::move(mirrors), *user, params_, statements_,
                                          rewriter_.get(), &app_.statement_registry(),
-                                         max_message_size_,
+                                         config_->general.mirror_max_transaction_bytes,
                                          mode_ == config::PoolerMode::session);
   }
   co_return Login::proceed;
@@ -350,13 +352,7 @@ Task<bool> ClientSession::authenticate(const std::string& user,
     // An unknown user runs the same exchange against a throwaway secret, so the answer does
     // not tell whether the user exists.
     auth::ScramSecret dummy;
-    if (scram == nullptr || !password) {
-      dummy = auth::make_scram_secret("", {}, 4096);
-      std::array<std::uint8_t, 16> junk;
-      auth::random_bytes(junk);
-      dummy.stored_key.fill(0);
-      std::copy(junk.begin(), junk.end(), dummy.stored_key.begin());
-    }
+    if (scram == nullptr || !password) dummy = auth::mock_scram_secret(user);
     auth::ScramServer server(scram != nullptr && password ? *scram : dummy);
     auto first = server.client_first(initial->data);
     if (!first) {

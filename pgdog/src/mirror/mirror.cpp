@@ -32,7 +32,7 @@ Mirror::Mirror(Executor io, int threads, MirrorSettings settings,
       stats_(std::move(stats)),
       pools_(std::move(pools)),
       registry_(registry),
-      queue_(settings_.queue_length) {}
+      queue_(settings_.queue_length, settings_.queue_bytes) {}
 
 Mirror::~Mirror() = default;
 
@@ -76,7 +76,7 @@ void Mirror::stop() {
 }
 
 void Mirror::update(MirrorSettings settings) {
-  queue_.set_capacity(settings.queue_length);
+  queue_.set_capacity(settings.queue_length, settings.queue_bytes);
   std::lock_guard g(mutex_);
   settings.workers = settings_.workers;  // the worker count is fixed once started
   settings_ = std::move(settings);
@@ -103,8 +103,9 @@ void Mirror::submit(const std::shared_ptr<Channel>& channel, const RequestPtr& r
   stats_->handed();
   if (!queue_.try_push(channel, request)) {
     stats_->record(MirrorOutcome::dropped);
-    drop_log_.warn("mirror {}: transaction dropped: queue full ({} requests queued or in flight)",
-                   stats_->cluster(), queue_.size());
+    drop_log_.warn("mirror {}: transaction dropped: queue full ({} requests, {} bytes queued or "
+                   "in flight)",
+                   stats_->cluster(), queue_.size(), queue_.bytes());
   }
 }
 
@@ -223,7 +224,10 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, Channel& channel,
             if (e->is_fatal()) fatal = true;
             ++errors;
             if (first_error.empty()) {
-              first_error = std::string(e->code) + " " + std::string(e->message);
+              // PostgreSQL builds many messages from the data ("Key (email)=(...) already
+              // exists"): the warning says only the SQLSTATE, the message goes to debug.
+              first_error = "SQLSTATE " + std::string(e->code);
+              spdlog::debug("mirror {}: error {}: {}", stats_->cluster(), e->code, e->message);
             }
             if (compare_tags) results.push_back(StatementResult{'E', std::string(e->code), 0});
           }

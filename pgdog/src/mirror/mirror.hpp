@@ -19,6 +19,7 @@ struct MirrorSettings {
   std::string source;
   std::string destination;
   std::size_t queue_length = 128;
+  std::size_t queue_bytes = std::size_t{64} * 1024 * 1024;
   double exposure = 1.0;
   config::MirrorLevel level = config::MirrorLevel::all;
   config::Millis timeout{10'000};

@@ -23,8 +23,11 @@ bool Queue::try_push(const std::shared_ptr<Channel>& channel, RequestPtr request
   std::shared_ptr<Waiter> wake;
   {
     std::lock_guard g(mutex_);
-    if (closed_ || size_ >= capacity_) return false;
+    if (closed_ || size_ >= capacity_ || request->frames.size() > byte_capacity_ - std::min(bytes_, byte_capacity_)) {
+      return false;
+    }
     ++size_;
+    bytes_ += request->frames.size();
     ages_.insert(request->created);
     channel->pending.push_back(std::move(request));
     if (!channel->in_flight && !channel->listed) {
@@ -83,15 +86,11 @@ std::size_t Queue::done(const Item& item) {
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);
-    --size_;
-    if (auto it = ages_.find(item.request->created); it != ages_.end()) ages_.erase(it);
+    forget_locked(item.request);
     item.channel->in_flight = false;
     if (closed_) {
       abandoned = item.channel->pending.size();
-      size_ -= abandoned;
-      for (const auto& r : item.channel->pending) {
-        if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
-      }
+      for (const auto& r : item.channel->pending) forget_locked(r);
       item.channel->pending.clear();
     }
     if (!item.channel->pending.empty() && !item.channel->listed) {
@@ -111,9 +110,16 @@ std::size_t Queue::done(const Item& item) {
   return abandoned;
 }
 
-void Queue::set_capacity(std::size_t capacity) {
+void Queue::forget_locked(const RequestPtr& r) {
+  --size_;
+  bytes_ -= r->frames.size();
+  if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
+}
+
+void Queue::set_capacity(std::size_t capacity, std::size_t byte_capacity) {
   std::lock_guard g(mutex_);
   capacity_ = capacity;
+  byte_capacity_ = byte_capacity;
 }
 
 std::size_t Queue::close() {
@@ -125,10 +131,7 @@ std::size_t Queue::close() {
     waiters.swap(waiters_);
     for (auto& channel : ready_) {
       abandoned += channel->pending.size();
-      size_ -= channel->pending.size();
-      for (const auto& r : channel->pending) {
-        if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
-      }
+      for (const auto& r : channel->pending) forget_locked(r);
       channel->pending.clear();
       channel->listed = false;
     }
@@ -146,6 +149,11 @@ bool Queue::closed() const {
 std::size_t Queue::size() const {
   std::lock_guard g(mutex_);
   return size_;
+}
+
+std::size_t Queue::bytes() const {
+  std::lock_guard g(mutex_);
+  return bytes_;
 }
 
 double Queue::oldest_age() const {

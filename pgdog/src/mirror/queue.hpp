@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -83,9 +84,12 @@ struct Channel {
 // and drained by its workers. try_push never waits: a full queue is a drop.
 class Queue {
  public:
-  explicit Queue(std::size_t capacity) : capacity_(capacity) {}
+  explicit Queue(std::size_t capacity,
+                 std::size_t byte_capacity = std::numeric_limits<std::size_t>::max())
+      : capacity_(capacity), byte_capacity_(byte_capacity) {}
 
-  // False when the queue already holds `capacity` requests (queued or in flight), or is closed.
+  // False when the queue already holds `capacity` requests (queued or in flight), or the
+  // request's frames would take it past `byte_capacity` bytes, or it is closed.
   bool try_push(const std::shared_ptr<Channel>& channel, RequestPtr request);
 
   struct Item {
@@ -98,13 +102,15 @@ class Queue {
   // channel's remaining requests are abandoned instead; returns how many.
   std::size_t done(const Item& item);
 
-  void set_capacity(std::size_t capacity);
+  void set_capacity(std::size_t capacity,
+                    std::size_t byte_capacity = std::numeric_limits<std::size_t>::max());
   // Wakes idle workers with nothing; returns the requests still queued (not in flight), which
   // the caller accounts for.
   std::size_t close();
   bool closed() const;
 
   std::size_t size() const;
+  std::size_t bytes() const;  // the frames of the requests queued or in flight
   // Seconds the oldest queued or in-flight request has waited since it was handed over.
   double oldest_age() const;
 
@@ -118,8 +124,12 @@ class Queue {
   std::optional<Item> take_locked();
 
   mutable std::mutex mutex_;
+  void forget_locked(const RequestPtr& r);
+
   std::size_t capacity_;
+  std::size_t byte_capacity_;
   std::size_t size_ = 0;
+  std::size_t bytes_ = 0;
   bool closed_ = false;
   std::deque<std::shared_ptr<Channel>> ready_;
   std::deque<std::shared_ptr<Waiter>> waiters_;

@@ -93,7 +93,11 @@ void Tap::client_frame(const protocol::Frame& f) {
   merge(open_traits_, classify(f));
   if (!too_large_) {
     if (buffer_.size() + f.raw.size() > max_bytes_) {
+      // Nothing in the buffer will be mirrored now (see finish_transaction): give its memory
+      // back at once rather than hold it until the transaction ends.
       too_large_ = true;
+      std::string().swap(buffer_);
+      for (auto& s : segments_) s.end = 0;
     } else {
       buffer_.append(f.raw);
     }

@@ -266,3 +266,20 @@ TEST(Scram, MakeSecretRejectsZeroIterations) {
 
 }  // namespace
 }  // namespace pgdog::auth
+
+namespace pgdog::auth {
+namespace {
+
+TEST(Scram, MockSecretHasTheSameSaltForANameAndMatchesNoProof) {
+  const auto a1 = mock_scram_secret("nobody");
+  const auto a2 = mock_scram_secret("nobody");
+  const auto b = mock_scram_secret("somebody");
+  EXPECT_EQ(a1.salt, a2.salt);
+  EXPECT_EQ(a1.salt.size(), 16U);
+  EXPECT_NE(a1.salt, b.salt);
+  EXPECT_EQ(a1.iterations, kDefaultIterations);
+  EXPECT_NE(a1.stored_key, a2.stored_key);
+}
+
+}  // namespace
+}  // namespace pgdog::auth

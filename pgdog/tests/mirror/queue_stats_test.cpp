@@ -68,6 +68,28 @@ TEST(Queue, CapacityCountsQueuedAndInFlight) {
   EXPECT_TRUE(q.try_push(c, request("3")));
 }
 
+TEST(Queue, ByteBudgetCountsQueuedAndInFlight) {
+  asio::io_context io;
+  Queue q(100, 10);
+  auto a = std::make_shared<Channel>();
+  ASSERT_TRUE(q.try_push(a, request("123456")));
+  EXPECT_FALSE(q.try_push(a, request("12345"))) << "6 + 5 bytes is past the budget of 10";
+  ASSERT_TRUE(q.try_push(a, request("1234")));
+  EXPECT_EQ(q.bytes(), 10U);
+  auto item = pop_now(io, q);
+  ASSERT_TRUE(item);
+  EXPECT_FALSE(q.try_push(a, request("1"))) << "in flight still counts";
+  q.done(*item);
+  EXPECT_EQ(q.bytes(), 4U);
+  EXPECT_TRUE(q.try_push(a, request("123456")));
+  EXPECT_FALSE(q.try_push(a, request(std::string(11, 'x')))) << "larger than the whole budget";
+  q.set_capacity(100, 1000);
+  EXPECT_TRUE(q.try_push(a, request(std::string(11, 'x'))));
+  EXPECT_EQ(q.close(), 3U);
+  EXPECT_EQ(q.size(), 0U);
+  EXPECT_EQ(q.bytes(), 0U);
+}
+
 TEST(Queue, WaitingWorkerWakesOnPushAndCloseAbandonsQueued) {
   asio::io_context io;
   Queue q(10);
