@@ -161,6 +161,8 @@ class Fifo {
   bool empty() const { return head_ == items_.size(); }
   std::size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
+  auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  auto end() const { return items_.end(); }
   void push_back(T v) { items_.push_back(std::move(v)); }
   void pop_front() {
     if (++head_ == items_.size()) clear();
@@ -181,6 +183,8 @@ class ResponseTracker {
   bool idle() const { return expect_.empty(); }
   // Nothing to rewrite pending: answers can be forwarded byte for byte.
   bool passthrough() const { return special_ == 0; }
+  // The pending expectations, oldest first (for inspection).
+  const Fifo<Expect>& expect() const { return expect_; }
 
   void push(Expect e);
   // A client message forwarded unchanged (no entry for messages the server never answers).
