@@ -223,7 +223,14 @@ std::string error_sent_to_idle(Conn& c, Millis timeout) {
       if (!n.sqlstate.empty()) return n.sqlstate;
     }
     if (!alive) {
-      why = std::string("closed without an ErrorResponse: ") + PQerrorMessage(c.raw());
+      // The error and the end of the stream may arrive in one read (a busy machine): libpq
+      // then reports the end, with the server's message in front of its own.
+      const std::string message = PQerrorMessage(c.raw());
+      if (message.find("terminating connection due to administrator command") !=
+          std::string::npos) {
+        return "57P01";
+      }
+      why = "closed without an ErrorResponse: " + message;
       break;
     }
   }

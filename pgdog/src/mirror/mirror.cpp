@@ -45,11 +45,28 @@ void Mirror::start() {
     return self ? self->queue_.oldest_age() : 0.0;
   });
   const int workers = std::max(1, settings().workers);
-  for (int i = 0; i < workers; ++i) {
-    Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
-    asio::co_spawn(ex, worker(), log_errors("mirror worker"));
-  }
+  workers_wanted_ += workers;
+  for (int i = 0; i < workers; ++i) spawn_worker();
   asio::co_spawn(io_, flush_logs(weak), log_errors("mirror log"));
+}
+
+void Mirror::spawn_worker() {
+  ++workers_running_;
+  Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
+  asio::co_spawn(ex, worker(), log_errors("mirror worker"));
+}
+
+std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
+  auto channel = std::make_shared<Channel>(pin);
+  if (pin) {
+    ++workers_wanted_;
+    if (workers_running_.load() < workers_wanted_.load() && !queue_.closed()) spawn_worker();
+    // The worker goes once it has nothing left to do (see worker()).
+    channel->on_close = [weak = weak_from_this()] {
+      if (auto self = weak.lock()) --self->workers_wanted_;
+    };
+  }
+  return channel;
 }
 
 Task<void> Mirror::flush_logs(std::weak_ptr<Mirror> weak) {
@@ -123,6 +140,12 @@ Task<void> Mirror::worker() {
     }
     const std::size_t abandoned = queue_.done(*item);
     for (std::size_t i = 0; i < abandoned; ++i) stats_->record(MirrorOutcome::dropped);
+    item.reset();  // the channel may close here, and want one worker fewer
+    // More workers than sessions need (their pinned channels closed): this one goes.
+    int running = workers_running_.load();
+    while (running > workers_wanted_.load()) {
+      if (workers_running_.compare_exchange_weak(running, running - 1)) co_return;
+    }
   }
 }
 

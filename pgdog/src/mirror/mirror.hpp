@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -51,10 +52,11 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void update(MirrorSettings settings);
   MirrorSettings settings() const;
 
-  // `pin`: session mode, one mirror connection for the client's whole session.
-  std::shared_ptr<Channel> open_channel(bool pin = false) const {
-    return std::make_shared<Channel>(pin);
-  }
+  // `pin`: session mode, one mirror connection for the client's whole session. Each pinned
+  // channel brings one more worker while it is open: a worker waiting for a mirror connection
+  // for one session must never leave another session's queued requests (and the connection
+  // it holds) without a worker.
+  std::shared_ptr<Channel> open_channel(bool pin = false);
 
   // Exposure sampling, the level filter, then try_push. Never waits.
   void submit(const std::shared_ptr<Channel>& channel, const RequestPtr& request, Traits traits);
@@ -64,6 +66,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
 
  private:
   Task<void> worker();
+  void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
   Task<stats::MirrorOutcome> replay(const Request& request, Channel& channel, std::string& reason);
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
@@ -77,6 +80,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   PoolLookup pools_;
   backend::StatementRegistry& registry_;
   Queue queue_;
+  std::atomic<int> workers_wanted_{0};
+  std::atomic<int> workers_running_{0};
   RateLimitedLog drop_log_;
   RateLimitedLog failure_log_;
   RateLimitedLog divergence_log_;

@@ -13,6 +13,7 @@ Task<void> reset_and_release(std::shared_ptr<backend::Lease> lease) {
 }  // namespace
 
 Channel::~Channel() {
+  if (on_close) on_close();
   if (!lease || lease->broken()) return;
   auto executor = lease->stream().socket().get_executor();
   asio::co_spawn(executor, reset_and_release(std::make_shared<backend::Lease>(std::move(lease))),

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -78,6 +79,7 @@ struct Channel {
   bool listed = false;  // in the queue's ready list
   const bool pinned;
   backend::Lease lease;
+  std::function<void()> on_close;  // run by the destructor
 };
 
 // The bounded queue of one mirror cluster, shared by every client session that mirrors to it
