@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg  # noqa: E402
 
-from hostile import (Failure, Pgdog, Threads, check, database_toml, env, log, main,  # noqa: E402
+from hostile import (Failure, Pgdog, Threads, check, check_memory, database_toml, env, log, main,  # noqa: E402
                      mirroring_toml, msg, sql_direct, startup_packet, test, wait_until)
 from relay import Relay  # noqa: E402
 
@@ -422,7 +422,7 @@ def mirror_queue_memory():
             v = p.wait_mirror_drained(handed, timeout=120)
             p.check_identity(v, handed, "queue memory")
             log(f"drained: handed {handed}, {v}")
-            check(grown < 128, f"pgdog holds {grown} MiB for the stalled mirror's queue "
+            check_memory(grown < 128, f"pgdog holds {grown} MiB for the stalled mirror's queue "
                                f"({n} x 8 MiB statements; no byte bound on mirror_queue)")
 
 
@@ -505,7 +505,7 @@ def connect_cycles():
         fd1, rss1 = p.fd_count(), p.rss_kb()
         log(f"10,000 cycles in {took:.1f} s: fds {fd0} -> {fd1}, RSS {rss0} kB -> {rss1} kB")
         check(abs(fd1 - fd0) <= 2, f"fds {fd0} -> {fd1}")
-        check(rss1 - rss0 < 8 * 1024, f"RSS grew by {rss1 - rss0} kB over 10,000 cycles")
+        check_memory(rss1 - rss0 < 8 * 1024, f"RSS grew by {rss1 - rss0} kB over 10,000 cycles")
         rows = p.show("CLIENTS")
         check(len(rows) <= 2, f"{len(rows)} clients still listed by SHOW CLIENTS")
         p.assert_serving(None, "connect cycles")

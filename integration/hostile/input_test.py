@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.environ.get("PGDOG_SOURCE_DIR", ""), "scripts"))
 
 from hostile import (CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST, Failure, Pgdog,  # noqa: E402
-                     check, code_packet, database_toml, env, error_fields, log, main,
+                     check, check_memory, code_packet, database_toml, env, error_fields, log, main,
                      mirroring_toml, msg, sql_direct, startup_packet, test, user_toml,
                      wait_until)
 
@@ -117,7 +117,7 @@ def startup_lengths():
         w.close()
         rss1 = p.rss_kb()
         log(f"RSS {rss0} kB -> {rss1} kB")
-        check(rss1 - rss0 < 20 * 1024, f"RSS grew by {(rss1 - rss0) // 1024} MiB")
+        check_memory(rss1 - rss0 < 20 * 1024, f"RSS grew by {(rss1 - rss0) // 1024} MiB")
         p.assert_serving(b, "startup lengths")
 
 
@@ -306,7 +306,7 @@ def frames_after_login():
             log(f"{what}: {f['C']} {f['M']}")
         rss1 = p.rss_kb()
         log(f"RSS {rss0} kB -> {rss1} kB")
-        check(rss1 - rss0 < 20 * 1024, f"RSS grew by {(rss1 - rss0) // 1024} MiB")
+        check_memory(rss1 - rss0 < 20 * 1024, f"RSS grew by {(rss1 - rss0) // 1024} MiB")
         # Truncated frames: the client ends in the middle of a message (a Query, a Parse/Bind
         # batch), and in the middle of a transaction.
         for what, data in (
@@ -351,7 +351,7 @@ def slow_large_frames():
         p.assert_serving(b, "20 slow 60 MiB frames")
         rss1 = p.rss_kb()
         log(f"20 clients each declaring a 60 MiB Query: RSS {rss0} kB -> {rss1} kB")
-        check(rss1 - rss0 < 50 * 1024,
+        check_memory(rss1 - rss0 < 50 * 1024,
               f"RSS grew by {(rss1 - rss0) // 1024} MiB for 20 clients that sent 4 kB each")
         for w in ws:
             w.close()
@@ -417,7 +417,7 @@ def client_never_reads():
             check(row == (1000,), f"other session: {row}")
             time.sleep(0.2)
         log(f"2 clients not reading 50M rows / 100 GB: RSS {rss0} kB, peak {peak} kB")
-        check(peak - rss0 < 100 * 1024, f"RSS grew by {(peak - rss0) // 1024} MiB")
+        check_memory(peak - rss0 < 100 * 1024, f"RSS grew by {(peak - rss0) // 1024} MiB")
         p.assert_serving(b, "clients that never read")
         # The queries are still running on the primary (throttled by the socket)...
         active = sql_direct(env().primary_port, [
@@ -472,7 +472,7 @@ def open_transactions_with_mirroring():
             f"{rss0 // 1024} -> {rss1 // 1024} MiB (+{grown} MiB)")
         v = p.wait_mirror_drained(p.handed())
         p.check_identity(v, p.handed(), "open transactions")
-        check(grown < 128, f"pgdog buffers {grown} MiB for 8 open transactions (each session's "
+        check_memory(grown < 128, f"pgdog buffers {grown} MiB for 8 open transactions (each session's "
                            "mirror tap keeps up to max_message_size)")
 
 
