@@ -56,27 +56,6 @@ int line_of(const std::string& file, const std::string& needle) {
   return 0;
 }
 
-// Reads what pgdog sends to an idle connection until it closes; returns the SQLSTATE of the
-// first error it sent, or a description of what happened instead.
-std::string error_sent_to_idle(Conn& c, Millis timeout) {
-  const auto deadline = Clock::now() + timeout;
-  std::string why = "nothing within the timeout";
-  while (Clock::now() < deadline) {
-    pollfd p{c.socket(), POLLIN, 0};
-    ::poll(&p, 1, 100);
-    const int alive = PQconsumeInput(c.raw());
-    PQisBusy(c.raw());  // parses what arrived; an error in idle state becomes a notice
-    for (const auto& n : c.take_notices()) {
-      if (!n.sqlstate.empty()) return n.sqlstate;
-    }
-    if (!alive) {
-      why = std::string("closed without an ErrorResponse: ") + PQerrorMessage(c.raw());
-      break;
-    }
-  }
-  return why;
-}
-
 class LifecycleTest : public IntegrationTest {};
 
 // --- reload ------------------------------------------------------------------------------------

@@ -409,4 +409,30 @@ std::string recreate_database(const std::string& name) {
   return "";
 }
 
+std::string error_sent_to_idle(Conn& c, Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string why = "nothing within the timeout";
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{c.socket(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    const int alive = PQconsumeInput(c.raw());
+    PQisBusy(c.raw());  // parses what arrived; an error in idle state becomes a notice
+    for (const auto& n : c.take_notices()) {
+      if (!n.sqlstate.empty()) return n.sqlstate;
+    }
+    if (!alive) {
+      // The error and the end of the stream may arrive in one read (a busy machine, TLS):
+      // libpq then reports the end, with the server's message in front of its own.
+      const std::string message = PQerrorMessage(c.raw());
+      if (message.find("terminating connection due to administrator command") !=
+          std::string::npos) {
+        return "57P01";
+      }
+      why = "closed without an ErrorResponse: " + message;
+      break;
+    }
+  }
+  return why;
+}
+
 }  // namespace pgdog::it

@@ -126,4 +126,8 @@ Conn connect_primary(const std::string& dbname = "pgdog");
 // their own tables or need to count backends use one. Returns an error text or empty.
 std::string recreate_database(const std::string& name);
 
+// Reads what the server sends to an idle connection until it closes; returns the SQLSTATE of
+// the first error it sent, or a description of what happened instead.
+std::string error_sent_to_idle(Conn& c, Millis timeout);
+
 }  // namespace pgdog::it
