@@ -19,7 +19,7 @@ void check_packet(std::string_view packet) {
   std::string out;
   switch (p->kind) {
     case protocol::StartupKind::startup:
-      FUZZ_CHECK(p->protocol == protocol::kProtocolV3);
+      FUZZ_CHECK((p->protocol >> 16) == 3);
       for (const auto& [name, value] : p->params) {
         FUZZ_CHECK(!name.empty());
         FUZZ_CHECK(name.find('\0') == std::string::npos && value.find('\0') == std::string::npos);
@@ -28,6 +28,17 @@ void check_packet(std::string_view packet) {
         FUZZ_CHECK(found != nullptr);
       }
       protocol::write_startup(out, p->params);
+      // Our builder writes 3.0: compare with the version the client asked for.
+      if (out.size() >= 8) protocol::write_u32(out.data() + 4, static_cast<std::uint32_t>(p->protocol));
+      {
+        // Negotiation leaves no protocol option behind, and answers only when needed.
+        protocol::StartupPacket negotiated = *p;
+        std::string v;
+        protocol::negotiate_protocol_version(negotiated, v);
+        for (const auto& [name, value] : negotiated.params) FUZZ_CHECK(!name.starts_with("_pq_."));
+        FUZZ_CHECK(v.empty() == (negotiated.params.size() == p->params.size() &&
+                                 p->protocol == protocol::kProtocolV3));
+      }
       break;
     case protocol::StartupKind::ssl_request:
       FUZZ_CHECK(p->protocol == protocol::kSslRequestCode && p->params.empty());

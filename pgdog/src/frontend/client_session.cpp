@@ -224,6 +224,11 @@ Task<ClientSession::Login> ClientSession::startup() {
     }
   }
 
+  // A newer 3.x minor version or protocol options: negotiated down to 3.0, as PostgreSQL does.
+  if (std::string v; protocol::negotiate_protocol_version(packet, v), !v.empty()) {
+    if (co_await client_.write(v)) co_return Login::close;
+  }
+
   const auto& general = config_->general;
   if (general.tls_client_required && !client_.is_tls()) {
     co_await fatal("28000", "TLS is required: connect with sslmode=require or stronger");

@@ -91,8 +91,9 @@ Result<StartupPacket> decode_startup(std::string_view packet) {
     default:
       break;
   }
-  // Only 3.0 is spoken; 3.x minor versions would need NegotiateProtocolVersion.
-  if (p.protocol != kProtocolV3) return Error::bad_startup_code;
+  // Protocol 3, any minor version: the session negotiates down to 3.0
+  // (write_negotiate_protocol_version); other major versions are refused.
+  if ((p.protocol >> 16) != 3) return Error::bad_startup_code;
   p.kind = StartupKind::startup;
   while (true) {
     auto name = r.cstring();
@@ -104,6 +105,20 @@ Result<StartupPacket> decode_startup(std::string_view packet) {
   }
   if (!r.at_end()) return Error::malformed;
   return p;
+}
+
+void negotiate_protocol_version(StartupPacket& packet, std::string& out) {
+  std::vector<std::string> options;
+  std::erase_if(packet.params, [&](const auto& p) {
+    if (!p.first.starts_with("_pq_.")) return false;
+    options.push_back(p.first);
+    return true;
+  });
+  if (packet.protocol == kProtocolV3 && options.empty()) return;
+  Writer w(out);
+  w.begin('v').i32(0).i32(static_cast<std::int32_t>(options.size()));  // newest minor: 0
+  for (const auto& o : options) w.cstring(o);
+  w.finish();
 }
 
 Result<Authentication> decode_authentication(std::string_view body) {

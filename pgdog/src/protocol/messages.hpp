@@ -65,8 +65,14 @@ struct StartupPacket {
 
 // Length of the startup-phase packet at the front of `data` (the 4-byte length counts itself).
 Result<std::size_t> peek_startup_length(std::string_view data);
-// Decodes one whole startup-phase packet, length included.
+// Decodes one whole startup-phase packet, length included. Any 3.x version is accepted.
 Result<StartupPacket> decode_startup(std::string_view packet);
+
+// PostgreSQL's answer to a startup packet asking for a newer 3.x minor version or carrying
+// protocol options ("_pq_." parameters): NegotiateProtocolVersion, after which the session goes
+// on in 3.0 without those options. Removes the options from `packet` and appends the message to
+// `out`; appends nothing when the client asked for 3.0 without options.
+void negotiate_protocol_version(StartupPacket& packet, std::string& out);
 
 // --- Backend messages --------------------------------------------------------------------
 

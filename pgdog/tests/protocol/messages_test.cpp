@@ -48,6 +48,32 @@ TEST(Startup, SpecialRequests) {
   EXPECT_EQ(decode_startup(gss)->kind, StartupKind::gssenc_request);
 }
 
+TEST(Startup, NewerMinorVersionsAreNegotiatedDownTo30) {
+  auto packet = [](std::int32_t version, std::vector<std::pair<std::string, std::string>> params) {
+    std::string body;
+    for (const auto& [k, v] : params) body += k + '\0' + v + '\0';
+    body += '\0';
+    std::string p(8, '\0');
+    write_u32(p.data(), static_cast<std::uint32_t>(8 + body.size()));
+    write_u32(p.data() + 4, static_cast<std::uint32_t>(version));
+    return p + body;
+  };
+  auto plain = decode_startup(packet(kProtocolV3, {{"user", "a"}}));
+  ASSERT_TRUE(plain);
+  std::string out;
+  negotiate_protocol_version(*plain, out);
+  EXPECT_TRUE(out.empty()) << "3.0 without options needs no negotiation";
+
+  auto newer = decode_startup(packet((3 << 16) | 2, {{"user", "a"}, {"_pq_.opt", "x"}}));
+  ASSERT_TRUE(newer);
+  negotiate_protocol_version(*newer, out);
+  ASSERT_EQ(newer->params.size(), 1U);
+  EXPECT_EQ(newer->params[0].first, "user");
+  // 'v', length, newest minor 0, one option, its name.
+  const std::string expected = std::string("v\0\0\0\x15\0\0\0\0\0\0\0\x01_pq_.opt\0", 22);
+  EXPECT_EQ(out, expected);
+}
+
 TEST(Startup, Rejects) {
   std::string bad(8, '\0');
   write_u32(bad.data(), 8);
