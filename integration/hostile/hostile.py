@@ -11,9 +11,7 @@ library.
   "N passed, N failed"; the exit code says whether all passed.
 """
 
-import base64
 import hashlib
-import hmac
 import http.client
 import os
 import re
@@ -29,6 +27,9 @@ import time
 import traceback
 
 import psycopg
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from benchlib import pgwire  # noqa: E402  (the SCRAM client steps, shared with the benchmarks)
 
 PROTOCOL_3 = 196608
 SSL_REQUEST = 80877103
@@ -551,26 +552,10 @@ class Wire:
                     self.send(msg(b"p", outer + b"\0"))
                 elif code == 10:
                     self.sasl_mechanisms = [m for m in body[4:].split(b"\0") if m]
-                    nonce = base64.b64encode(os.urandom(18)).decode()
-                    first_bare = "n=,r=" + nonce
-                    first = ("n,," + first_bare).encode()
-                    scram = {"nonce": nonce, "first_bare": first_bare}
-                    self.send(msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) +
-                                  first))
+                    initial, scram = pgwire.scram_client_first()
+                    self.send(msg(b"p", initial))
                 elif code == 11:
-                    server_first = body[4:].decode()
-                    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-                    r, s, i = attrs["r"], base64.b64decode(attrs["s"]), int(attrs["i"])
-                    salted = hashlib.pbkdf2_hmac("sha256", pw, s, i)
-                    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-                    stored_key = hashlib.sha256(client_key).digest()
-                    final_wo_proof = "c=biws,r=" + r
-                    auth_msg = ",".join((scram["first_bare"], server_first,
-                                         final_wo_proof)).encode()
-                    sig = hmac.new(stored_key, auth_msg, hashlib.sha256).digest()
-                    proof = bytes(a ^ b for a, b in zip(client_key, sig))
-                    final = final_wo_proof + ",p=" + base64.b64encode(proof).decode()
-                    self.send(msg(b"p", final.encode()))
+                    self.send(msg(b"p", pgwire.scram_client_final(pw, scram, body[4:].decode())))
                 elif code == 12:
                     pass
                 else:

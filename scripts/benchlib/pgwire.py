@@ -49,6 +49,34 @@ def _salted_password(password: bytes, salt: bytes, iterations: int) -> bytes:
     return v
 
 
+def scram_client_first():
+    """The SASLInitialResponse body for SCRAM-SHA-256 and the state scram_client_final needs."""
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=,r=" + nonce
+    first = ("n,," + first_bare).encode()
+    body = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+    return body, {"nonce": nonce, "first_bare": first_bare}
+
+
+def scram_client_final(password: bytes, scram: dict, server_first: str) -> bytes:
+    """The client-final-message for the server's first message; records in `scram` the server
+    signature the SASLFinal must carry."""
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    r, s, i = attrs["r"], base64.b64decode(attrs["s"]), int(attrs["i"])
+    if not r.startswith(scram["nonce"]):
+        raise PgError("server nonce does not extend ours")
+    salted = _salted_password(password, s, i)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    final_wo_proof = "c=biws,r=" + r
+    auth_msg = ",".join((scram["first_bare"], server_first, final_wo_proof)).encode()
+    sig = hmac.new(stored_key, auth_msg, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, sig))
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    scram["server_sig"] = hmac.new(server_key, auth_msg, hashlib.sha256).digest()
+    return (final_wo_proof + ",p=" + base64.b64encode(proof).decode()).encode()
+
+
 async def _read(reader):
     hdr = await reader.readexactly(5)
     (n,) = struct.unpack("!I", hdr[1:5])
@@ -135,30 +163,12 @@ async def connect(host, port, user, password, database, application_name="pgdog-
                     mechs = [m for m in body[4:].split(b"\0") if m]
                     if b"SCRAM-SHA-256" not in mechs:
                         raise PgError("no supported SASL mechanism in %r" % mechs)
-                    nonce = base64.b64encode(os.urandom(18)).decode()
-                    first_bare = "n=,r=" + nonce
-                    first = ("n,," + first_bare).encode()
-                    scram = {"nonce": nonce, "first_bare": first_bare}
-                    writer.write(_msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
+                    initial, scram = scram_client_first()
+                    writer.write(_msg(b"p", initial))
                 elif code == 11:
                     if scram is None:
                         raise PgError("SASLContinue before SASL")
-                    server_first = body[4:].decode()
-                    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-                    r, s, i = attrs["r"], base64.b64decode(attrs["s"]), int(attrs["i"])
-                    if not r.startswith(scram["nonce"]):
-                        raise PgError("server nonce does not extend ours")
-                    salted = _salted_password(pw, s, i)
-                    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-                    stored_key = hashlib.sha256(client_key).digest()
-                    final_wo_proof = "c=biws,r=" + r
-                    auth_msg = ",".join((scram["first_bare"], server_first, final_wo_proof)).encode()
-                    sig = hmac.new(stored_key, auth_msg, hashlib.sha256).digest()
-                    proof = bytes(a ^ b for a, b in zip(client_key, sig))
-                    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-                    scram["server_sig"] = hmac.new(server_key, auth_msg, hashlib.sha256).digest()
-                    final = final_wo_proof + ",p=" + base64.b64encode(proof).decode()
-                    writer.write(_msg(b"p", final.encode()))
+                    writer.write(_msg(b"p", scram_client_final(pw, scram, body[4:].decode())))
                 elif code == 12:
                     attrs = dict(kv.split("=", 1) for kv in body[4:].decode().split(",") if "=" in kv)
                     if scram is None or base64.b64decode(attrs.get("v", "")) != scram.get("server_sig"):

@@ -290,8 +290,10 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker) {
   answered_alone_ = false;
+  // Only an unnamed Parse that may be a DEALLOCATE, or the messages after one, go this way.
   if (unnamed_deallocate_ || deallocate_portal_ ||
-      (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0')) {
+      (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0' &&
+       icontains(f.body, "DEALLOCATE"))) {
     if (rewrite_unnamed(f, tracker)) return true;
   }
   switch (f.type) {
