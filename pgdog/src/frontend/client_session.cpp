@@ -50,9 +50,7 @@ bool is_frontend_type(char t) {
 }  // namespace
 
 ClientSession::ClientSession(App& app, tcp::socket socket)
-    : app_(app), client_(std::move(socket)), pump_done_(client_.get_executor()) {
-  pump_done_.set();
-}
+    : app_(app), client_(std::move(socket)) {}
 
 ClientSession::~ClientSession() = default;
 
@@ -73,7 +71,10 @@ Task<void> ClientSession::run() {
     AdminSession admin(app_, client_, in_, *info_);
     co_await admin.run();
   } else if (login == Login::proceed) {
-    co_await serve();
+    set_state(ClientState::idle);
+    // serve() ends the connection itself; this frame goes away as soon as the client is idle.
+    co_await serve(std::move(self), error_code{}, 0);
+    co_return;
   }
   app_.clients().remove(*info_);
   client_.close();
@@ -461,7 +462,8 @@ void ClientSession::release_server() {
 
 void ClientSession::start_pump() {
   pump_running_ = true;
-  pump_done_.reset();
+  if (!pump_done_) pump_done_ = std::make_unique<net::Event>(executor_);
+  pump_done_->reset();
   asio::co_spawn(executor_, pump(shared_from_this()), log_errors("session pump"));
 }
 
@@ -744,28 +746,45 @@ Task<void> ClientSession::relay_inline() {
   co_await report_lost(lost);
 }
 
-Task<void> ClientSession::serve() {
-  set_state(ClientState::idle);
-  // Kept small on purpose: this frame is what an idle client costs. The work for each batch of
-  // frames happens in on_client_data(), whose frame exists only while it runs.
-  while (!closing_) {
+void ClientSession::park() {
+  // in_ is empty and back in idle_read_.
+  client_.async_read_some(in_.prepare(1), [self = shared_from_this()](error_code ec, std::size_t n) {
+    auto& session = *self;
+    asio::co_spawn(session.executor_, session.serve(std::move(self), ec, n),
+                   log_errors("client session"));
+  });
+}
+
+Task<void> ClientSession::serve([[maybe_unused]] std::shared_ptr<ClientSession> self, error_code ec,
+                                std::size_t parked) {
+  // Kept small on purpose: the work for each batch of frames happens in on_client_data(),
+  // whose frame exists only while it runs.
+  std::size_t received = parked;
+  if (!ec) in_.commit(parked);
+  while (!ec && !closing_) {
+    if (!co_await on_client_data(received)) break;
     if (terminate_after_transaction_ && !server_) {
       co_await fatal("57P01", "terminating connection due to administrator command");
       break;
+    }
+    if (!server_ && !pump_running_ && in_.empty()) {
+      // Idle between transactions: wait without this coroutine.
+      in_.release();
+      park();
+      co_return;
     }
     std::size_t want = 512;
     if (auto h = protocol::peek_header(in_.readable(), max_message_size_)) {
       if (h->size > in_.size()) want = std::max(want, h->size - in_.size());
     }
-    auto [ec, n] = co_await client_.read_some(in_.prepare(want));
-    if (ec) break;
-    in_.commit(n);
-    if (!co_await on_client_data(n)) break;
-    if (!server_) in_.release();
+    std::tie(ec, received) = co_await client_.read_some(in_.prepare(want));
+    if (!ec) in_.commit(received);
   }
   closing_ = true;
   co_await stop_pump();
   co_await finish_server();
+  app_.clients().remove(*info_);
+  client_.close();
 }
 
 Task<bool> ClientSession::on_client_data(std::size_t received) {
@@ -865,7 +884,7 @@ Task<void> ClientSession::stop_pump() {
   error_code ec;
   if (server_) server_->stream().socket().cancel(ec);
   client_.socket().cancel(ec);
-  co_await pump_done_.wait();
+  co_await pump_done_->wait();
 }
 
 Task<void> ClientSession::finish_server() {
@@ -922,7 +941,7 @@ Task<void> ClientSession::pump([[maybe_unused]] std::shared_ptr<ClientSession> s
     release_server();
   }
   pump_running_ = false;
-  pump_done_.set();
+  pump_done_->set();
 }
 
 }  // namespace pgdog::frontend

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,7 +42,11 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Task<bool> authenticate(const std::string& user, const std::optional<std::string>& password,
                           const auth::ScramSecret* scram, config::AuthType method);
   Task<bool> send_login_parameters(const protocol::StartupPacket& packet);
-  Task<void> serve();
+  // After login the client alternates between serve(), a coroutine that relays its requests,
+  // and park(), a read with a plain callback into idle_read_ that holds no coroutine frame and
+  // no heap buffer: an idle client costs its session object and little else.
+  Task<void> serve(std::shared_ptr<ClientSession> self, error_code ec, std::size_t parked);
+  void park();
   Task<bool> on_client_data(std::size_t received);
   std::string_view prepare_batch(std::string_view batch);
   void request_flush();
@@ -80,7 +85,10 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   config::PoolerMode mode_ = config::PoolerMode::transaction;
   std::size_t max_message_size_ = 0;
 
-  protocol::Buffer in_{1024};
+  // Where a client's next query lands while it is idle (see park()): a query of pgbench -S fits;
+  // longer ones continue on the heap.
+  std::array<char, 192> idle_read_;
+  protocol::Buffer in_{std::span<char>(idle_read_)};
   backend::Lease server_;
   protocol::Params params_;  // what the client expects its session parameters to be
   backend::ClientStatements statements_;  // its named prepared statements
@@ -100,7 +108,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool closing_ = false;   // the client is going away
   bool pump_running_ = false;
   bool terminate_after_transaction_ = false;
-  net::Event pump_done_;
+  std::unique_ptr<net::Event> pump_done_;  // made by the first pump (session mode, pipelining)
   std::chrono::steady_clock::time_point request_started_{};
   std::chrono::steady_clock::time_point transaction_started_{};
   bool in_transaction_ = false;

@@ -24,6 +24,17 @@ class Stream {
   // idle client sits in one).
   Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer);
   Task<error_code> write(std::string_view data);
+  // The same read with a plain completion handler, no coroutine frame: how an idle client
+  // waits (see ClientSession::park).
+  template <class Handler>
+  void async_read_some(std::span<char> buffer, Handler&& handler) {
+    auto b = asio::buffer(buffer.data(), buffer.size());
+    if (tls_) {
+      tls_->async_read_some(b, std::forward<Handler>(handler));
+    } else {
+      socket_.async_read_some(b, std::forward<Handler>(handler));
+    }
+  }
   // Writes what the socket takes right now without waiting (plain TCP only; 0 with TLS).
   // The fast path before write(): most answers fit, and then no coroutine is needed at all.
   std::size_t write_now_some(std::string_view data, error_code& ec);

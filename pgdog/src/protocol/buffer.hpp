@@ -20,8 +20,15 @@ class Buffer {
   // `initial`: the first allocation (more when a read needs more); small for client buffers,
   // which mostly carry small queries.
   explicit Buffer(std::size_t initial) : initial_(initial) {}
+  // Starts in `local` (memory of the owner, which outlives the buffer) and moves to the heap
+  // only when more is needed; release() comes back to it. A client between transactions reads
+  // its next query there: no allocation per transaction, no heap memory while idle.
+  explicit Buffer(std::span<char> local)
+      : initial_(local.size()), cap_(local.size()), data_(local.data()), local_(local) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
 
-  std::string_view readable() const { return {data_.get() + begin_, end_ - begin_}; }
+  std::string_view readable() const { return {data_ + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
   std::size_t capacity() const { return cap_; }
@@ -33,27 +40,30 @@ class Buffer {
 
   // Writable space of at least `min_free` bytes at the back.
   std::span<char> prepare(std::size_t min_free = 4096) {
-    if (!data_) {
+    if (data_ == nullptr) {
       cap_ = min_free > initial_ ? min_free : initial_;
-      data_.reset(new char[cap_]);
+      heap_.reset(new char[cap_]);
+      data_ = heap_.get();
     }
     if (cap_ - end_ < min_free) {
       if (begin_ > 0) {
-        std::memmove(data_.get(), data_.get() + begin_, end_ - begin_);
+        std::memmove(data_, data_ + begin_, end_ - begin_);
         end_ -= begin_;
         begin_ = 0;
       }
       if (cap_ - end_ < min_free) grow(end_ + min_free);
     }
-    return {data_.get() + end_, cap_ - end_};
+    return {data_ + end_, cap_ - end_};
   }
   void commit(std::size_t n) { end_ += n; }
 
   // Gives the memory back when nothing is buffered (an idle connection).
   void release() {
     if (begin_ != end_) return;
-    data_.reset();
-    cap_ = begin_ = end_ = 0;
+    heap_.reset();
+    data_ = local_.data();
+    cap_ = local_.size();
+    begin_ = end_ = 0;
   }
 
   // Gives back memory after a large message, so a burst does not pin it for the connection's life.
@@ -66,16 +76,19 @@ class Buffer {
     std::size_t cap = cap_ * 2;
     while (cap < need) cap *= 2;
     std::unique_ptr<char[]> fresh(new char[cap]);
-    std::memcpy(fresh.get(), data_.get() + begin_, end_ - begin_);
+    std::memcpy(fresh.get(), data_ + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
-    data_ = std::move(fresh);
+    heap_ = std::move(fresh);
+    data_ = heap_.get();
     cap_ = cap;
   }
 
   std::size_t initial_ = kDefaultCapacity;
   std::size_t cap_ = 0;
-  std::unique_ptr<char[]> data_;
+  char* data_ = nullptr;  // heap_, local_, or nothing yet
+  std::unique_ptr<char[]> heap_;
+  std::span<char> local_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
 };
