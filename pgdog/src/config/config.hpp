@@ -33,7 +33,9 @@ std::string_view to_string(MirrorCompare v);
 struct General {
   std::string host = "0.0.0.0";
   std::uint16_t port = 6432;
-  int workers = 2;
+  // One thread, like PgBouncer: on a few shared cores it costs the least CPU per transaction
+  // (docs/benchmarks.md).
+  int workers = 1;
   int default_pool_size = 10;
   int min_pool_size = 1;
   PoolerMode pooler_mode = PoolerMode::transaction;
