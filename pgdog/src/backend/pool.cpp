@@ -358,6 +358,15 @@ std::optional<Failure> Pool::last_error() const {
   return last_error_;
 }
 
+Clock::time_point Pool::retry_at() const {
+  std::lock_guard g(mutex_);
+  if (last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() &&
+      Clock::now() < down_until_) {
+    return down_until_;
+  }
+  return {};
+}
+
 Task<void> Pool::maintain() {
   auto self = shared_from_this();
   asio::steady_timer timer(strand_);

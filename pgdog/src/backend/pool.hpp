@@ -119,6 +119,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::vector<ServerSummary> servers() const;
   // The last connection failure, for the admin console and logs.
   std::optional<Failure> last_error() const;
+  // While the server is known to be down (the last connect failed, nothing is connected and the
+  // backoff has not run out), when the next attempt may be made; otherwise a default
+  // time_point. checkout() fails at once until then.
+  Clock::time_point retry_at() const;
 
  private:
   struct Waiter {

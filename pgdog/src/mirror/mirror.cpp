@@ -104,8 +104,7 @@ MirrorSettings Mirror::settings() const {
   return settings_;
 }
 
-void Mirror::submit(const std::shared_ptr<Channel>& channel, const RequestPtr& request,
-                    Traits traits) {
+bool Mirror::admit(Channel& channel, Traits traits) {
   double exposure;
   config::MirrorLevel level;
   {
@@ -113,11 +112,27 @@ void Mirror::submit(const std::shared_ptr<Channel>& channel, const RequestPtr& r
     exposure = settings_.exposure;
     level = settings_.level;
   }
-  if (level == config::MirrorLevel::dml && !traits.dml) return;
-  if (level == config::MirrorLevel::ddl && !traits.ddl) return;
+  if (level == config::MirrorLevel::dml && !traits.dml) return false;
+  if (level == config::MirrorLevel::ddl && !traits.ddl) return false;
   // One decision per transaction: it goes whole or not at all.
-  if (exposure < 1.0 && !(uniform() < exposure)) return;
+  if (exposure < 1.0 && !(uniform() < exposure)) return false;
   stats_->handed();
+  // The mirror is down and its pool backs off: a worker would fail this at checkout.
+  if (const auto until = channel.down_until.load(std::memory_order_relaxed);
+      until != 0 && Clock::now().time_since_epoch().count() < until) {
+    stats_->record(MirrorOutcome::connection);
+    failure_log_.warn("mirror {}: transaction failed (connection): the mirror is unreachable, "
+                      "pgdog retries it within {} ms",
+                      stats_->cluster(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          Clock::duration(until) - Clock::now().time_since_epoch())
+                          .count());
+    return false;
+  }
+  return true;
+}
+
+void Mirror::enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request) {
   if (!queue_.try_push(channel, request)) {
     stats_->record(MirrorOutcome::dropped);
     drop_log_.warn("mirror {}: transaction dropped: queue full ({} requests, {} bytes queued or "
@@ -178,6 +193,8 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, Channel& channel,
       channel.lease = backend::Lease{};
       auto checked_out = co_await pool->checkout();
       if (!checked_out) {
+        channel.down_until.store(pool->retry_at().time_since_epoch().count(),
+                                 std::memory_order_relaxed);
         fail(nullptr, checked_out.error().to_string());
         co_return;
       }

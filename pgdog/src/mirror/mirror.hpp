@@ -58,8 +58,13 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // it holds) without a worker.
   std::shared_ptr<Channel> open_channel(bool pin = false);
 
-  // Exposure sampling, the level filter, then try_push. Never waits.
-  void submit(const std::shared_ptr<Channel>& channel, const RequestPtr& request, Traits traits);
+  // A committed transaction in two steps, so that its request is built only when some mirror
+  // takes it. admit(): the level filter and exposure sampling; then, for a transaction that
+  // goes, it is counted (handed) and, while the mirror is known down, failed at once as
+  // `connection`. True when the caller must enqueue() the request. Neither waits.
+  bool admit(Channel& channel, Traits traits);
+  // try_push, or a drop when the queue is full.
+  void enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request);
 
   stats::MirrorStats& stats() { return *stats_; }
   const Queue& queue() const { return queue_; }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -80,6 +81,10 @@ struct Channel {
   const bool pinned;
   backend::Lease lease;
   std::function<void()> on_close;  // run by the destructor
+  // Set by a worker whose checkout failed while the mirror pool backs off (steady clock ticks):
+  // until then the session's transactions fail as `connection` at submit, without being queued
+  // and replayed only to fail the same way.
+  std::atomic<Clock::rep> down_until{0};
 };
 
 // The bounded queue of one mirror cluster, shared by every client session that mirrors to it

@@ -199,28 +199,12 @@ void Tap::finish_transaction(std::size_t end) {
       spdlog::warn("mirror: transaction of user {} dropped: larger than {} bytes", user_,
                    max_bytes_);
     } else {
-      if (!snapshot_ || snapshot_->hash() != params_.hash()) {
-        snapshot_ = std::make_shared<const protocol::Params>(params_);
+      RequestPtr shared;
+      for (auto& t : targets_) {
+        if (!t.mirror->admit(*t.channel, traits_)) continue;
+        if (!shared) shared = make_request(end);
+        t.mirror->enqueue(t.channel, shared);
       }
-      const std::uint64_t version = rewriter_ != nullptr ? rewriter_->version() : own_version_;
-      if (statements_version_ != version) {
-        statements_snapshot_ =
-            statements_live_.empty()
-                ? nullptr
-                : std::make_shared<const backend::ClientStatements>(statements_live_);
-        statements_version_ = version;
-      }
-      auto request = std::make_shared<Request>();
-      request->statements = statements_snapshot_;
-      request->frames.assign(buffer_, 0, end);
-      request->params = snapshot_;
-      request->user = user_;
-      request->syncs = syncs_;
-      request->primary_errors = errors_;
-      request->results = std::move(results_);
-      request->primary_us = busy_us_;
-      const RequestPtr shared = std::move(request);
-      for (auto& t : targets_) t.mirror->submit(t.channel, shared, traits_);
     }
   }
   // Drop the finished transaction's bytes; pipelined frames after it move to the front.
@@ -238,6 +222,29 @@ void Tap::finish_transaction(std::size_t end) {
   // Frames pipelined behind an oversized transaction were not kept either: the transactions
   // they belong to are dropped too, until the pipeline is empty.
   if (segments_.empty()) too_large_ = false;
+}
+
+RequestPtr Tap::make_request(std::size_t end) {
+  if (!snapshot_ || snapshot_->hash() != params_.hash()) {
+    snapshot_ = std::make_shared<const protocol::Params>(params_);
+  }
+  const std::uint64_t version = rewriter_ != nullptr ? rewriter_->version() : own_version_;
+  if (statements_version_ != version) {
+    statements_snapshot_ = statements_live_.empty()
+                               ? nullptr
+                               : std::make_shared<const backend::ClientStatements>(statements_live_);
+    statements_version_ = version;
+  }
+  auto request = std::make_shared<Request>();
+  request->statements = statements_snapshot_;
+  request->frames.assign(buffer_, 0, end);
+  request->params = snapshot_;
+  request->user = user_;
+  request->syncs = syncs_;
+  request->primary_errors = errors_;
+  request->results = std::move(results_);
+  request->primary_us = busy_us_;
+  return request;
 }
 
 }  // namespace pgdog::mirror

@@ -52,6 +52,7 @@ class Tap {
     Traits traits;
   };
   void finish_transaction(std::size_t end);
+  RequestPtr make_request(std::size_t end);  // the transaction's first `end` buffered bytes
   void track_statement(const protocol::Frame& frame);
   Traits classify(const protocol::Frame& frame);
 
