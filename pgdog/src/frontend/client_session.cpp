@@ -414,6 +414,7 @@ Task<bool> ClientSession::send_login_parameters(const protocol::StartupPacket& p
     const std::string* mine = params_.get(name);
     protocol::write_parameter_status(out, name, mine ? *mine : value);
   }
+  params_.compact();
   protocol::write_backend_key_data(out, info_->process_id, info_->secret_key);
   protocol::write_ready_for_query(out, 'I');
   co_return !co_await client_.write(out);

@@ -19,6 +19,8 @@ class Params {
   std::uint64_t hash() const { return hash_; }
   bool empty() const { return items_.empty(); }
   const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
+  // Gives back the vector's spare room (kept by every idle client after login).
+  void compact() { items_.shrink_to_fit(); }
 
  private:
   void rehash();
