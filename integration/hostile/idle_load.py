@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--duration", type=int, default=20, help="seconds per pgbench run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mode", choices=("select", "tpcb"), default="select")
-    ap.add_argument("--workers", type=int, default=2, help="pgdog's [general] workers")
+    ap.add_argument("--workers", type=int, default=1, help="pgdog's [general] workers (default 1, as pgdog's)")
     ap.add_argument("--functional", action="store_true",
                     help="short runs; assert functional outcomes only (the CTest mode)")
     a = ap.parse_args()
