@@ -6,26 +6,26 @@ Task<Result<void>> sync_parameters(ServerConnection& server, protocol::Params& d
   std::string sql;
   std::vector<std::string> changed;
   for (const auto& [name, value] : desired.items()) {
-    const std::string* current = server.params().get(name);
-    if (current == nullptr || *current != value) {
+    const auto current = server.params().get(name);
+    if (!current || *current != value) {
       protocol::append_set(sql, name, value);
-      changed.push_back(name);
+      changed.emplace_back(name);
     }
   }
   std::vector<std::string> reset;
   for (const auto& [name, value] : server.applied().items()) {
-    if (desired.get(name) == nullptr) {
+    if (!desired.get(name)) {
       protocol::append_reset(sql, name);
-      reset.push_back(name);
+      reset.emplace_back(name);
     }
   }
   if (!sql.empty()) {
     auto r = co_await server.execute(sql);
     if (!r) co_return r.error();
     for (const auto& name : changed) {
-      const std::string value = *desired.get(name);
-      const std::string* reported = server.params().get(name);
-      if (reported != nullptr && *reported != value) {
+      const std::string value(*desired.get(name));
+      const auto reported = server.params().get(name);
+      if (reported && *reported != value) {
         desired.set(name, *reported);
       } else {
         server.params().set(name, value);

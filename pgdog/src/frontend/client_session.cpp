@@ -411,7 +411,7 @@ Task<bool> ClientSession::send_login_parameters(const protocol::StartupPacket& p
   }
   std::string out;
   for (const auto& [name, value] : defaults->items()) {
-    const std::string* mine = params_.get(name);
+    const auto mine = params_.get(name);
     protocol::write_parameter_status(out, name, mine ? *mine : value);
   }
   params_.compact();

@@ -82,12 +82,12 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
   std::shared_ptr<const config::Config> config_;
-  config::PoolerMode mode_ = config::PoolerMode::transaction;
   std::size_t max_message_size_ = 0;
 
-  // Where a client's next query lands while it is idle (see park()): a query of pgbench -S fits;
-  // longer ones continue on the heap.
-  std::array<char, 192> idle_read_;
+  // Where a client's next query lands while it is idle (see park()): pgbench's queries fit,
+  // simple or extended (about 60 and 115 bytes); longer ones continue on the heap, at the cost
+  // of one more read.
+  std::array<char, 160> idle_read_;
   protocol::Buffer in_{std::span<char>(idle_read_)};
   backend::Lease server_;
   protocol::Params params_;  // what the client expects its session parameters to be
@@ -97,10 +97,14 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   std::string out_;        // a rewritten batch
   std::string assembled_;  // answers changed on their way to the client
   protocol::StreamScanner scanner_{0};
-  bool flush_requested_ = false;
   std::unique_ptr<mirror::Tap> tap_;  // null unless the database has mirrors
+  std::unique_ptr<net::Event> pump_done_;  // made by the first pump (session mode, pipelining)
+  std::chrono::steady_clock::time_point request_started_{};
+  std::chrono::steady_clock::time_point transaction_started_{};
 
-  // Protocol bookkeeping shared by the reader and the pump (same strand).
+  // Protocol bookkeeping shared by the reader and the pump (same strand). The small fields sit
+  // together: every connected client carries this object.
+  config::PoolerMode mode_ = config::PoolerMode::transaction;
   int pending_ = 0;        // Query / Sync / FunctionCall forwarded, ReadyForQuery not yet seen
   bool unsynced_ = false;  // extended-protocol frames forwarded since the last Sync
   bool copy_in_ = false;   // the server is receiving COPY data
@@ -108,9 +112,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool closing_ = false;   // the client is going away
   bool pump_running_ = false;
   bool terminate_after_transaction_ = false;
-  std::unique_ptr<net::Event> pump_done_;  // made by the first pump (session mode, pipelining)
-  std::chrono::steady_clock::time_point request_started_{};
-  std::chrono::steady_clock::time_point transaction_started_{};
+  bool flush_requested_ = false;
   bool in_transaction_ = false;
 };
 

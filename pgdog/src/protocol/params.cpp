@@ -31,48 +31,86 @@ constexpr std::array<std::string_view, 9> kReadOnly = {
 
 }  // namespace
 
-const std::string* Params::get(std::string_view name) const {
-  for (const auto& [k, v] : items_)
-    if (iequals(k, name)) return &v;
-  return nullptr;
+Params::Item Params::Iterator::operator*() const {
+  const std::string_view name(at_);
+  const std::string_view value(at_ + name.size() + 1);
+  return {name, value};
+}
+
+Params::Iterator& Params::Iterator::operator++() {
+  const Item item = **this;
+  at_ = item.second.data() + item.second.size() + 1;
+  return *this;
+}
+
+std::size_t Params::size() const {
+  std::size_t n = 0;
+  for (auto it = items().begin(); it != items().end(); ++it) ++n;
+  return n;
+}
+
+std::size_t Params::find(std::string_view name, std::size_t* insert_at) const {
+  std::size_t at = 0;
+  bool placed = false;
+  for (const auto [k, v] : items()) {
+    const auto offset = static_cast<std::size_t>(k.data() - pairs_.data());
+    if (iequals(k, name)) return offset;
+    if (!placed && !(k < name)) {
+      at = offset;
+      placed = true;
+    }
+  }
+  if (insert_at != nullptr) *insert_at = placed ? at : pairs_.size();
+  return pairs_.size();
+}
+
+std::optional<std::string_view> Params::get(std::string_view name) const {
+  const std::size_t at = find(name, nullptr);
+  if (at == pairs_.size()) return std::nullopt;
+  return (*Iterator(pairs_.data() + at)).second;
 }
 
 void Params::set(std::string_view name, std::string_view value) {
-  for (auto& [k, v] : items_) {
-    if (iequals(k, name)) {
-      if (v == value) return;
-      v = value;
-      rehash();
-      return;
-    }
+  std::size_t insert_at = 0;
+  const std::size_t at = find(name, &insert_at);
+  // Built anew: `name` or `value` may point into pairs_ itself.
+  std::string next;
+  next.reserve(pairs_.size() + name.size() + value.size() + 2);
+  if (at != pairs_.size()) {
+    const Item old = *Iterator(pairs_.data() + at);
+    if (old.second == value) return;
+    const std::size_t end = static_cast<std::size_t>(old.second.data() - pairs_.data()) +
+                            old.second.size() + 1;
+    next.append(pairs_, 0, at);
+    next.append(old.first).push_back('\0');
+    next.append(value).push_back('\0');
+    next.append(pairs_, end);
+  } else {
+    next.append(pairs_, 0, insert_at);
+    next.append(name).push_back('\0');
+    next.append(value).push_back('\0');
+    next.append(pairs_, insert_at);
   }
-  auto at = std::lower_bound(items_.begin(), items_.end(), name,
-                             [](const auto& item, std::string_view n) { return item.first < n; });
-  items_.emplace(at, std::string(name), std::string(value));
+  pairs_ = std::move(next);
   rehash();
 }
 
 bool Params::erase(std::string_view name) {
-  auto it = std::find_if(items_.begin(), items_.end(),
-                         [&](const auto& item) { return iequals(item.first, name); });
-  if (it == items_.end()) return false;
-  items_.erase(it);
+  const std::size_t at = find(name, nullptr);
+  if (at == pairs_.size()) return false;
+  const Item old = *Iterator(pairs_.data() + at);
+  const std::size_t end =
+      static_cast<std::size_t>(old.second.data() - pairs_.data()) + old.second.size() + 1;
+  pairs_.erase(at, end - at);
   rehash();
   return true;
 }
 
 void Params::rehash() {
-  // FNV-1a over name, NUL, value, NUL for every pair, in order.
+  // FNV-1a over name, NUL, value, NUL for every pair, in order: exactly the stored bytes.
   std::uint64_t h = 1469598103934665603ULL;
-  auto mix = [&](std::string_view s) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-    h = (h ^ 0U) * 1099511628211ULL;
-  };
-  for (const auto& [k, v] : items_) {
-    mix(k);
-    mix(v);
-  }
-  hash_ = items_.empty() ? 0 : h;
+  for (unsigned char c : pairs_) h = (h ^ c) * 1099511628211ULL;
+  hash_ = pairs_.empty() ? 0 : h;
 }
 
 bool is_session_parameter(std::string_view name) {

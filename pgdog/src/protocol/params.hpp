@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,20 +12,58 @@ namespace pgdog::protocol {
 
 // Session parameters as name/value pairs, with a content hash so that "is this server already
 // set up for this client?" is one integer comparison per transaction.
+//
+// Kept in one string, "name\0value\0" per pair sorted by name: every client holds one of these
+// for its whole connection, and a handful of pairs costs one small allocation this way instead of
+// a vector of strings. Names compare case-insensitively, as PostgreSQL's do.
 class Params {
  public:
-  const std::string* get(std::string_view name) const;
+  struct Item {
+    std::string_view first;   // name
+    std::string_view second;  // value
+  };
+  class Iterator {
+   public:
+    using value_type = Item;
+    using difference_type = std::ptrdiff_t;
+    Iterator() = default;
+    explicit Iterator(const char* at) : at_(at) {}
+    Item operator*() const;
+    Iterator& operator++();
+    Iterator operator++(int) {
+      Iterator old = *this;
+      ++*this;
+      return old;
+    }
+    bool operator==(const Iterator& other) const { return at_ == other.at_; }
+
+   private:
+    const char* at_ = nullptr;
+  };
+  struct Range {
+    Iterator first, last;
+    Iterator begin() const { return first; }
+    Iterator end() const { return last; }
+  };
+
+  // The value, valid until the next change to these parameters.
+  std::optional<std::string_view> get(std::string_view name) const;
   void set(std::string_view name, std::string_view value);
   bool erase(std::string_view name);
   std::uint64_t hash() const { return hash_; }
-  bool empty() const { return items_.empty(); }
-  const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
-  // Gives back the vector's spare room (kept by every idle client after login).
-  void compact() { items_.shrink_to_fit(); }
+  bool empty() const { return pairs_.empty(); }
+  std::size_t size() const;
+  Range items() const {
+    return {Iterator(pairs_.data()), Iterator(pairs_.data() + pairs_.size())};
+  }
+  // Gives back spare room (kept by every idle client after login).
+  void compact() { pairs_.shrink_to_fit(); }
 
  private:
+  // Offset of the pair named `name` (or pairs_.size()), and where a new one would go.
+  std::size_t find(std::string_view name, std::size_t* insert_at) const;
   void rehash();
-  std::vector<std::pair<std::string, std::string>> items_;  // sorted by name
+  std::string pairs_;
   std::uint64_t hash_ = 0;
 };
 
