@@ -145,11 +145,27 @@ class Rewriter {
   ClientStatements& mine_;
   const ClientStatements* base_;
   std::uint64_t version_ = 0;
+  // An optional string that takes one pointer while empty, which it nearly always is: every
+  // client session holds a Rewriter.
+  class RareString {
+   public:
+    explicit operator bool() const { return value_ != nullptr; }
+    const std::string& operator*() const { return *value_; }
+    bool operator==(std::string_view other) const { return value_ && *value_ == other; }
+    void reset() { value_.reset(); }
+    RareString& operator=(std::optional<std::string> v) {
+      value_ = v ? std::make_unique<std::string>(std::move(*v)) : nullptr;
+      return *this;
+    }
+
+   private:
+    std::unique_ptr<std::string> value_;
+  };
   // "DEALLOCATE name" sent as an unnamed Parse, Bind, Describe, Execute (psycopg does this):
   // the proxy answers each of those messages itself, since the server never had the client's
   // name. The tag Execute reports, and the portal Bind made of that statement.
-  std::optional<std::string> unnamed_deallocate_;
-  std::optional<std::string> deallocate_portal_;
+  RareString unnamed_deallocate_;
+  RareString deallocate_portal_;
   bool answered_alone_ = false;
 };
 
