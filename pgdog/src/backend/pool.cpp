@@ -132,7 +132,7 @@ Task<Result<Lease>> Pool::checkout() {
   {
     std::lock_guard g(mutex_);
     const auto now = Clock::now();
-    if (last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() && now < down_until_) {
+    if (backing_off_locked(now)) {
       Failure f = *last_error_;
       f.message += " (pgdog retries the server in " +
                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -358,13 +358,13 @@ std::optional<Failure> Pool::last_error() const {
   return last_error_;
 }
 
+bool Pool::backing_off_locked(Clock::time_point now) const {
+  return last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() && now < down_until_;
+}
+
 Clock::time_point Pool::retry_at() const {
   std::lock_guard g(mutex_);
-  if (last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() &&
-      Clock::now() < down_until_) {
-    return down_until_;
-  }
-  return {};
+  return backing_off_locked(Clock::now()) ? down_until_ : Clock::time_point{};
 }
 
 Task<void> Pool::maintain() {

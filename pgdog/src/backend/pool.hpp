@@ -135,6 +135,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   };
 
   bool usable_locked(ServerConnection& s, Clock::time_point now) const;
+  // The server is known down: the last connect failed, nothing is connected or connecting, and
+  // the backoff has not run out.
+  bool backing_off_locked(Clock::time_point now) const;
   void grow_locked();
   void mark_in_use_locked(ServerConnection& s);
   void unmark_in_use_locked(ServerConnection& s);

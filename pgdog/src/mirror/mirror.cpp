@@ -118,16 +118,18 @@ bool Mirror::admit(Channel& channel, Traits traits) {
   if (exposure < 1.0 && !(uniform() < exposure)) return false;
   stats_->handed();
   // The mirror is down and its pool backs off: a worker would fail this at checkout.
-  if (const auto until = channel.down_until.load(std::memory_order_relaxed);
-      until != 0 && Clock::now().time_since_epoch().count() < until) {
-    stats_->record(MirrorOutcome::connection);
-    failure_log_.warn("mirror {}: transaction failed (connection): the mirror is unreachable, "
-                      "pgdog retries it within {} ms",
-                      stats_->cluster(),
-                      std::chrono::duration_cast<std::chrono::milliseconds>(
-                          Clock::duration(until) - Clock::now().time_since_epoch())
-                          .count());
-    return false;
+  if (const auto until = channel.down_until.load(std::memory_order_relaxed); until != 0) {
+    const auto now = Clock::now().time_since_epoch();
+    if (now.count() < until) {
+      stats_->record(MirrorOutcome::connection);
+      failure_log_.warn(
+          "mirror {}: transaction failed (connection): the mirror is unreachable, pgdog retries "
+          "it within {} ms",
+          stats_->cluster(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::duration(until) - now)
+              .count());
+      return false;
+    }
   }
   return true;
 }

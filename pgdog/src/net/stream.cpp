@@ -31,12 +31,6 @@ void Stream::close() {
   s.close(ec);
 }
 
-Task<std::tuple<error_code, std::size_t>> Stream::read_some(std::span<char> buffer) {
-  auto b = asio::buffer(buffer.data(), buffer.size());
-  if (tls_) return tls_->async_read_some(b, use_nothrow);
-  return socket_.async_read_some(b, use_nothrow);
-}
-
 Task<error_code> Stream::write(std::string_view data) {
   auto b = asio::buffer(data.data(), data.size());
   if (tls_) {

@@ -20,21 +20,19 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
-  // Not a coroutine: it hands back the socket's own awaitable, one frame fewer per read (an
-  // idle client sits in one).
-  Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer);
-  Task<error_code> write(std::string_view data);
-  // The same read with a plain completion handler, no coroutine frame: how an idle client
-  // waits (see ClientSession::park).
-  template <class Handler>
-  void async_read_some(std::span<char> buffer, Handler&& handler) {
+  // A read with any completion token; with a plain callback it holds no coroutine frame,
+  // which is how an idle client waits (see ClientSession::park).
+  template <class Token>
+  auto async_read_some(std::span<char> buffer, Token&& token) {
     auto b = asio::buffer(buffer.data(), buffer.size());
-    if (tls_) {
-      tls_->async_read_some(b, std::forward<Handler>(handler));
-    } else {
-      socket_.async_read_some(b, std::forward<Handler>(handler));
-    }
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
+    return socket_.async_read_some(b, std::forward<Token>(token));
   }
+  // Not a coroutine: it hands back the socket's own awaitable, one frame fewer per read.
+  Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer) {
+    return async_read_some(buffer, use_nothrow);
+  }
+  Task<error_code> write(std::string_view data);
   // Writes what the socket takes right now without waiting (plain TCP only; 0 with TLS).
   // The fast path before write(): most answers fit, and then no coroutine is needed at all.
   std::size_t write_now_some(std::string_view data, error_code& ec);

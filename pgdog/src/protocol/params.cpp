@@ -38,8 +38,8 @@ Params::Item Params::Iterator::operator*() const {
 }
 
 Params::Iterator& Params::Iterator::operator++() {
-  const Item item = **this;
-  at_ = item.second.data() + item.second.size() + 1;
+  const std::string_view value = (**this).second;
+  at_ = value.data() + value.size() + 1;
   return *this;
 }
 
@@ -64,6 +64,11 @@ std::size_t Params::find(std::string_view name, std::size_t* insert_at) const {
   return pairs_.size();
 }
 
+std::size_t Params::pair_end(std::size_t at) const {
+  const Item pair = *Iterator(pairs_.data() + at);
+  return static_cast<std::size_t>(pair.second.data() - pairs_.data()) + pair.second.size() + 1;
+}
+
 std::optional<std::string_view> Params::get(std::string_view name) const {
   const std::size_t at = find(name, nullptr);
   if (at == pairs_.size()) return std::nullopt;
@@ -79,12 +84,10 @@ void Params::set(std::string_view name, std::string_view value) {
   if (at != pairs_.size()) {
     const Item old = *Iterator(pairs_.data() + at);
     if (old.second == value) return;
-    const std::size_t end = static_cast<std::size_t>(old.second.data() - pairs_.data()) +
-                            old.second.size() + 1;
     next.append(pairs_, 0, at);
     next.append(old.first).push_back('\0');
     next.append(value).push_back('\0');
-    next.append(pairs_, end);
+    next.append(pairs_, pair_end(at));
   } else {
     next.append(pairs_, 0, insert_at);
     next.append(name).push_back('\0');
@@ -98,10 +101,7 @@ void Params::set(std::string_view name, std::string_view value) {
 bool Params::erase(std::string_view name) {
   const std::size_t at = find(name, nullptr);
   if (at == pairs_.size()) return false;
-  const Item old = *Iterator(pairs_.data() + at);
-  const std::size_t end =
-      static_cast<std::size_t>(old.second.data() - pairs_.data()) + old.second.size() + 1;
-  pairs_.erase(at, end - at);
+  pairs_.erase(at, pair_end(at) - at);
   rehash();
   return true;
 }

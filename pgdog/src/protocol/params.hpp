@@ -30,11 +30,6 @@ class Params {
     explicit Iterator(const char* at) : at_(at) {}
     Item operator*() const;
     Iterator& operator++();
-    Iterator operator++(int) {
-      Iterator old = *this;
-      ++*this;
-      return old;
-    }
     bool operator==(const Iterator& other) const { return at_ == other.at_; }
 
    private:
@@ -62,6 +57,7 @@ class Params {
  private:
   // Offset of the pair named `name` (or pairs_.size()), and where a new one would go.
   std::size_t find(std::string_view name, std::size_t* insert_at) const;
+  std::size_t pair_end(std::size_t at) const;  // just past the pair at offset `at`
   void rehash();
   std::string pairs_;
   std::uint64_t hash_ = 0;
