@@ -287,6 +287,29 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
   }
 }
 
+bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std::string& out,
+                             ResponseTracker& tracker) {
+  auto p = protocol::decode_parse(f.body);
+  if (!p || p->name.empty()) return false;
+  auto s = registry_.intern(p->query, p->param_types);
+  mine_[std::string(p->name)] = s;
+  ++version_;
+  if (cache.contains(s->name)) {
+    cache.touch(s->name);
+    tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kParse, 0,
+                        empty_message(protocol::be::kParseComplete), {}});
+    return true;
+  }
+  if (auto evicted = cache.insert(s->name)) {
+    protocol::write_describe(out, protocol::fe::kClose, 'S', *evicted);
+    tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
+  }
+  out += s->parse;
+  tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name,
+                      std::string(p->name)});
+  return true;
+}
+
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker) {
   answered_alone_ = false;
@@ -297,27 +320,8 @@ bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::stri
     if (rewrite_unnamed(f, tracker)) return true;
   }
   switch (f.type) {
-    case protocol::fe::kParse: {
-      auto p = protocol::decode_parse(f.body);
-      if (!p || p->name.empty()) return false;
-      auto s = registry_.intern(p->query, p->param_types);
-      mine_[std::string(p->name)] = s;
-      ++version_;
-      if (cache.contains(s->name)) {
-        cache.touch(s->name);
-        tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kParse, 0,
-                                empty_message(protocol::be::kParseComplete), {}});
-        return true;
-      }
-      if (auto evicted = cache.insert(s->name)) {
-        protocol::write_describe(out, protocol::fe::kClose, 'S', *evicted);
-        tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
-      }
-      out += s->parse;
-      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name,
-                          std::string(p->name)});
-      return true;
-    }
+    case protocol::fe::kParse:
+      return rewrite_parse(f, cache, out, tracker);
     case protocol::fe::kBind: {
       auto b = protocol::decode_bind(f.body);
       if (!b || b->statement.empty()) return false;

@@ -140,6 +140,9 @@ class Rewriter {
   StatementPtr find(const std::string& name) const;
 
   bool rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker);
+  // A named Parse: prepared under the global name unless this server has it already.
+  bool rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std::string& out,
+                     ResponseTracker& tracker);
 
   StatementRegistry& registry_;
   ClientStatements& mine_;
@@ -177,6 +180,7 @@ class Fifo {
   bool empty() const { return head_ == items_.size(); }
   std::size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
+  const T& front() const { return items_[head_]; }
   auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
   auto end() const { return items_.end(); }
   void push_back(T v) { items_.push_back(std::move(v)); }
@@ -205,9 +209,11 @@ class ResponseTracker {
   void push(Expect e);
   // A client message forwarded unchanged (no entry for messages the server never answers).
   void push_plain(const protocol::Frame& f);
-  // Every pending entry is one the proxy answers itself: no server answer will come to
-  // trigger them.
-  bool only_synthetic() const { return !expect_.empty() && special_ == expect_.size(); }
+  // The oldest pending entry is one the proxy answers itself: due now, whatever the server does.
+  bool head_answerable() const {
+    return !expect_.empty() && (expect_.front().kind == Expect::Kind::synthetic ||
+                                expect_.front().kind == Expect::Kind::ready);
+  }
   // The client's statements, so that a Parse that failed drops its name too.
   void set_statements(ClientStatements* mine) { mine_ = mine; }
   // The server's statements may differ from the cache: do not reuse the connection.

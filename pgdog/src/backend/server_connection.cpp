@@ -49,7 +49,7 @@ ServerConnection::ServerConnection(tcp::socket socket, ServerAddress address,
       last_used_(created_at_) {}
 
 ServerConnection::~ServerConnection() {
-  if (!broken_) {
+  if (!state_.broken) {
     std::string terminate;
     protocol::write_terminate(terminate);
     stream_.write_now(terminate);
@@ -210,7 +210,7 @@ Task<Result<void>> ServerConnection::startup() {
       }
       case protocol::be::kParameterStatus: {
         auto p = protocol::decode_parameter_status(body);
-        if (p) params_.set(p->name, p->value);
+        if (p) state_.params.set(p->name, p->value);
         break;
       }
       case protocol::be::kBackendKeyData: {
@@ -220,7 +220,7 @@ Task<Result<void>> ServerConnection::startup() {
       }
       case protocol::be::kReadyForQuery: {
         auto s = protocol::decode_ready_for_query(body);
-        status_ = s ? *s : 'I';
+        state_.status = s ? *s : 'I';
         buffer_.consume(frame->size());
         cancel_key_ = std::make_shared<const CancelKey>(CancelKey{address_.host, address_.port, key_});
         co_return Result<void>{};
@@ -244,7 +244,7 @@ Task<Result<protocol::Frame>> ServerConnection::read_frame() {
     auto frame = protocol::next_frame(buffer_.readable(), max_message_size_);
     if (frame) co_return *frame;
     if (frame.error() != protocol::Error::need_more) {
-      broken_ = true;
+      state_.broken = true;
       co_return Failure::from(Error::protocol_violation,
                               "invalid message from server: " + frame.error().message());
     }
@@ -255,7 +255,7 @@ Task<Result<protocol::Frame>> ServerConnection::read_frame() {
     auto space = buffer_.prepare(want);
     auto [ec, n] = co_await stream_.read_some(space);
     if (ec) {
-      broken_ = true;
+      state_.broken = true;
       co_return io_failure(ec, address_);
     }
     buffer_.commit(n);
@@ -266,7 +266,7 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
   std::string out;
   protocol::write_query(out, sql);
   if (auto ec = co_await stream_.write(out)) {
-    broken_ = true;
+    state_.broken = true;
     co_return io_failure(ec, address_);
   }
   std::optional<Failure> failure;
@@ -277,14 +277,14 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
       case protocol::be::kErrorResponse:
         if (auto e = protocol::decode_error(frame->body); e && !failure) {
           failure = server_failure(*e);
-          if (e->is_fatal()) broken_ = true;
+          if (e->is_fatal()) state_.broken = true;
         }
         break;
       case protocol::be::kParameterStatus:
-        if (auto p = protocol::decode_parameter_status(frame->body)) params_.set(p->name, p->value);
+        if (auto p = protocol::decode_parameter_status(frame->body)) state_.params.set(p->name, p->value);
         break;
       case protocol::be::kReadyForQuery:
-        if (auto s = protocol::decode_ready_for_query(frame->body)) status_ = *s;
+        if (auto s = protocol::decode_ready_for_query(frame->body)) state_.status = *s;
         buffer_.consume(frame->size());
         if (failure) co_return *failure;
         co_return Result<void>{};
@@ -296,7 +296,7 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
 }
 
 bool ServerConnection::alive() {
-  if (broken_ || !stream_.is_open()) return false;
+  if (state_.broken || !stream_.is_open()) return false;
   if (!buffer_.empty()) return false;  // an idle server has nothing to say
   char byte;
   const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -342,7 +342,7 @@ Task<bool> ServerConnection::reset_session() {
   prepared().clear();
   for (const auto& [name, value] : applied().items()) params().erase(name);
   applied() = protocol::Params{};
-  synced_hash = 0;
+  state_.synced_hash = 0;
   co_return true;
 }
 

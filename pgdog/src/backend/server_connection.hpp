@@ -7,6 +7,7 @@
 
 #include "backend/error.hpp"
 #include "backend/prepared.hpp"
+#include "backend/server_state.hpp"
 #include "config/config.hpp"
 #include "net/stream.hpp"
 #include "protocol/buffer.hpp"
@@ -54,20 +55,22 @@ class ServerConnection {
   protocol::Buffer& buffer() { return buffer_; }
   std::size_t max_message_size() const { return max_message_size_; }
 
+  // Everything known of its session apart from the socket (what the exchange keeps in step).
+  ServerState& state() { return state_; }
   // The server's session parameters as it reported them, plus the ones we SET.
-  protocol::Params& params() { return params_; }
+  protocol::Params& params() { return state_.params; }
   // Index among the pool's servers in use (the pool's bookkeeping, not the connection's).
   std::size_t pool_slot = static_cast<std::size_t>(-1);
 
   // Parameters SET by the proxy for some client; a client without them gets them RESET.
-  protocol::Params& applied() { return applied_; }
+  protocol::Params& applied() { return state_.applied; }
   // Hash of the client parameters this server was last synchronized with.
-  std::uint64_t synced_hash = 0;
+  std::uint64_t synced_hash() const { return state_.synced_hash; }
 
   const protocol::BackendKeyData& key() const { return key_; }
   std::shared_ptr<const CancelKey> cancel_key() const { return cancel_key_; }
-  char status() const { return status_; }
-  void set_status(char s) { status_ = s; }
+  char status() const { return state_.status; }
+  void set_status(char s) { state_.status = s; }
   std::uint64_t id() const { return id_; }
   Clock::time_point created_at() const { return created_at_; }
   Clock::time_point last_used() const { return last_used_; }
@@ -75,10 +78,10 @@ class ServerConnection {
   const ServerAddress& address() const { return address_; }
 
   // The connection can no longer be trusted (I/O error, FATAL, protocol violation, timeout).
-  bool broken() const { return broken_; }
-  void mark_broken() { broken_ = true; }
+  bool broken() const { return state_.broken; }
+  void mark_broken() { state_.broken = true; }
 
-  PreparedCache& prepared() { return prepared_; }
+  PreparedCache& prepared() { return state_.prepared; }
 
   // Whether the socket is still open at the other end, without reading anything: a server that
   // was terminated while idle has sent FATAL and EOF.
@@ -109,13 +112,9 @@ class ServerConnection {
   protocol::Buffer buffer_;
   ServerAddress address_;
   std::size_t max_message_size_;
-  protocol::Params params_;
-  protocol::Params applied_;
+  ServerState state_;
   protocol::BackendKeyData key_;
   std::shared_ptr<const CancelKey> cancel_key_;
-  PreparedCache prepared_;
-  char status_ = 'I';
-  bool broken_ = false;
   std::uint64_t id_;
   Clock::time_point created_at_;
   Clock::time_point last_used_;

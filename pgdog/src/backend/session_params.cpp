@@ -37,7 +37,7 @@ Task<Result<void>> sync_parameters(ServerConnection& server, protocol::Params& d
       server.applied().erase(name);
     }
   }
-  server.synced_hash = desired.hash();
+  server.state().synced_hash = desired.hash();
   co_return Result<void>{};
 }
 

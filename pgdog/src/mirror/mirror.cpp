@@ -203,7 +203,7 @@ Task<MirrorOutcome> Mirror::replay(const Request& request, Channel& channel,
       lease = std::move(*checked_out);
     }
     auto& server = *lease;
-    if (server.synced_hash != request.params->hash()) {
+    if (server.synced_hash() != request.params->hash()) {
       protocol::Params desired = *request.params;
       if (auto r = co_await backend::sync_parameters(server, desired); !r && server.broken()) {
         fail(&server, r.error().to_string());

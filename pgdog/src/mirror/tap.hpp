@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/exchange.hpp"
 #include "mirror/mirror.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/params.hpp"
@@ -19,7 +20,7 @@ namespace pgdog::mirror {
 // Frames are grouped by the ReadyForQuery each Query/Sync will produce, so pipelined traffic
 // splits exactly; a group that ends with the server idle ('I') closes a transaction, which is
 // handed to the mirrors if it committed.
-class Tap {
+class Tap : public backend::FrameTap {
  public:
   struct Target {
     std::shared_ptr<Mirror> mirror;
@@ -35,16 +36,16 @@ class Tap {
       const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
       std::size_t max_transaction_bytes, bool session_mode = false);
 
-  void client_frame(const protocol::Frame& frame);
-  void server_frame(const protocol::Frame& frame);
+  void client_frame(const protocol::Frame& frame) override;
+  void server_frame(const protocol::Frame& frame) override;
   // Pieces of a row too large to arrive whole (compare = results hashes them too).
-  void server_piece(char type, std::string_view bytes);
+  void server_piece(char type, std::string_view bytes) override;
 
-  bool wants_server_frame(char type) const {
+  bool wants_server_frame(char type) const override {
     return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
            (compare_tags_ && (type == 'I' || type == 's')) || (compare_rows_ && type == 'D');
   }
-  bool wants_pieces() const { return compare_rows_; }
+  bool wants_pieces() const override { return compare_rows_; }
 
  private:
   struct Segment {

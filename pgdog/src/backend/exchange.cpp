@@ -1,0 +1,301 @@
+#include "backend/exchange.hpp"
+
+#include <cctype>
+
+namespace pgdog::backend {
+
+namespace fe = protocol::fe;
+namespace be = protocol::be;
+
+namespace {
+
+bool is_frontend_type(char t) {
+  switch (t) {
+    case fe::kQuery:
+    case fe::kParse:
+    case fe::kBind:
+    case fe::kDescribe:
+    case fe::kExecute:
+    case fe::kClose:
+    case fe::kSync:
+    case fe::kFlush:
+    case fe::kCopyData:
+    case fe::kCopyDone:
+    case fe::kCopyFail:
+    case fe::kFunctionCall:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string unknown_type(char type) {
+  const bool printable = std::isprint(static_cast<unsigned char>(type)) != 0;
+  return std::string("invalid frontend message type '") +
+         (printable ? std::string(1, type) : std::to_string(type)) + "'";
+}
+
+// Calls `fn` on each frame of `batch`, which holds whole frames only.
+template <class Fn>
+void each_frame(std::string_view batch, std::size_t max_size, Fn&& fn) {
+  while (!batch.empty()) {
+    auto f = *protocol::next_frame(batch, max_size);
+    batch.remove_prefix(f.size());
+    fn(f);
+  }
+}
+
+}  // namespace
+
+void Exchange::rewrite_statements(StatementRegistry& registry) {
+  rewriter_ = std::make_unique<Rewriter>(registry, statements_);
+  tracker_.set_statements(&statements_);
+}
+
+ClientBatch Exchange::read_client(std::string_view data) {
+  ClientBatch batch;
+  while (true) {
+    auto f = protocol::next_frame(data.substr(batch.size), max_message_size_);
+    if (!f) {
+      if (f.error() != protocol::Error::need_more) {
+        batch.violation = "invalid message: " + f.error().message();
+      }
+      return batch;
+    }
+    if (f->type == fe::kTerminate) {
+      batch.terminate = true;
+      return batch;
+    }
+    if (!is_frontend_type(f->type)) {
+      batch.violation = unknown_type(f->type);
+      return batch;
+    }
+    switch (f->type) {
+      case fe::kQuery:
+      case fe::kSync:
+      case fe::kFunctionCall:
+        batch.started = batch.started || pending_ == 0;
+        ++pending_;
+        unsynced_ = false;
+        break;
+      case fe::kCopyData:
+        break;
+      case fe::kCopyDone:
+      case fe::kCopyFail:
+        copy_in_ = false;  // the client has sent its part: the server answers next
+        break;
+      default:
+        unsynced_ = true;
+    }
+    batch.size += f->size();
+  }
+}
+
+std::string_view Exchange::prepare(std::string_view batch, ServerState& server) {
+  if (!rewriter_) {
+    if (tap_) each_frame(batch, max_message_size_, [&](const auto& f) { tap_->client_frame(f); });
+    return batch;
+  }
+  bool rewrite = false;
+  each_frame(batch, max_message_size_,
+             [&](const auto& f) { rewrite = rewrite || rewriter_->needs_rewrite(f); });
+  if (!rewrite) {
+    each_frame(batch, max_message_size_, [&](const auto& f) {
+      tracker_.push_plain(f);
+      if (tap_) tap_->client_frame(f);
+    });
+    return batch;
+  }
+  rewritten_.clear();
+  each_frame(batch, max_message_size_, [&](const auto& f) { prepare_frame(f, server); });
+  return rewritten_;
+}
+
+void Exchange::prepare_frame(const protocol::Frame& f, ServerState& server) {
+  bool answered_here = false;
+  if (!rewriter_->rewrite(f, server.prepared, rewritten_, tracker_)) {
+    rewritten_.append(f.raw);
+    tracker_.push_plain(f);
+  } else if (rewriter_->answered_alone()) {
+    answered_here = true;  // a DEALLOCATE through the unnamed statement: nothing to mirror
+  } else if (f.type == fe::kQuery) {
+    // DEALLOCATE of one of the client's statements: the proxy answers it, so no ReadyForQuery
+    // will come from the server for it.
+    answered_here = true;
+    --pending_;
+  }
+  if (tap_ && !answered_here) tap_->client_frame(f);
+}
+
+std::string Exchange::fail(std::string_view batch, const protocol::ErrorSpec& error) {
+  // As PostgreSQL answers a batch whose first message fails: one error, then nothing but
+  // ReadyForQuery at each Sync; each simple Query fails on its own.
+  std::string out;
+  bool errored = false;
+  each_frame(batch, max_message_size_, [&](const auto& f) {
+    switch (f.type) {
+      case fe::kQuery:
+      case fe::kFunctionCall:
+        protocol::write_error(out, error);
+        protocol::write_ready_for_query(out, 'I');
+        errored = false;
+        break;
+      case fe::kSync:
+        protocol::write_ready_for_query(out, 'I');
+        errored = false;
+        break;
+      case fe::kCopyData:
+      case fe::kCopyDone:
+      case fe::kCopyFail:
+        break;
+      default:
+        if (!errored) protocol::write_error(out, error);
+        errored = true;
+    }
+  });
+  pending_ = 0;
+  unsynced_ = false;
+  return out;
+}
+
+void Exchange::attached() { scanner_ = protocol::StreamScanner(max_message_size_); }
+
+ServerChunk Exchange::read_server(std::string_view data, ServerState& server) {
+  ServerChunk chunk;
+  // When answers must change (synthetic ones added, the proxy's own swallowed), the chunk is
+  // assembled; otherwise the server's bytes go to the client as they are.
+  assembled_.clear();
+  std::size_t copied = 0;
+  if (rewriter_) tracker_.flush_head(assembled_, server.status);
+  bool assembling = !assembled_.empty();
+
+  auto on_frame = [&](const protocol::Frame& f) {
+    if (rewriter_) {
+      bool forward = true;
+      std::string before;
+      std::string after;
+      tracker_.on_frame(f, server.prepared, server.status, forward, before, after);
+      if (!forward || !before.empty() || !after.empty() || assembling) {
+        const auto at = static_cast<std::size_t>(f.raw.data() - data.data());
+        assembled_.append(data.substr(copied, at - copied));
+        assembled_ += before;
+        if (forward) assembled_.append(f.raw);
+        assembled_ += after;
+        copied = at + f.raw.size();
+        assembling = true;
+      }
+    }
+    if (tap_ && tap_->wants_server_frame(f.type)) tap_->server_frame(f);
+    return on_server_frame(f, server, chunk.events);
+  };
+  auto done = tap_ && tap_->wants_pieces()
+                  ? scanner_.scan(data, on_frame,
+                                  [&](char type, std::string_view piece) {
+                                    tap_->server_piece(type, piece);
+                                  })
+                  : scanner_.scan(data, on_frame);
+  if (!done) {
+    server.broken = true;
+    chunk.lost = "server sent an invalid message: " + done.error().message();
+    return chunk;
+  }
+  const auto bytes = data.substr(0, *done);
+  if (assembling) assembled_.append(bytes.substr(copied));
+  chunk.done = *done;
+  chunk.out = assembling ? std::string_view(assembled_) : bytes;
+  return chunk;
+}
+
+bool Exchange::on_server_frame(const protocol::Frame& f, ServerState& server,
+                               ServerEvents& events) {
+  switch (f.type) {
+    case be::kReadyForQuery:
+      on_ready(f, server, events);
+      // Stop right after it when the server could go back to the pool now.
+      return !releasable(server);
+    case be::kErrorResponse:
+      ++events.errors;
+      if (auto e = protocol::decode_error(f.body); e && e->is_fatal()) server.broken = true;
+      return true;
+    case be::kCommandComplete:
+      // The server's statements are gone; the client's names with them.
+      if (drops_all_statements(f.body)) {
+        server.prepared.clear();
+        statements_.clear();
+      }
+      return true;
+    case be::kParameterStatus:
+      if (auto p = protocol::decode_parameter_status(f.body)) {
+        server.params.set(p->name, p->value);
+        if (protocol::is_session_parameter(p->name)) params_.set(p->name, p->value);
+        server.synced_hash = params_.hash();
+      }
+      return true;
+    case be::kCopyInResponse:
+      copy_in_ = true;
+      return true;
+    default:
+      return true;
+  }
+}
+
+void Exchange::on_ready(const protocol::Frame& f, ServerState& server, ServerEvents& events) {
+  const char status = f.body.size() == 1 ? f.body[0] : 'I';
+  server.status = status;
+  if (pending_ > 0) --pending_;
+  copy_in_ = false;
+  ++events.queries;
+  events.request_done = events.request_done || pending_ == 0;
+  if (status == 'I') {
+    ++events.transactions;
+    events.ended = events.ended || in_transaction_;
+    in_transaction_ = false;
+  } else if (!in_transaction_) {
+    in_transaction_ = true;
+    events.began = true;
+  }
+}
+
+std::string_view Exchange::answer_now(const ServerState& server) {
+  assembled_.clear();
+  tracker_.flush_head(assembled_, server.status);
+  return assembled_;
+}
+
+bool Exchange::releasable(const ServerState& server) const {
+  return mode_ == config::PoolerMode::transaction && clean(server);
+}
+
+bool Exchange::clean(const ServerState& server) const {
+  return pending_ == 0 && !unsynced_ && !copy_in_ && tracker_.idle() && server.status == 'I' &&
+         !server.broken;
+}
+
+Exchange::Next Exchange::next(const ServerState* server, bool buffered) const {
+  if (server == nullptr) return Next::client;
+  if (tracker_.head_answerable()) return Next::answer;
+  if (buffered) return Next::server;
+  if (releasable(*server)) return Next::release;
+  // The server waits for COPY data: nothing comes from it before the client's CopyDone.
+  if (copy_in_) return Next::client;
+  if (pending_ > 0 && !unsynced_) return Next::server;
+  // A batch without Sync may be answered piecemeal while the client sends more; session mode
+  // relays asynchronous messages (NOTIFY) while the client is idle.
+  if (unsynced_ || mode_ == config::PoolerMode::session) return Next::either;
+  return Next::client;  // inside a transaction block: the client speaks next
+}
+
+void Exchange::detach(ServerState& server) {
+  if (tracker_.take_poisoned()) server.broken = true;
+  tracker_.clear();
+}
+
+void Exchange::lose() {
+  tracker_.clear();
+  pending_ = 0;
+  unsynced_ = false;
+  copy_in_ = false;
+  in_transaction_ = false;
+}
+
+}  // namespace pgdog::backend

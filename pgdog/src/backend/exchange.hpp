@@ -1,0 +1,152 @@
+#pragma once
+
+// The conversation between one client and the server it holds, as bookkeeping: what the client
+// asked, what the server still owes, the transaction state, when the server may go back to the
+// pool, and the answers the proxy gives itself (prepared statements in transaction mode).
+//
+// Sans-io, in the spirit of Boost.MySQL's algorithms: client frames and server bytes in; bytes
+// to send, decisions and events out. It reads no socket and no clock. The client session is a
+// loop that asks next() what to do, does that I/O, and hands the bytes back.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backend/prepared.hpp"
+#include "backend/server_state.hpp"
+#include "config/config.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/params.hpp"
+#include "protocol/scanner.hpp"
+
+namespace pgdog::backend {
+
+// Sees the traffic as it passes, without changing it (the mirror tap).
+class FrameTap {
+ public:
+  virtual ~FrameTap() = default;
+  // A client frame on its way to the server (not the ones the proxy answers alone).
+  virtual void client_frame(const protocol::Frame& f) = 0;
+  virtual bool wants_server_frame(char type) const = 0;
+  virtual void server_frame(const protocol::Frame& f) = 0;
+  // Pieces of a row too large to arrive whole, when wants_pieces().
+  virtual bool wants_pieces() const = 0;
+  virtual void server_piece(char type, std::string_view bytes) = 0;
+};
+
+// Whole, valid client frames at the front of what the client sent.
+struct ClientBatch {
+  std::size_t size = 0;        // their bytes
+  bool started = false;        // a request began: nothing was outstanding before it
+  bool terminate = false;      // Terminate follows them
+  std::string violation;       // a protocol violation follows them: 08P01, then close
+};
+
+// What one pass over the server's bytes finished, for the counters.
+struct ServerEvents {
+  std::uint32_t queries = 0;       // ReadyForQuery: requests answered
+  std::uint32_t transactions = 0;  // ReadyForQuery 'I': transactions (or autocommit statements)
+  std::uint32_t errors = 0;        // ErrorResponse
+  bool request_done = false;       // nothing is outstanding any more
+  bool began = false;              // an explicit transaction block began (at the request start)
+  bool ended = false;              // an explicit transaction block ended
+};
+
+// The server's answers handled in one pass.
+struct ServerChunk {
+  std::size_t done = 0;  // bytes of the server's data handled: consume them
+  std::string_view out;  // for the client: the server's bytes themselves, or assembled answers
+  std::string lost;      // the server broke the protocol: tell the client, close
+  ServerEvents events;
+};
+
+class Exchange {
+ public:
+  // What the session does next.
+  enum class Next {
+    client,   // wait for the client
+    server,   // handle the server's answers (buffered first, else read)
+    either,   // both may speak: a batch without Sync awaits answers, or session mode idles
+    answer,   // answers the proxy gives itself are due: answer_now()
+    release,  // transaction mode: the server can go back to the pool
+  };
+
+  Exchange(config::PoolerMode mode, std::size_t max_message_size)
+      : mode_(mode), max_message_size_(max_message_size) {}
+  // The rewriter and the tracker point at statements_: an exchange stays where it was made.
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Set once the client's pool is known (before any traffic).
+  void configure(config::PoolerMode mode, std::size_t max_message_size) {
+    mode_ = mode;
+    max_message_size_ = max_message_size;
+  }
+
+  // Transaction mode with prepared statements: the client's named statements are kept here
+  // and prepared on whichever server it gets (see prepared.hpp).
+  void rewrite_statements(StatementRegistry& registry);
+  void set_tap(FrameTap* tap) { tap_ = tap; }
+
+  config::PoolerMode mode() const { return mode_; }
+  // The session parameters the client expects on any server it gets.
+  protocol::Params& params() { return params_; }
+  // Bytes wanted to complete the server frame at the front of `data` (0 when none is started).
+  std::size_t wanted(std::string_view data) const { return scanner_.wanted(data); }
+  const ClientStatements& statements() const { return statements_; }
+  const Rewriter* rewriter() const { return rewriter_.get(); }
+
+  // Client side: counts what the frames at the front of `data` will make the server owe.
+  ClientBatch read_client(std::string_view data);
+  // What to send to the server for a batch read_client() accepted: `batch` itself, or bytes
+  // rewritten for this server's statement cache. Shows the tap what goes.
+  std::string_view prepare(std::string_view batch, ServerState& server);
+  // No server could be had for `batch`: the answers PostgreSQL would give, each request failed
+  // with `error`. Nothing is outstanding afterwards.
+  std::string fail(std::string_view batch, const protocol::ErrorSpec& error);
+
+  // A server was attached: its bytes are scanned from a frame boundary.
+  void attached();
+  // Server side: the answers in `data` (the server's unread bytes), up to the ReadyForQuery
+  // after which the server could be released.
+  ServerChunk read_server(std::string_view data, ServerState& server);
+  // Answers the proxy owes with nothing from the server ahead of them.
+  std::string_view answer_now(const ServerState& server);
+
+  // `buffered`: the server's bytes not handled yet (they are handled before anything else).
+  Next next(const ServerState* server, bool buffered) const;
+  // Whether the server can go back to the pool as it is (also in session mode, at the end).
+  bool clean(const ServerState& server) const;
+  // The server goes back to the pool (or away): marked broken when its statement cache can no
+  // longer be trusted; nothing is expected from it any more.
+  void detach(ServerState& server);
+  // A request outstanding or a transaction open: a graceful stop waits for it.
+  bool busy() const { return pending_ > 0 || in_transaction_; }
+  // The server was lost: nothing is outstanding any more.
+  void lose();
+
+ private:
+  void on_ready(const protocol::Frame& f, ServerState& server, ServerEvents& events);
+  bool on_server_frame(const protocol::Frame& f, ServerState& server, ServerEvents& events);
+  bool releasable(const ServerState& server) const;
+  void prepare_frame(const protocol::Frame& f, ServerState& server);
+
+  config::PoolerMode mode_;
+  std::size_t max_message_size_;
+  protocol::Params params_;
+  ClientStatements statements_;
+  std::unique_ptr<Rewriter> rewriter_;
+  ResponseTracker tracker_;
+  protocol::StreamScanner scanner_{0};
+  FrameTap* tap_ = nullptr;
+  std::string rewritten_;  // a batch rewritten for the server
+  std::string assembled_;  // answers changed on their way to the client
+  int pending_ = 0;        // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
+  bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
+  bool copy_in_ = false;   // the server is receiving COPY data
+  bool in_transaction_ = false;
+};
+
+}  // namespace pgdog::backend

@@ -1,0 +1,420 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "backend/exchange.hpp"
+#include "support/wire.hpp"
+
+namespace pgdog::backend {
+namespace {
+
+using Next = Exchange::Next;
+using config::PoolerMode;
+
+constexpr std::size_t kMax = 1 << 20;
+
+// One client and the server it holds, driven the way the session drives them: client bytes
+// through read_client() and prepare(), server bytes through read_server() until all are handled.
+struct Conversation {
+  explicit Conversation(PoolerMode mode = PoolerMode::transaction) : exchange(mode, kMax) {
+    exchange.attached();
+  }
+
+  // What reaches the server for `bytes` (all whole frames).
+  std::string client(std::string_view bytes) {
+    const auto batch = exchange.read_client(bytes);
+    EXPECT_EQ(batch.size, bytes.size());
+    EXPECT_TRUE(batch.violation.empty()) << batch.violation;
+    return std::string(exchange.prepare(bytes.substr(0, batch.size), server));
+  }
+
+  // What the client gets for `bytes` from the server; events summed over the passes.
+  std::string answer(std::string_view bytes) {
+    buffered += bytes;
+    std::string out;
+    while (true) {
+      auto chunk = exchange.read_server(buffered, server);
+      EXPECT_TRUE(chunk.lost.empty()) << chunk.lost;
+      out.append(chunk.out);
+      add(chunk.events);
+      buffered.erase(0, chunk.done);
+      if (chunk.done == 0 || buffered.empty()) break;
+    }
+    return out;
+  }
+
+  Next next() const { return exchange.next(&server, !buffered.empty()); }
+
+  void add(const ServerEvents& e) {
+    events.queries += e.queries;
+    events.transactions += e.transactions;
+    events.errors += e.errors;
+    events.request_done = events.request_done || e.request_done;
+    events.began = events.began || e.began;
+    events.ended = events.ended || e.ended;
+  }
+
+  Exchange exchange;
+  ServerState server;
+  std::string buffered;  // server bytes not handled yet
+  ServerEvents events;
+};
+
+TEST(Exchange, SimpleQueryReleasesAtReadyForQueryIdle) {
+  Conversation c;
+  const auto q = wire::query("SELECT 1");
+  const auto batch = c.exchange.read_client(q);
+  EXPECT_TRUE(batch.started);
+  EXPECT_EQ(c.exchange.prepare(q, c.server), q);  // forwarded as it is
+  EXPECT_EQ(c.next(), Next::server);
+  const auto answer = wire::select_answer();
+  EXPECT_EQ(c.answer(answer), answer);
+  EXPECT_EQ(c.events.queries, 1u);
+  EXPECT_EQ(c.events.transactions, 1u);
+  EXPECT_TRUE(c.events.request_done);
+  EXPECT_EQ(c.next(), Next::release);
+  EXPECT_TRUE(c.exchange.clean(c.server));
+  EXPECT_FALSE(c.exchange.busy());
+}
+
+TEST(Exchange, NoServerMeansTheClientSpeaks) {
+  Exchange e(PoolerMode::transaction, kMax);
+  EXPECT_EQ(e.next(nullptr, false), Next::client);
+}
+
+TEST(Exchange, ClientFramesSplitAtEveryByteAreAcceptedOnlyWhole) {
+  const auto bytes = wire::query("SELECT 1") + wire::parse("", "SELECT 2") + wire::sync();
+  for (std::size_t cut = 0; cut <= bytes.size(); ++cut) {
+    Exchange e(PoolerMode::transaction, kMax);
+    const auto first = e.read_client(std::string_view(bytes).substr(0, cut));
+    EXPECT_LE(first.size, cut);
+    const auto rest = e.read_client(std::string_view(bytes).substr(first.size));
+    EXPECT_EQ(first.size + rest.size, bytes.size()) << "cut at " << cut;
+    EXPECT_TRUE(first.violation.empty() && rest.violation.empty());
+  }
+}
+
+TEST(Exchange, ServerAnswerSplitAtEveryByteGivesTheSameBytesAndOneRelease) {
+  const auto answer = wire::select_answer("abc");
+  for (std::size_t cut = 0; cut <= answer.size(); ++cut) {
+    Conversation c;
+    c.client(wire::query("SELECT 'abc'"));
+    std::string out = c.answer(std::string_view(answer).substr(0, cut));
+    if (cut < answer.size()) {
+      EXPECT_EQ(c.next(), Next::server) << "cut at " << cut;
+    }
+    out += c.answer(std::string_view(answer).substr(cut));
+    EXPECT_EQ(out, answer) << "cut at " << cut;
+    EXPECT_EQ(c.events.queries, 1u);
+    EXPECT_EQ(c.next(), Next::release);
+  }
+}
+
+TEST(Exchange, PipelinedQueriesReleaseOnlyAfterTheLastAnswer) {
+  Conversation c;
+  c.client(wire::query("SELECT 1") + wire::query("SELECT 2"));
+  c.answer(wire::select_answer());
+  EXPECT_EQ(c.next(), Next::server);  // one ReadyForQuery still owed
+  c.answer(wire::select_answer());
+  EXPECT_EQ(c.next(), Next::release);
+  EXPECT_EQ(c.events.queries, 2u);
+  EXPECT_EQ(c.events.transactions, 2u);
+}
+
+TEST(Exchange, TwoAnswersInOneReadAreOneChunkUpToTheRelease) {
+  Conversation c;
+  c.client(wire::query("SELECT 1") + wire::query("SELECT 2"));
+  const auto both = wire::select_answer() + wire::select_answer();
+  auto chunk = c.exchange.read_server(both, c.server);
+  EXPECT_EQ(chunk.done, both.size());
+  EXPECT_EQ(chunk.out, both);
+  EXPECT_EQ(chunk.events.queries, 2u);
+}
+
+TEST(Exchange, BytesAfterAReleasableReadyForQueryAreHandledBeforeTheRelease) {
+  Conversation c;
+  c.client(wire::query("SELECT 1"));
+  const auto answer = wire::select_answer();
+  const auto data = answer + wire::notice("late");
+  auto chunk = c.exchange.read_server(data, c.server);
+  EXPECT_EQ(chunk.done, answer.size());  // stops right after the ReadyForQuery
+  EXPECT_EQ(c.exchange.next(&c.server, true), Next::server);
+}
+
+TEST(Exchange, ExtendedProtocolBatchWithSync) {
+  Conversation c;
+  c.client(wire::parse("", "SELECT 1") + wire::bind("") + wire::describe('P', "") +
+           wire::execute() + wire::sync());
+  EXPECT_EQ(c.next(), Next::server);
+  c.answer(wire::parse_complete() + wire::bind_complete() + wire::row_description() +
+           wire::data_row("1") + wire::complete("SELECT 1") + wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, BatchWithoutSyncLetsBothSidesSpeakAndHoldsTheServer) {
+  Conversation c;
+  c.client(wire::parse("", "SELECT 1") + wire::bind("") + wire::execute() + wire::flush());
+  EXPECT_EQ(c.next(), Next::either);
+  c.answer(wire::parse_complete() + wire::bind_complete() + wire::data_row("1") +
+           wire::complete("SELECT 1"));
+  EXPECT_EQ(c.next(), Next::either);  // answered, but not synced: the server stays
+  c.client(wire::sync());
+  EXPECT_EQ(c.next(), Next::server);
+  c.answer(wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, TransactionBlockKeepsTheServerUntilItEnds) {
+  Conversation c;
+  c.client(wire::query("BEGIN"));
+  c.answer(wire::complete("BEGIN") + wire::ready('T'));
+  EXPECT_TRUE(c.events.began);
+  EXPECT_EQ(c.events.transactions, 0u);
+  EXPECT_EQ(c.next(), Next::client);
+  EXPECT_TRUE(c.exchange.busy());
+  c.client(wire::query("INSERT"));
+  c.answer(wire::complete("INSERT 0 1") + wire::ready('T'));
+  EXPECT_EQ(c.next(), Next::client);
+  c.client(wire::query("COMMIT"));
+  c.answer(wire::complete("COMMIT") + wire::ready('I'));
+  EXPECT_TRUE(c.events.ended);
+  EXPECT_EQ(c.events.transactions, 1u);
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, FailedTransactionHoldsTheServerUntilRollback) {
+  Conversation c;
+  c.client(wire::query("BEGIN; SELECT x"));
+  c.answer(wire::complete("BEGIN") + wire::error("42703") + wire::ready('E'));
+  EXPECT_EQ(c.events.errors, 1u);
+  EXPECT_EQ(c.next(), Next::client);
+  EXPECT_FALSE(c.exchange.clean(c.server));
+  c.client(wire::query("ROLLBACK"));
+  c.answer(wire::complete("ROLLBACK") + wire::ready('I'));
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, ErrorMidBatchStillReleasesAtSync) {
+  Conversation c;
+  c.client(wire::parse("", "SELECT x") + wire::bind("") + wire::execute() + wire::sync());
+  c.answer(wire::error("42703") + wire::ready());
+  EXPECT_EQ(c.events.errors, 1u);
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, FatalErrorBreaksTheServer) {
+  Conversation c;
+  c.client(wire::query("SELECT 1"));
+  c.answer(wire::error("57P01", "FATAL"));
+  EXPECT_TRUE(c.server.broken);
+  EXPECT_EQ(c.next(), Next::server);  // the end of the connection comes next
+  EXPECT_FALSE(c.exchange.clean(c.server));
+}
+
+TEST(Exchange, CopyInWaitsForTheClientThenTheServer) {
+  Conversation c;
+  c.client(wire::query("COPY t FROM STDIN"));
+  c.answer(wire::copy_in_response());
+  EXPECT_EQ(c.next(), Next::client);  // the server waits for the data
+  c.client(wire::copy_data("1\n"));
+  EXPECT_EQ(c.next(), Next::client);
+  c.client(wire::copy_data("2\n") + wire::copy_done());
+  EXPECT_EQ(c.next(), Next::server);
+  c.answer(wire::complete("COPY 2") + wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(Exchange, CopyOutStreamsRowsLargerThanTheBufferLimit) {
+  Exchange e(PoolerMode::transaction, 64);  // whole frames above 64 bytes are refused...
+  e.attached();
+  ServerState server;
+  const auto q = wire::query("COPY t TO STDOUT");
+  e.read_client(q);
+  e.prepare(q, server);
+  const std::string big(1000, 'x');  // ...but COPY data streams through in pieces
+  const auto answer = wire::copy_out_response() + wire::copy_data(big) + wire::copy_done() +
+                      wire::complete("COPY 1") + wire::ready();
+  // Fed 50 bytes at a time, the way reads bring them; unhandled bytes wait for more.
+  std::string buffered;
+  std::string out;
+  for (std::size_t at = 0; at < answer.size(); at += 50) {
+    buffered += answer.substr(at, 50);
+    while (true) {
+      auto chunk = e.read_server(buffered, server);
+      ASSERT_TRUE(chunk.lost.empty()) << chunk.lost;
+      out.append(chunk.out);
+      buffered.erase(0, chunk.done);
+      if (chunk.done == 0 || buffered.empty()) break;
+    }
+  }
+  EXPECT_TRUE(buffered.empty());
+  EXPECT_EQ(out, answer);
+  EXPECT_EQ(e.next(&server, false), Next::release);
+}
+
+TEST(Exchange, SessionModeNeverReleasesAndListensToBothSides) {
+  Conversation c(PoolerMode::session);
+  c.client(wire::query("SELECT 1"));
+  EXPECT_EQ(c.next(), Next::server);
+  c.answer(wire::select_answer());
+  EXPECT_EQ(c.next(), Next::either);  // NOTIFY may come while the client is idle
+  EXPECT_TRUE(c.exchange.clean(c.server));
+}
+
+TEST(Exchange, ReadyForQueryInEachStateSetsTheServerStatus) {
+  for (char status : {'I', 'T', 'E'}) {
+    Conversation c;
+    c.client(wire::query("x"));
+    c.answer(wire::complete("x") + wire::ready(status));
+    EXPECT_EQ(c.server.status, status);
+    EXPECT_EQ(c.next(), status == 'I' ? Next::release : Next::client);
+  }
+}
+
+TEST(Exchange, ParameterStatusFollowsTheClientAndTheServer) {
+  Conversation c;
+  c.client(wire::query("SET TimeZone = 'UTC'"));
+  c.answer(wire::parameter_status("TimeZone", "UTC") + wire::complete("SET") + wire::ready());
+  EXPECT_EQ(c.exchange.params().get("TimeZone"), "UTC");
+  EXPECT_EQ(c.server.params.get("TimeZone"), "UTC");
+  EXPECT_EQ(c.server.synced_hash, c.exchange.params().hash());
+}
+
+TEST(Exchange, ProtocolViolationsFollowTheValidFrames) {
+  Exchange e(PoolerMode::transaction, kMax);
+  const auto q = wire::query("SELECT 1");
+  auto batch = e.read_client(q + "?" + std::string("\0\0\0\4", 4));
+  EXPECT_EQ(batch.size, q.size());
+  EXPECT_NE(batch.violation.find("invalid frontend message type '?'"), std::string::npos);
+
+  Exchange t(PoolerMode::transaction, kMax);
+  batch = t.read_client(q + wire::terminate());
+  EXPECT_EQ(batch.size, q.size());
+  EXPECT_TRUE(batch.terminate);
+
+  Exchange l(PoolerMode::transaction, kMax);
+  std::string bad = "Q";
+  bad += std::string("\0\0\0\2", 4);  // a length below the header's own four bytes
+  batch = l.read_client(bad);
+  EXPECT_EQ(batch.size, 0u);
+  EXPECT_NE(batch.violation.find("invalid message"), std::string::npos);
+}
+
+TEST(Exchange, InvalidServerMessageIsALostServer) {
+  Conversation c;
+  c.client(wire::query("SELECT 1"));
+  std::string bad = "Z";
+  bad += std::string("\0\0\0\1", 4);
+  auto chunk = c.exchange.read_server(bad, c.server);
+  EXPECT_FALSE(chunk.lost.empty());
+  EXPECT_TRUE(c.server.broken);
+}
+
+TEST(Exchange, FailedCheckoutAnswersLikePostgreSQL) {
+  Exchange e(PoolerMode::transaction, kMax);
+  const auto batch = wire::parse("", "SELECT 1") + wire::bind("") + wire::execute() +
+                     wire::sync() + wire::query("SELECT 2");
+  e.read_client(batch);
+  EXPECT_TRUE(e.busy());
+  const auto out = e.fail(batch, {.code = "08006", .message = "no server"});
+  EXPECT_EQ(wire::types(out), "EZEZ");  // one error per batch up to Sync, one per Query
+  EXPECT_FALSE(e.busy());
+}
+
+// Records what the tap sees.
+struct RecordingTap : FrameTap {
+  std::string client_types;
+  std::string server_types;
+  void client_frame(const protocol::Frame& f) override { client_types.push_back(f.type); }
+  bool wants_server_frame(char type) const override { return type == 'C' || type == 'Z'; }
+  void server_frame(const protocol::Frame& f) override { server_types.push_back(f.type); }
+  bool wants_pieces() const override { return false; }
+  void server_piece(char, std::string_view) override {}
+};
+
+TEST(Exchange, TapSeesWhatGoesAndTheAnswersItWants) {
+  Conversation c;
+  RecordingTap tap;
+  c.exchange.set_tap(&tap);
+  c.client(wire::query("SELECT 1"));
+  c.answer(wire::select_answer());
+  EXPECT_EQ(tap.client_types, "Q");
+  EXPECT_EQ(tap.server_types, "CZ");
+}
+
+// --- Prepared statements in transaction mode: the rewriter inside the exchange ---
+
+struct Rewriting : Conversation {
+  explicit Rewriting(StatementRegistry& registry) { exchange.rewrite_statements(registry); }
+};
+
+TEST(Exchange, NamedStatementIsPreparedUnderItsGlobalName) {
+  StatementRegistry registry;
+  Rewriting c(registry);
+  const auto sent = c.client(wire::parse("s1", "SELECT 1") + wire::bind("s1") + wire::execute() +
+                             wire::sync());
+  EXPECT_EQ(wire::types(sent), "PBES");
+  EXPECT_EQ(sent.find("s1"), std::string::npos);  // the client's name never reaches the server
+  EXPECT_NE(sent.find("__pgdog_"), std::string::npos);
+  const auto out = c.answer(wire::parse_complete() + wire::bind_complete() + wire::data_row("1") +
+                            wire::complete("SELECT 1") + wire::ready());
+  EXPECT_EQ(wire::types(out), "12DCZ");
+  EXPECT_EQ(c.next(), Next::release);
+  EXPECT_EQ(c.server.prepared.size(), 1u);
+}
+
+TEST(Exchange, StatementTheServerHasIsAnsweredByTheProxy) {
+  StatementRegistry registry;
+  Rewriting first(registry);
+  first.client(wire::parse("s1", "SELECT 1") + wire::sync());
+  first.answer(wire::parse_complete() + wire::ready());
+  ASSERT_EQ(first.next(), Next::release);
+
+  // Another client prepares the same statement on the same server: nothing to send for it.
+  Rewriting second(registry);
+  second.server.prepared = first.server.prepared;
+  const auto sent = second.client(wire::parse("mine", "SELECT 1") + wire::flush());
+  EXPECT_EQ(wire::types(sent), "H");
+  EXPECT_EQ(second.next(), Next::answer);  // ParseComplete is owed now, whatever the server does
+  EXPECT_EQ(wire::types(second.exchange.answer_now(second.server)), "1");
+  EXPECT_EQ(second.next(), Next::either);
+}
+
+TEST(Exchange, DeallocateIsAnsweredWithoutTheServer) {
+  StatementRegistry registry;
+  Rewriting c(registry);
+  c.client(wire::parse("s1", "SELECT 1") + wire::sync());
+  c.answer(wire::parse_complete() + wire::ready());
+  const auto sent = c.client(wire::query("DEALLOCATE s1"));
+  EXPECT_TRUE(sent.empty());
+  EXPECT_EQ(c.next(), Next::answer);
+  EXPECT_EQ(wire::types(c.exchange.answer_now(c.server)), "CZ");
+  EXPECT_EQ(c.next(), Next::release);
+  EXPECT_TRUE(c.exchange.statements().empty());
+}
+
+TEST(Exchange, DiscardAllForgetsEveryStatement) {
+  StatementRegistry registry;
+  Rewriting c(registry);
+  c.client(wire::parse("s1", "SELECT 1") + wire::sync());
+  c.answer(wire::parse_complete() + wire::ready());
+  ASSERT_EQ(c.server.prepared.size(), 1u);
+  c.client(wire::query("DISCARD ALL"));
+  c.answer(wire::complete("DISCARD ALL") + wire::ready());
+  EXPECT_EQ(c.server.prepared.size(), 0u);
+  EXPECT_TRUE(c.exchange.statements().empty());
+}
+
+TEST(Exchange, FailedParseIsForgottenAndTheServerStaysUsable) {
+  StatementRegistry registry;
+  Rewriting c(registry);
+  c.client(wire::parse("s1", "SELEC 1") + wire::bind("s1") + wire::execute() + wire::sync());
+  const auto out = c.answer(wire::error("42601") + wire::ready());
+  EXPECT_EQ(wire::types(out), "EZ");
+  EXPECT_TRUE(c.exchange.statements().empty());  // as in PostgreSQL, the name never existed
+  EXPECT_EQ(c.server.prepared.size(), 0u);
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+}  // namespace
+}  // namespace pgdog::backend
