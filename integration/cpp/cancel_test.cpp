@@ -81,7 +81,8 @@ TEST_F(CancelTest, PqCancelStopsALongQueryAndTheConnectionStaysUsable) {
   for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     Canceller cancel(c);
-    const std::string query = "SELECT pg_sleep(30), 'pq cancel round " + std::to_string(round) + "'";
+    const std::string query =
+        "SELECT pg_sleep(30), 'pq cancel round " + std::to_string(round) + "'";
     auto running = std::async(std::launch::async, [&] { return c.exec(query, 10s); });
     ASSERT_TRUE(wait_running_on_primary(query)) << "the query never ran on the primary";
     ASSERT_EQ(running.wait_for(0s), std::future_status::timeout) << "pg_sleep(30) returned early";
