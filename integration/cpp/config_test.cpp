@@ -108,9 +108,10 @@ TEST_F(ConfigTest, ReloadAppliesAndABadFileIsRejected) {
   pgdog.rewrite(cfg);
   pgdog.reload();
   // Once the rejection is logged the reload was decided: nothing of the file applies.
-  EXPECT_TRUE(wait_until([&] { return pgdog.log().find("it_bogus_key") != std::string::npos; },
-                         10s))
-      << "the rejected reload was not logged:\n" << pgdog.log();
+  EXPECT_TRUE(
+      wait_until([&] { return pgdog.log().find("it_bogus_key") != std::string::npos; }, 10s))
+      << "the rejected reload was not logged:\n"
+      << pgdog.log();
   EXPECT_EQ(pool_size(), "7");
   auto c = pgdog.connect();
   ASSERT_TRUE(c.ok()) << c.connect_error().message;

@@ -151,13 +151,13 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
   std::vector<std::vector<Op>> ops(3);
   std::array<std::atomic<bool>, 4> last_ok{};
   // Per worker and phase: operations that succeeded and that failed.
-  std::array<std::array<std::atomic<int>, 3>, 4> good{};
-  std::array<std::array<std::atomic<int>, 3>, 4> bad{};
+  std::array<std::array<std::atomic<int>, 3>, 4> oks{};
+  std::array<std::array<std::atomic<int>, 3>, 4> errors{};
   auto record = [&](int w, Op op) {
     const auto wi = static_cast<std::size_t>(w);
     const auto p = static_cast<std::size_t>(phase.load());
     last_ok[wi] = op.ok;
-    ++(op.ok ? good : bad)[wi][p];
+    ++(op.ok ? oks : errors)[wi][p];
     std::lock_guard g(mutex);
     ops[p].push_back(std::move(op));
   };
@@ -199,7 +199,7 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
   };
 
   // The run is under way: every worker has been served a few times.
-  if (!wait_until([&] { return every_worker(good, 0, 5); }, 15s)) {
+  if (!wait_until([&] { return every_worker(oks, 0, 5); }, 15s)) {
     join();
     FAIL() << "the workers were not served before the stop";
   }
@@ -211,7 +211,7 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
   }
   // Down until every worker has run into the outage a few times (or was left hanging: then the
   // checks below fail on its operation).
-  EXPECT_TRUE(wait_until([&] { return every_worker(bad, 1, 3); }, 20s))
+  EXPECT_TRUE(wait_until([&] { return every_worker(errors, 1, 3); }, 20s))
       << "not every worker noticed the primary was down";
   phase = 2;
   auto started = primary.start();
@@ -242,8 +242,8 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
   // Every worker recovers: a few successes since the restart, the last operation among them.
   const bool recovered = wait_until(
       [&] {
-        return every_worker(good, 2, 3) &&
-               std::all_of(last_ok.begin(), last_ok.end(), [](const auto& ok) { return ok.load(); });
+        return every_worker(oks, 2, 3) && std::all_of(last_ok.begin(), last_ok.end(),
+                                                       [](const auto& ok) { return ok.load(); });
       },
       30s);
   join();

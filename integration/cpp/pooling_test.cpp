@@ -142,8 +142,8 @@ TEST_F(PoolingTest, WaitingClientGetsTheServerWhenReleased) {
   // The holder commits only once the waiter waits for the server (SHOW CLIENTS says so).
   bool waited = false;
   std::thread release([&] {
-    waited = wait_until([&] { return admin_rows(admin, "SHOW CLIENTS", "state", "waiting") == 1; },
-                        10s);
+    waited =
+        wait_until([&] { return admin_rows(admin, "SHOW CLIENTS", "state", "waiting") == 1; }, 10s);
     holder.exec("COMMIT");
   });
   auto r = waiter.exec("SELECT 'waited'", 10s);
