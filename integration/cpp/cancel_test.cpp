@@ -1,11 +1,13 @@
 // Query cancellation: each client gets pgdog's own BackendKeyData; a CancelRequest with it
-// reaches the server running that client's query, and only that one.
+// reaches the server running that client's query, and only that one. Every cancel is sent once
+// the primary's pg_stat_activity shows the query running (a cancel before would have nothing to
+// cancel, and a test of "this cancel does nothing" would prove nothing); each query text is
+// unique to its test so that the wait sees only it.
 #include <arpa/inet.h>
 #include <future>
 #include <netinet/in.h>
 #include <random>
 #include <sys/socket.h>
-#include <thread>
 #include <unistd.h>
 
 #include "harness/harness.hpp"
@@ -79,8 +81,10 @@ TEST_F(CancelTest, PqCancelStopsALongQueryAndTheConnectionStaysUsable) {
   for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     Canceller cancel(c);
-    auto running = std::async(std::launch::async, [&] { return c.exec("SELECT pg_sleep(30)", 10s); });
-    std::this_thread::sleep_for(300ms);  // the query is on the server by now
+    const std::string query =
+        "SELECT pg_sleep(30), 'pq cancel round " + std::to_string(round) + "'";
+    auto running = std::async(std::launch::async, [&] { return c.exec(query, 10s); });
+    ASSERT_TRUE(wait_running_on_primary(query)) << "the query never ran on the primary";
     ASSERT_EQ(running.wait_for(0s), std::future_status::timeout) << "pg_sleep(30) returned early";
     const auto sent = Clock::now();
     ASSERT_EQ(cancel.send(), "");
@@ -109,8 +113,9 @@ TEST_F(CancelTest, CancelInsideATransactionAbortsIt) {
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(c.exec("BEGIN").ok());
   Canceller cancel(c);
-  auto running = std::async(std::launch::async, [&] { return c.exec("SELECT pg_sleep(30)", 10s); });
-  std::this_thread::sleep_for(300ms);
+  const std::string query = "SELECT pg_sleep(30), 'cancel inside a transaction'";
+  auto running = std::async(std::launch::async, [&] { return c.exec(query, 10s); });
+  ASSERT_TRUE(wait_running_on_primary(query)) << "the query never ran on the primary";
   ASSERT_EQ(cancel.send(), "");
   auto r = running.get();
   ASSERT_FALSE(r.ok());
@@ -129,9 +134,9 @@ TEST_F(CancelTest, WrongKeyCancelsNothing) {
   ASSERT_TRUE(c.ok());
   std::mt19937 rng(std::random_device{}());
   const int server_pid = std::stoi(c.exec("SELECT pg_backend_pid()").at(0));
-  auto running = std::async(std::launch::async,
-                            [&] { return c.exec("SELECT pg_sleep(2), 'completed'", 10s); });
-  std::this_thread::sleep_for(300ms);
+  const std::string query = "SELECT pg_sleep(2), 'completed'";
+  auto running = std::async(std::launch::async, [&] { return c.exec(query, 10s); });
+  ASSERT_TRUE(wait_running_on_primary(query)) << "the query never ran on the primary";
   const int pid = c.backend_pid();
   // Random pid and key; the client's pid with a wrong key; and the server's real backend pid
   // (a key pgdog never gave out).
@@ -141,6 +146,9 @@ TEST_F(CancelTest, WrongKeyCancelsNothing) {
   }
   EXPECT_TRUE(raw_cancel(pgdog.port(), pid, static_cast<std::int32_t>(rng())));
   EXPECT_TRUE(raw_cancel(pgdog.port(), server_pid, static_cast<std::int32_t>(rng())));
+  // The wrong cancels went out while the query ran; it must now end on its own, not 57014.
+  EXPECT_EQ(running.wait_for(0s), std::future_status::timeout)
+      << "inconclusive: the query ended before the wrong cancels were all sent";
   auto r = running.get();
   ASSERT_TRUE(r.ok()) << "a cancel with a wrong key cancelled the query: " << r.describe();
   EXPECT_EQ(r.at(0, 1), "completed");
@@ -157,13 +165,18 @@ TEST_F(CancelTest, CancellingOneClientLeavesTheOtherAlone) {
   ASSERT_NE(a.backend_pid(), b.backend_pid()) << "two clients got the same key";
   Canceller cancel_a(a);
   Canceller cancel_b(b);
+  const std::string query_a = "SELECT pg_sleep(3), 'a'";
+  const std::string query_b = "SELECT pg_sleep(3), 'b'";
   const auto start = Clock::now();
-  auto ra = std::async(std::launch::async, [&] { return a.exec("SELECT pg_sleep(3), 'a'", 10s); });
-  auto rb = std::async(std::launch::async, [&] { return b.exec("SELECT pg_sleep(3), 'b'", 10s); });
-  std::this_thread::sleep_for(400ms);
+  auto ra = std::async(std::launch::async, [&] { return a.exec(query_a, 10s); });
+  auto rb = std::async(std::launch::async, [&] { return b.exec(query_b, 10s); });
+  ASSERT_TRUE(wait_running_on_primary(query_a)) << "a's query never ran on the primary";
+  ASSERT_TRUE(wait_running_on_primary(query_b)) << "b's query never ran on the primary";
   ASSERT_EQ(cancel_a.send(), "");
   auto result_a = ra.get();
   const long long a_ms = ms_since(start);
+  EXPECT_EQ(rb.wait_for(0s), std::future_status::timeout)
+      << "inconclusive: b's query ended before a's was cancelled";
   auto result_b = rb.get();
   const long long b_ms = ms_since(start);
   ASSERT_FALSE(result_a.ok()) << "a was not cancelled";
@@ -173,13 +186,18 @@ TEST_F(CancelTest, CancellingOneClientLeavesTheOtherAlone) {
   EXPECT_EQ(result_b.at(0, 1), "b");
   EXPECT_GE(b_ms, 2900);
   // And the other way round, with the clients now possibly on each other's former servers.
-  auto rb2 = std::async(std::launch::async, [&] { return b.exec("SELECT pg_sleep(30)", 10s); });
-  auto ra2 = std::async(std::launch::async, [&] { return a.exec("SELECT pg_sleep(1), 'a2'", 10s); });
-  std::this_thread::sleep_for(300ms);
+  const std::string query_b2 = "SELECT pg_sleep(30), 'b2'";
+  const std::string query_a2 = "SELECT pg_sleep(2), 'a2'";
+  auto rb2 = std::async(std::launch::async, [&] { return b.exec(query_b2, 10s); });
+  auto ra2 = std::async(std::launch::async, [&] { return a.exec(query_a2, 10s); });
+  ASSERT_TRUE(wait_running_on_primary(query_b2)) << "b's query never ran on the primary";
+  ASSERT_TRUE(wait_running_on_primary(query_a2)) << "a's query never ran on the primary";
   ASSERT_EQ(cancel_b.send(), "");
   auto r = rb2.get();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error->sqlstate, "57014") << r.describe();
+  EXPECT_EQ(ra2.wait_for(0s), std::future_status::timeout)
+      << "inconclusive: a's query ended before b's was cancelled";
   r = ra2.get();
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.at(0, 1), "a2");
@@ -193,12 +211,15 @@ TEST_F(CancelTest, CancelOfAnIdleClientDoesNotHitWhoeverHasItsOldServer) {
   auto b = pgdog.connect();
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE(a.exec("SELECT 1").ok());
-  auto rb = std::async(std::launch::async, [&] { return b.exec("SELECT pg_sleep(1.5), 'b'", 10s); });
-  std::this_thread::sleep_for(300ms);
+  const std::string query = "SELECT pg_sleep(1.5), 'b, on the old server of a'";
+  auto rb = std::async(std::launch::async, [&] { return b.exec(query, 10s); });
+  ASSERT_TRUE(wait_running_on_primary(query)) << "b's query never ran on the primary";
   ASSERT_EQ(pq_cancel(a), "");
+  EXPECT_EQ(rb.wait_for(0s), std::future_status::timeout)
+      << "inconclusive: b's query ended before a's cancel was sent";
   auto r = rb.get();
   ASSERT_TRUE(r.ok()) << "cancelling idle client a cancelled b's query: " << r.describe();
-  EXPECT_EQ(r.at(0, 1), "b");
+  EXPECT_EQ(r.at(0, 1), "b, on the old server of a");
 }
 
 }  // namespace

@@ -107,9 +107,12 @@ TEST_F(ConfigTest, ReloadAppliesAndABadFileIsRejected) {
   cfg.set("it_bogus_key", "1");
   pgdog.rewrite(cfg);
   pgdog.reload();
-  std::this_thread::sleep_for(500ms);
+  // Once the rejection is logged the reload was decided: nothing of the file applies.
+  EXPECT_TRUE(
+      wait_until([&] { return pgdog.log().find("it_bogus_key") != std::string::npos; }, 10s))
+      << "the rejected reload was not logged:\n"
+      << pgdog.log();
   EXPECT_EQ(pool_size(), "7");
-  EXPECT_NE(pgdog.log().find("it_bogus_key"), std::string::npos);
   auto c = pgdog.connect();
   ASSERT_TRUE(c.ok()) << c.connect_error().message;
   EXPECT_EQ(c.exec("SELECT 1").at(0), "1");
@@ -134,10 +137,12 @@ TEST_F(ConfigTest, SigtermLetsOpenTransactionsFinishThenExits) {
   ASSERT_TRUE(busy.exec("SELECT 1").ok());
 
   pgdog.signal(SIGTERM);
-  std::this_thread::sleep_for(300ms);
-  // No new clients; the idle one is told to go.
+  // No new clients (the listener closes); the idle one is told to go.
+  EXPECT_TRUE(wait_until([&] { return !port_open(pgdog.port()); }, 5s))
+      << "pgdog still listens after SIGTERM";
   auto late = pgdog.connect();
   EXPECT_FALSE(late.ok()) << "a new client got in after SIGTERM";
+  EXPECT_EQ(error_sent_to_idle(idle, 5s), "57P01") << "an idle client was kept after SIGTERM";
   auto r = idle.exec("SELECT 1", 5s);
   EXPECT_FALSE(r.ok()) << "an idle client was kept after SIGTERM";
   // The open transaction finishes normally.

@@ -150,10 +150,22 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
   std::mutex mutex;
   std::vector<std::vector<Op>> ops(3);
   std::array<std::atomic<bool>, 4> last_ok{};
+  // Per worker and phase: operations that succeeded and that failed.
+  std::array<std::array<std::atomic<int>, 3>, 4> oks{};
+  std::array<std::array<std::atomic<int>, 3>, 4> errors{};
   auto record = [&](int w, Op op) {
-    last_ok[static_cast<std::size_t>(w)] = op.ok;
+    const auto wi = static_cast<std::size_t>(w);
+    const auto p = static_cast<std::size_t>(phase.load());
+    last_ok[wi] = op.ok;
+    ++(op.ok ? oks : errors)[wi][p];
     std::lock_guard g(mutex);
-    ops[static_cast<std::size_t>(phase.load())].push_back(std::move(op));
+    ops[p].push_back(std::move(op));
+  };
+  // Whether every worker has recorded at least n operations of a kind in a phase.
+  auto every_worker = [&](const std::array<std::array<std::atomic<int>, 3>, 4>& kind, int p,
+                          int n) {
+    return std::all_of(kind.begin(), kind.end(),
+                       [&](const auto& w) { return w[static_cast<std::size_t>(p)] >= n; });
   };
   std::vector<std::thread> workers;
   for (int w = 0; w < 4; ++w) {
@@ -186,14 +198,21 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
     }
   };
 
-  std::this_thread::sleep_for(1s);
+  // The run is under way: every worker has been served a few times.
+  if (!wait_until([&] { return every_worker(oks, 0, 5); }, 15s)) {
+    join();
+    FAIL() << "the workers were not served before the stop";
+  }
   phase = 1;
   auto stopped = primary.stop();
   if (stopped.exit_code != 0) {
     join();
     FAIL() << "could not stop the primary: " << stopped.describe();
   }
-  std::this_thread::sleep_for(3s);
+  // Down until every worker has run into the outage a few times (or was left hanging: then the
+  // checks below fail on its operation).
+  EXPECT_TRUE(wait_until([&] { return every_worker(errors, 1, 3); }, 20s))
+      << "not every worker noticed the primary was down";
   phase = 2;
   auto started = primary.start();
   if (started.exit_code != 0) {
@@ -220,8 +239,15 @@ TEST_F(FaultsTest, PrimaryStoppedMidRunThenServedAgain) {
     last = c.ok() ? r.describe() : c.connect_error().message;
     std::this_thread::sleep_for(200ms);
   }
-  std::this_thread::sleep_for(2s);
+  // Every worker recovers: a few successes since the restart, the last operation among them.
+  const bool recovered = wait_until(
+      [&] {
+        return every_worker(oks, 2, 3) && std::all_of(last_ok.begin(), last_ok.end(),
+                                                       [](const auto& ok) { return ok.load(); });
+      },
+      30s);
   join();
+  EXPECT_TRUE(recovered) << "not every worker was served again after the restart";
   EXPECT_TRUE(served) << "pgdog did not serve within 30 s of the primary's restart; last error: "
                       << last;
 

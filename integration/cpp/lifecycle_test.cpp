@@ -191,7 +191,7 @@ void reload_scenario(const Trigger& reload, bool via_admin) {
   }
   EXPECT_TRUE(std::regex_search(log, wanted))
       << "no log line naming " << file << ":" << line << ": " << key << "\n" << log;
-  std::this_thread::sleep_for(200ms);
+  // The rejection is logged once the reload was decided: nothing of it applies after that.
   EXPECT_EQ(pool_cell(admin, "pgdog", "pool_size"), "6");
   EXPECT_EQ(show_config(admin), config_before);
   c = pgdog.connect();
@@ -232,7 +232,8 @@ TEST_F(LifecycleTest, PauseWaitsForTransactionsAndHoldsNewQueries) {
   auto in_tx = pgdog.connect();
   auto later = pgdog.connect();
   auto admin = pgdog.admin();
-  ASSERT_TRUE(in_tx.ok() && later.ok() && admin.ok());
+  auto watcher = pgdog.admin();
+  ASSERT_TRUE(in_tx.ok() && later.ok() && admin.ok() && watcher.ok());
   ASSERT_TRUE(later.exec("SELECT 1").ok());
   ASSERT_TRUE(in_tx.exec("BEGIN").ok());
   ASSERT_TRUE(in_tx.exec("SELECT 1").ok());
@@ -243,7 +244,9 @@ TEST_F(LifecycleTest, PauseWaitsForTransactionsAndHoldsNewQueries) {
     paused_at = Clock::now();
     return r;
   });
-  std::this_thread::sleep_for(500ms);
+  // PAUSE marks the pools paused at once, then waits for the open transaction.
+  ASSERT_TRUE(wait_until([&] { return pool_cell(watcher, "pgdog", "paused") == "yes"; }, 10s))
+      << "PAUSE never reached pgdog";
   EXPECT_EQ(pause.wait_for(0s), std::future_status::timeout)
       << "PAUSE returned while a transaction was open";
   // The open transaction may go on and finish.
@@ -270,6 +273,11 @@ TEST_F(LifecycleTest, PauseWaitsForTransactionsAndHoldsNewQueries) {
     }
     return c.exec("SELECT 'newcomer'", 15s);
   });
+  // Both wait for a server; then longer than checkout_timeout passes (the point of the test).
+  std::string waiting;
+  EXPECT_TRUE(
+      wait_until([&] { return (waiting = pool_cell(admin2, "pgdog", "cl_waiting")) == "2"; }, 10s))
+      << "clients waiting during PAUSE: " << waiting;
   std::this_thread::sleep_for(1200ms);
   EXPECT_EQ(held.wait_for(0s), std::future_status::timeout) << "a query ran during PAUSE";
   EXPECT_EQ(newcomer.wait_for(0s), std::future_status::timeout)
@@ -391,8 +399,9 @@ TEST_F(LifecycleTest, SigintExitsPromptlyWithClientsConnected) {
   ASSERT_TRUE(idle.exec("SELECT 1").ok());
   ASSERT_TRUE(in_tx.exec("BEGIN").ok());
   ASSERT_TRUE(in_tx.exec("SELECT 1").ok());
-  auto sleep = std::async(std::launch::async, [&] { return sleeping.exec("SELECT pg_sleep(20)", 25s); });
-  std::this_thread::sleep_for(300ms);
+  const std::string query = "SELECT pg_sleep(20), 'running at SIGINT'";
+  auto sleep = std::async(std::launch::async, [&] { return sleeping.exec(query, 25s); });
+  ASSERT_TRUE(wait_running_on_primary(query)) << "the query never ran on the primary";
   const auto start = Clock::now();
   pgdog.signal(SIGINT);
   auto status = pgdog.wait_exit(2s);
@@ -432,7 +441,7 @@ void killed_while_idle_scenario(PgdogConfig config, const std::string& want_ssl)
       std::this_thread::sleep_for(20ms);
     }
     ASSERT_EQ(gone, "0");
-    // pgdog only peeks at connections idle for more than 100 ms.
+    // pgdog only peeks at connections idle for more than 100 ms: that much time must pass.
     std::this_thread::sleep_for(200ms);
     r = c.exec("SELECT pg_backend_pid()::text, 'served'");
     ASSERT_TRUE(r.ok()) << "the client saw the dead server: " << r.describe() << "\n"

@@ -136,13 +136,19 @@ TEST_F(PoolingTest, WaitingClientGetsTheServerWhenReleased) {
   auto holder = pgdog.connect();
   auto waiter = pgdog.connect();
   ASSERT_TRUE(holder.ok() && waiter.ok());
+  auto admin = pgdog.admin();
+  ASSERT_TRUE(admin.ok()) << admin.connect_error().message;
   ASSERT_TRUE(holder.exec("BEGIN").ok());
+  // The holder commits only once the waiter waits for the server (SHOW CLIENTS says so).
+  bool waited = false;
   std::thread release([&] {
-    std::this_thread::sleep_for(300ms);
+    waited =
+        wait_until([&] { return admin_rows(admin, "SHOW CLIENTS", "state", "waiting") == 1; }, 10s);
     holder.exec("COMMIT");
   });
   auto r = waiter.exec("SELECT 'waited'", 10s);
   release.join();
+  EXPECT_TRUE(waited) << "the second client never waited for the server";
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.at(0), "waited");
 }

@@ -254,8 +254,12 @@ class Pgdog:
                 raise Failure(f"GET /metrics answered {res.status}")
         finally:
             conn.close()
-        values = {}
+        values = {"pgdog_clients": 0.0}
         for line in body.splitlines():
+            m = re.match(r"^pgdog_clients\{[^}]*\} (\S+)$", line)
+            if m:
+                values["pgdog_clients"] += float(m.group(1))
+                continue
             m = re.match(r"^(pgdog_mirror_[a-z_]+)\{([^}]*)\} (\S+)$", line)
             if not m:
                 continue
@@ -270,25 +274,19 @@ class Pgdog:
         return values
 
     def wait_drained(self, timeout=90):
-        """Waits until the mirror queue is empty and stays so, with no new request handed,
-        over two scrapes 0.3 s apart; returns the metric values."""
+        """Waits until every client session has ended (pgdog_clients 0: a session hands its
+        last transaction to the mirror before it ends) and the mirror queue is empty; returns
+        the metric values."""
         deadline = time.monotonic() + timeout
         last = None
-        previous = None
         while time.monotonic() < deadline:
             last = self.metrics()
-            ended = tuple(last.get(f"pgdog_mirror_requests_total:{s}", 0)
-                          for s in ("success", "failure", "dropped"))
-            if last.get("pgdog_mirror_queue_depth", 1) == 0:
-                if previous == ended:
-                    return last
-                previous = ended
-                time.sleep(0.3)
-                continue
-            previous = None
-            time.sleep(0.1)
+            if last["pgdog_clients"] == 0 and last.get("pgdog_mirror_queue_depth", 1) == 0:
+                return last
+            time.sleep(0.05)
         raise Failure(f"mirror queue not drained after {timeout} s: "
-                      f"depth {last.get('pgdog_mirror_queue_depth') if last else '?'}")
+                      f"depth {last.get('pgdog_mirror_queue_depth') if last else '?'}, "
+                      f"clients {last['pgdog_clients'] if last else '?'}")
 
 
 # --------------------------------------------------------------------------------------- schema

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import psycopg  # noqa: E402
 
 from hostile import (Failure, Pgdog, Threads, check, check_memory, database_toml, env, log, main,  # noqa: E402
-                     mirroring_toml, msg, sql_direct, startup_packet, test, wait_until)
+                     mirroring_toml, msg, open_connections, sql_direct, startup_packet, test,
+                     wait_until)
 from relay import Relay  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def primary_stalled():
     e = env()
     with Relay(e.primary_port) as relay:
         p = Pgdog(general={"connect_timeout": "1000", "checkout_timeout": "1500",
+                           "tls_verify": "\"disabled\"",  # the relay reads the bytes
                            "default_pool_size": "2"},
                   databases=database_toml("pgdog", relay.port))
         with p:
@@ -70,11 +72,14 @@ def primary_stalled():
             relay.stall()
             results = {}
             threads = Threads()
+            held = {}
             for name, conn in (("a", a), ("b", b)):
+                held[name] = relay.arm(f"'stalled {name}'".encode(), received=True)
                 threads.start(lambda n=name, cn=conn: results.__setitem__(
-                    n, timed(lambda: cn.execute("SELECT 'stalled'").fetchone())))
-            time.sleep(2.0)
-            check(not results, f"stalled queries answered while stalled: {results}")
+                    n, timed(lambda: cn.execute(f"SELECT 'stalled {n}'").fetchone())))
+            # Both queries went through pgdog and wait at the relay.
+            for name in ("a", "b"):
+                check(held[name].wait(10), f"client {name}'s query never reached the relay")
             # A third client needs a server: none is free and the stalled ones are busy.
             row, err, took = timed(lambda: c.execute("SELECT 1").fetchone())
             log(f"third client while stalled: {describe(err) if err else row} after {took:.2f} s")
@@ -87,12 +92,14 @@ def primary_stalled():
                 row, err, took = timed(lambda: d.execute("SELECT 1").fetchone())
                 check(err is not None and sqlstate(err) == "08006",
                       f"new client while stalled: {row} {describe(err) if err else ''}")
+            # Stalled for longer than checkout_timeout by now: pgdog did not answer them itself.
+            check(not results, f"stalled queries answered while stalled: {results}")
             relay.pass_()
             threads.join(10)
             for name in ("a", "b"):
                 row, err, took = results[name]
                 log(f"stalled client {name}: {describe(err) if err else row} after {took:.1f} s")
-                check(err is None and row == ("stalled",), f"client {name}: {row} {err}")
+                check(err is None and row == (f"stalled {name}",), f"client {name}: {row} {err}")
             a.execute("COMMIT")
             b.execute("COMMIT")
             # Recovered: the third client, and new clients, work at once.
@@ -105,9 +112,13 @@ def primary_stalled():
             # primary speaks, then pgdog discards them and serves again by itself.
             gone = [p.wire().must_login() for _ in range(2)]
             relay.stall()
-            for w in gone:
-                w.send(msg(b"Q", b"SELECT pg_sleep(0.1), 'gone'\0"))
-            time.sleep(0.5)
+            held = []
+            for i, w in enumerate(gone):
+                held.append(relay.arm(f"'gone {i}'".encode(), received=True))
+                w.send(msg(b"Q", f"SELECT pg_sleep(0.1), 'gone {i}'\0".encode()))
+            # Both queries hold a server: they wait at the relay.
+            for i, ev in enumerate(held):
+                check(ev.wait(10), f"query {i} never reached the relay")
             for w in gone:
                 w.close_abruptly()
             relay.pass_()
@@ -154,8 +165,7 @@ def primary_reset():
             for q in ("BEGIN", "INSERT INTO fault_reset VALUES ('reset-in-transaction')"):
                 _, err = a.query(q)
                 check(err is None, f"{q}: {err}")
-            check(relay.reset() >= 1, "nothing to reset")
-            time.sleep(0.2)
+            check(relay.reset() >= 1, "nothing to reset")  # the RST is in pgdog's socket now
             t0 = time.monotonic()
             a.send(msg(b"Q", b"INSERT INTO fault_reset VALUES ('2')\0"))
             f = a.expect_rejected("08006", "statement after the reset", timeout=4)
@@ -172,7 +182,9 @@ def primary_reset():
             seen = relay.arm(b"pg_sleep(5)")
             b.send(msg(b"Q", b"SELECT pg_sleep(5)\0"))
             check(seen.wait(5), "the query never reached the relay")
-            time.sleep(0.2)
+            wait_until("pg_sleep(5) to run on the primary", lambda: sql_direct(e.primary_port, [
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+                "query = 'SELECT pg_sleep(5)'"])[0][0] == 1, 10)
             t0 = time.monotonic()
             relay.reset()
             f = b.expect_rejected("08006", "query reset mid-way", timeout=4)
@@ -189,6 +201,8 @@ def primary_reset():
             for conn in idle:
                 conn.execute("COMMIT")
             relay.reset()
+            # Not a wait for the reset (done when reset() returns): the servers sit idle past
+            # the 100 ms after which pgdog checks an idle server before handing it out.
             time.sleep(0.3)
             errors = []
             for conn in idle:
@@ -401,7 +415,8 @@ def mirror_queue_memory():
         with p:
             with p.connect() as c:
                 c.execute("SELECT 1")
-            p.wait_mirror_drained(p.handed())
+            before = p.handed()
+            p.wait_mirror_drained(before)
             relay.stall()
             rss0 = p.rss_kb()
             big = "x" * (8 * 1024 * 1024)
@@ -410,7 +425,11 @@ def mirror_queue_memory():
                 for _ in range(n):
                     # Simple protocol, a literal of 8 MiB: the primary answers at once.
                     c.execute(f"SELECT length('{big}')".encode(), prepare=False)
-            time.sleep(0.5)
+            # No wait needed: pgdog hands a transaction over (queued, or dropped when the queue
+            # is full) before the client sees its commit, so every one is held or dropped now.
+            handed = p.handed()
+            check(handed == before + n, f"handed {handed}: {before} before, then the client "
+                                        f"committed {n}")
             rss1 = p.rss_kb()
             v = p.mirror_values()
             grown = (rss1 - rss0) // 1024
@@ -418,7 +437,7 @@ def mirror_queue_memory():
                 f"{v['depth']}, pgdog RSS {rss0 // 1024} -> {rss1 // 1024} MiB (+{grown} MiB)")
             # Drain fast: the mirror resets every connection, the queue ends as failures.
             relay.reset(refuse_new=True)
-            handed = p.handed()
+            check(p.handed() == handed, f"handed {p.handed()} after the commits, {handed} at once")
             v = p.wait_mirror_drained(handed, timeout=120)
             p.check_identity(v, handed, "queue memory")
             log(f"drained: handed {handed}, {v}")
@@ -494,14 +513,15 @@ def connect_cycles():
 
         errs = asyncio.run(cycles(500))
         check(not errs, f"warm-up errors: {errs}")
-        time.sleep(1.0)
+        # The baseline once pgdog has ended every warm-up session.
+        wait_until("the warm-up sessions to end", lambda: open_connections(p.port) == 0, 10, 0.05)
         fd0, rss0 = p.fd_count(), p.rss_kb()
         t0 = time.monotonic()
         errs = asyncio.run(cycles(10000))
         took = time.monotonic() - t0
         check(not errs, f"errors during the cycles: {errs}")
+        wait_until("the sessions to end", lambda: open_connections(p.port) == 0, 10, 0.05)
         wait_until("fds back to the baseline", lambda: p.fd_count() <= fd0 + 2, 10, 0.2)
-        time.sleep(0.5)
         fd1, rss1 = p.fd_count(), p.rss_kb()
         log(f"10,000 cycles in {took:.1f} s: fds {fd0} -> {fd1}, RSS {rss0} kB -> {rss1} kB")
         check(abs(fd1 - fd0) <= 2, f"fds {fd0} -> {fd1}")
@@ -568,9 +588,11 @@ def killed_mid_transaction():
         # 3. Killed while a statement runs in its transaction: the next client waits for the
         # server at most until the statement ends (within checkout_timeout), and gets it clean.
         w = p.wire().must_login()
-        w.send(msg(b"Q", b"BEGIN; INSERT INTO fault_killed VALUES ('sleeping'); "
-                         b"SELECT pg_sleep(2)\0"))
-        time.sleep(0.3)
+        sleeping = "BEGIN; INSERT INTO fault_killed VALUES ('sleeping'); SELECT pg_sleep(2)"
+        w.send(msg(b"Q", sleeping.encode() + b"\0"))
+        wait_until("the statement to run on the primary", lambda: sql_direct(e.primary_port, [
+            ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = %s",
+             (sleeping,))])[0][0] == 1, 10)
         w.close_abruptly()
         took = next_client_clean("reset during pg_sleep(2) in a transaction", "sleeping")
         check(took < 5, f"the next client waited {took:.1f} s")
@@ -648,13 +670,15 @@ def primary_restart():
         try:
             for k in range(6):
                 threads.start(worker, k)
-            time.sleep(1.5)
+            wait_until("every worker to commit", lambda: len(last_ok) == 6 and all(
+                last_ok.values()) and stats["ok"][0] >= 60, 20, 0.05)
             phase[0] = 1
             r = subprocess.run([pg_local, "stop", "--dir", e.pglocal_dir, "primary"],
                                capture_output=True, text=True, timeout=120)
             stopped = True
             check(r.returncode == 0, f"pg-local stop: {r.stderr}")
-            time.sleep(2)
+            wait_until("every worker to notice the primary is down",
+                       lambda: not any(last_ok.values()), 20, 0.05)
             phase[0] = 2
             r = subprocess.run([pg_local, "start", "--dir", e.pglocal_dir, "--name", "primary",
                                 "--ssl"], capture_output=True, text=True, timeout=120)
@@ -666,7 +690,7 @@ def primary_restart():
             wait_until("every worker to succeed again",
                        lambda: len(last_ok) == 6 and all(last_ok.values()), 20, 0.1)
             log(f"every worker recovered {time.monotonic() - t0:.1f} s after the restart")
-            time.sleep(1)
+            time.sleep(1)  # the load goes on for a second after the recovery
         finally:
             quit_.set()
             try:

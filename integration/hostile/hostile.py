@@ -121,6 +121,40 @@ def wait_until(what, predicate, timeout, interval=0.05):
     raise Failure(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+# TCP states in /proc/net/tcp: a connection pgdog has not closed yet is ESTABLISHED, or
+# CLOSE_WAIT once the client closed its end.
+_TCP_OPEN_STATES = {"01", "03", "08"}  # ESTABLISHED, SYN_RECV, CLOSE_WAIT
+
+
+def open_connections(port):
+    """Connections to 127.0.0.1:port whose accepting end is still open: pgdog closes its end of
+    a client's connection only after the session ended (and left SHOW CLIENTS), so 0 means every
+    session is over. Read from /proc/net/tcp: no connection of its own."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if int(local.split(":")[1], 16) == port and state in _TCP_OPEN_STATES:
+                n += 1
+    return n
+
+
+def unread_bytes(port, peer_port):
+    """Bytes the accepting end of the connection 127.0.0.1:peer_port -> 127.0.0.1:port has
+    received and not read yet (its receive queue in /proc/net/tcp); None when not found."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == port and
+                    int(remote.split(":")[1], 16) == peer_port):
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -134,12 +168,13 @@ def fd_count(pid):
 
 
 def sql_direct(port, statements, dbname="pgdog"):
-    """Runs statements straight on a cluster (not through pgdog) as the pgdog superuser."""
+    """Runs statements straight on a cluster (not through pgdog) as the pgdog superuser; a
+    statement may be a (sql, parameters) pair."""
     with psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user="pgdog",
                          password="pgdog", autocommit=True, connect_timeout=10) as c:
         out = None
         for s in statements:
-            cur = c.execute(s)
+            cur = c.execute(*s) if isinstance(s, tuple) else c.execute(s)
             out = cur.fetchall() if cur.description else None
         return out
 

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hostile import Failure, Pgdog, check, env, log  # noqa: E402
+from hostile import Failure, Pgdog, check, env, log, open_connections  # noqa: E402
 
 
 def cpu_seconds(pid):
@@ -65,10 +65,16 @@ class IdleHolder:
         return self._run(self.pgwire.sample_queries(self.conns, k, 30))
 
     def close(self):
+        """Closes the idle clients and returns once pgdog has ended their sessions."""
         async def go():
             for c in self.conns:
                 c.close()
-            await asyncio.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while open_connections(self.port) > 0:
+                if time.monotonic() > deadline:
+                    raise Failure(f"{open_connections(self.port)} idle clients still connected "
+                                  "30 s after they closed")
+                await asyncio.sleep(0.05)
         self._run(go())
         self.conns = []
 
@@ -130,7 +136,7 @@ def main():
                 opened = time.monotonic() - t0
                 check(n == a.idle and not errors,
                       f"{n} of {a.idle} idle clients logged in; errors {errors}")
-                time.sleep(1)
+                time.sleep(1)  # a measurement: lets RSS settle, asserts nothing
                 rss1, fd1 = p.rss_kb(), p.fd_count()
                 c0 = cpu_seconds(p.pid)
                 time.sleep(3)

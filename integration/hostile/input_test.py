@@ -10,6 +10,7 @@ Usage: input_test.py [test ...]   (under integration/run; default: every test)
 
 import asyncio
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -21,8 +22,8 @@ sys.path.insert(0, os.path.join(os.environ.get("PGDOG_SOURCE_DIR", ""), "scripts
 
 from hostile import (CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST, Failure, Pgdog,  # noqa: E402
                      check, check_memory, code_packet, database_toml, env, error_fields, log, main,
-                     mirroring_toml, msg, sql_direct, startup_packet, test, user_toml,
-                     wait_until)
+                     mirroring_toml, msg, open_connections, sql_direct, startup_packet, test,
+                     unread_bytes, user_toml, wait_until)
 
 MiB = 1024 * 1024
 
@@ -347,7 +348,9 @@ def slow_large_frames():
             w = p.wire().must_login()
             w.send(b"Q" + struct.pack("!I", 60 * MiB) + b"SELECT '" + b"x" * 4000)
             ws.append(w)
-        time.sleep(1)
+        # pgdog has read what each of them sent (nothing left in its sockets' receive queues).
+        wait_until("pgdog to read the 20 partial frames", lambda: all(
+            unread_bytes(p.port, w.sock.getsockname()[1]) == 0 for w in ws), 10)
         p.assert_serving(b, "20 slow 60 MiB frames")
         rss1 = p.rss_kb()
         log(f"20 clients each declaring a 60 MiB Query: RSS {rss0} kB -> {rss1} kB")
@@ -460,7 +463,7 @@ def open_transactions_with_mirroring():
                 c.execute("BEGIN")
                 for _ in range(6):
                     c.execute(f"SELECT length('{big}')".encode(), prepare=False)
-            time.sleep(0.5)
+            # Every statement was answered: pgdog holds what it keeps for them now.
             rss1 = p.rss_kb()
             p.assert_serving(b, "8 large open transactions")
         finally:
@@ -529,6 +532,15 @@ def connection_flood():
     from benchlib import pgwire
 
     with Pgdog(general={"max_client_conn": "50"}) as p:
+        async def sessions_left(n):
+            """Until pgdog holds exactly n client connections (the closed ones ended)."""
+            deadline = time.monotonic() + 10
+            while open_connections(p.port) != n:
+                if time.monotonic() > deadline:
+                    raise Failure(f"pgdog holds {open_connections(p.port)} connections, "
+                                  f"expected {n}")
+                await asyncio.sleep(0.02)
+
         async def flood():
             conns = []
             for _ in range(50):
@@ -551,7 +563,7 @@ def connection_flood():
             for c in conns[:10]:
                 c.close()
             conns = conns[10:]
-            await asyncio.sleep(0.3)
+            await sessions_left(40)
             for _ in range(10):
                 conns.append(await pgwire.connect("127.0.0.1", p.port, "pgdog", "pgdog",
                                                   "pgdog"))
@@ -562,7 +574,7 @@ def connection_flood():
                 check("53300" in str(ex), str(ex))
             for c in conns:
                 c.close()
-            await asyncio.sleep(0.3)
+            await sessions_left(0)
             # A burst of 200 concurrent logins: each gets in or gets 53300, nothing else.
             ok, errors = await pgwire.open_many("127.0.0.1", p.port, "pgdog", "pgdog", "pgdog",
                                                 200, time.monotonic() + 30, concurrency=200)
@@ -574,7 +586,7 @@ def connection_flood():
             check(all(r == [["1"]] for r in rows), "burst connections answer")
             for c in ok:
                 c.close()
-            await asyncio.sleep(0.5)
+            await sessions_left(0)
             # Everyone gone: 50 fit again.
             again = [await pgwire.connect("127.0.0.1", p.port, "pgdog", "pgdog", "pgdog")
                      for _ in range(50)]
@@ -582,9 +594,9 @@ def connection_flood():
             check(all(r == [["2"]] for r in rows), "the 50 after the flood")
             for c in again:
                 c.close()
+            await sessions_left(0)
 
         asyncio.run(flood())
-        time.sleep(0.3)
         p.assert_serving(None, "connection flood")
 
 
@@ -595,7 +607,10 @@ def unauthenticated_connections_hold_slots():
     with Pgdog(general={"max_client_conn": "20", "client_login_timeout": "2000"}) as p:
         b = bystander(p)
         socks = [socket.create_connection(("127.0.0.1", p.port)) for _ in range(25)]
-        time.sleep(0.3)
+        # pgdog refuses those beyond the limit (53300, then closes): once one is refused, the
+        # slots are full.
+        wait_until("pgdog to refuse one of the 25", lambda: select.select(socks, [], [], 0)[0],
+                   5, 0.02)
         w = p.wire()
         f = w.login()
         log(f"login while 25 unauthenticated sockets are open: {f}")

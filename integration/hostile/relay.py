@@ -8,8 +8,12 @@ the methods below are called from the test's thread.
     relay.reset()                    # RST both sides of every open connection (SO_LINGER 0)
     relay.reset(refuse_new=True)     # ... and RST every new connection at once until pass_()
     relay.slow(0.05)                 # delay each chunk by 50 ms (both directions)
-    relay.arm(b"pg_sleep")           # then relay.wait_seen(...) : True once bytes containing
-                                     # the pattern were forwarded towards the server
+    relay.arm(b"pg_sleep")           # an Event, set once bytes containing the pattern were
+                                     # forwarded towards the server
+    relay.arm(b"x", received=True)   # ... set once they arrived from pgdog, even while stalled
+
+reset() returns once the connections are closed: the RSTs are on their way (on loopback, in the
+peer's socket) when it returns.
 
 "up" is pgdog → server, "down" is server → pgdog. Standard library only.
 """
@@ -31,7 +35,8 @@ class Relay:
         self.accepted = 0
         self.resets = 0
         self.pairs = set()
-        self.watch = []  # [pattern, threading.Event]
+        self.watch = []  # [pattern, threading.Event]: forwarded towards the server
+        self.watch_received = []  # [pattern, threading.Event]: arrived from pgdog
         self.up_bytes = 0
         self.down_bytes = 0
 
@@ -82,12 +87,14 @@ class Relay:
                 n += 1
             self.pairs.clear()
             self.resets += n
+            # abort() closes the sockets in a callback of the next loop iteration: let it run.
+            await asyncio.sleep(0)
             return n
         return self._call(go())
 
-    def arm(self, pattern):
+    def arm(self, pattern, received=False):
         ev = threading.Event()
-        self.watch.append([pattern, ev])
+        (self.watch_received if received else self.watch).append([pattern, ev])
         return ev
 
     def connections(self):
@@ -137,11 +144,18 @@ class Relay:
 
     async def _pump(self, src, dst, direction, pair):
         tail = b""
+        received_tail = b""
         try:
             while True:
                 data = await src.read(65536)
                 if not data:
                     break
+                if direction == "up":
+                    window = received_tail + data
+                    for pattern, ev in self.watch_received:
+                        if pattern in window:
+                            ev.set()
+                    received_tail = window[-256:]
                 await self.open[direction].wait()
                 if self.delay:
                     await asyncio.sleep(self.delay)

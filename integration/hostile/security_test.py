@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import uuid
 import warnings
 
@@ -25,7 +24,7 @@ import psycopg  # noqa: E402
 
 from hostile import (SSL_REQUEST, Failure, Pgdog, check, code_packet, database_toml, env,  # noqa: E402
                      free_port, log, main, mirroring_toml, msg, port_open, sql_direct,
-                     startup_packet, test, toml_str, user_toml)
+                     startup_packet, test, toml_str, user_toml, wait_until)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -189,7 +188,10 @@ def no_secrets_in_logs_or_metrics():
             config_rows = a.execute("SHOW CONFIG").fetchall()
         v = p.wait_mirror_drained(p.handed())
         check(v["query"] >= 2, f"the mirror-only failures were not counted: {v}")
-        time.sleep(0.5)
+        # A failure is counted before it is logged: wait for its line (the one that could quote
+        # the literal) before reading the log.
+        wait_until("the mirror failure to be logged",
+                   lambda: "transaction failed (query)" in p.log(), 10)
         secrets = {"password": password, "wrong password": wrong, "admin password":
                    f"Admin-{tag}-pw", "literal (ok)": lit_ok, "literal (failed)": lit_fail,
                    "literal (mirror failure)": lit_mirror}

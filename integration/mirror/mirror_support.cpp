@@ -518,8 +518,11 @@ MirrorWatch::MirrorWatch(const Pgdog& pgdog, int metrics_port, std::string clust
     : pgdog_(pgdog), metrics_port_(metrics_port), cluster_(std::move(cluster)) {}
 
 void MirrorWatch::check(const MirrorCounts& c, const std::string& where) {
-  EXPECT_EQ(c.handed, c.success + c.failure + c.dropped + c.depth)
-      << where << ": handed != success + failure + dropped + queue_depth: " << c.describe();
+  // SHOW MIRRORS shows handed and queue_depth side by side: its columns must add up.
+  if (c.handed >= 0) {
+    EXPECT_EQ(c.handed, c.success + c.failure + c.dropped + c.depth)
+        << where << ": handed != success + failure + dropped + queue_depth: " << c.describe();
+  }
   EXPECT_EQ(c.failure, c.connection + c.timeout + c.query)
       << where << ": failure != connection + timeout + query: " << c.describe();
   EXPECT_GE(c.depth, 0) << where << ": " << c.describe();
@@ -599,7 +602,7 @@ MirrorCounts MirrorWatch::counts(const Samples& s) {
   c.query = ll(get("pgdog_mirror_failures_total", {{"error_type", "query"}}));
   c.depth = ll(get("pgdog_mirror_queue_depth", {}));
   c.lag = get("pgdog_mirror_lag_seconds", {});
-  c.handed = c.success + c.failure + c.dropped + c.depth;
+  c.handed = -1;
   check(c, "/metrics");
   return c;
 }
@@ -678,22 +681,30 @@ Json MirrorWatch::wait_verdict(bool ready, Millis timeout) {
 BackgroundScraper::BackgroundScraper(const Pgdog& pgdog, int metrics_port)
     : thread_([this, &pgdog, metrics_port] {
         MirrorWatch watch(pgdog, metrics_port);
-        MirrorCounts last;
         auto never_back = [](long long before, long long now, const char* what) {
           EXPECT_GE(now, before) << what << " went backwards";
         };
+        MirrorCounts before = watch.admin();
         while (!stop_) {
-          const auto a = watch.admin();
-          never_back(last.handed, a.handed, "handed");
-          never_back(last.success, a.success, "success");
-          never_back(last.failure, a.failure, "failure");
-          never_back(last.dropped, a.dropped, "dropped");
-          last = a;
           const auto m = watch.counts(watch.metrics());
-          // /metrics is read after SHOW MIRRORS: it can only be further along.
-          never_back(a.success, m.success, "success (/metrics after SHOW MIRRORS)");
-          never_back(a.failure, m.failure, "failure (/metrics after SHOW MIRRORS)");
-          never_back(a.dropped, m.dropped, "dropped (/metrics after SHOW MIRRORS)");
+          const auto after = watch.admin();
+          // /metrics is read between two SHOW MIRRORS: it is at least as far along as the
+          // first, and what it shows as handed (ended + queued) was handed by the second.
+          never_back(before.success, m.success, "success (/metrics after SHOW MIRRORS)");
+          never_back(before.failure, m.failure, "failure (/metrics after SHOW MIRRORS)");
+          never_back(before.dropped, m.dropped, "dropped (/metrics after SHOW MIRRORS)");
+          never_back(m.success, after.success, "success (SHOW MIRRORS after /metrics)");
+          never_back(m.failure, after.failure, "failure (SHOW MIRRORS after /metrics)");
+          never_back(m.dropped, after.dropped, "dropped (SHOW MIRRORS after /metrics)");
+          const long long m_handed = m.success + m.failure + m.dropped + m.depth;
+          EXPECT_GE(m_handed, before.handed)
+              << "/metrics shows fewer handed than SHOW MIRRORS before it: " << m.describe()
+              << "\nbefore: " << before.describe();
+          EXPECT_LE(m_handed, after.handed)
+              << "/metrics shows more handed than SHOW MIRRORS after it: " << m.describe()
+              << "\nafter: " << after.describe();
+          never_back(before.handed, after.handed, "handed");
+          before = after;
           ++scrapes_;
           std::this_thread::sleep_for(20ms);
         }
@@ -719,42 +730,50 @@ std::string describe_verdict(const Json& verdict) {
   return s;
 }
 
-MirrorCounts MirrorWatch::wait_drained(long long handed, Millis timeout) {
+MirrorCounts MirrorWatch::wait_empty(long long at_least, Millis timeout) {
   const auto deadline = Clock::now() + timeout;
-  MirrorCounts c;
   while (true) {
-    c = admin();
-    if (c.handed >= handed && c.depth == 0) break;
+    const MirrorCounts c = admin();
+    if (c.handed >= at_least && c.depth == 0) return c;
     if (Clock::now() >= deadline) {
-      ADD_FAILURE() << "not drained within " << timeout.count() << " ms (waiting for " << handed
-                    << " handed): " << c.describe();
+      ADD_FAILURE() << "not drained within " << timeout.count() << " ms (waiting for " << at_least
+                    << " handed and an empty queue): " << c.describe();
       return c;
     }
     std::this_thread::sleep_for(20ms);
   }
-  // Nothing moves any more: /metrics must say the same as the admin console.
+}
+
+void MirrorWatch::expect_all_ended(const MirrorCounts& c, long long handed) {
+  EXPECT_EQ(c.success + c.failure + c.dropped, handed)
+      << "SHOW MIRRORS: success + failure + dropped != " << handed << " handed: " << c.describe();
+  // Nothing moves any more: /metrics must say the same, from its own families.
   const auto m = counts(metrics());
+  EXPECT_EQ(m.success + m.failure + m.dropped, handed)
+      << "/metrics: success + failure + dropped != " << handed << " handed: " << m.describe();
+  EXPECT_EQ(m.depth, 0) << "/metrics: " << m.describe();
   EXPECT_EQ(m.success, c.success) << "/metrics: " << m.describe() << "\nadmin: " << c.describe();
   EXPECT_EQ(m.failure, c.failure) << "/metrics: " << m.describe() << "\nadmin: " << c.describe();
   EXPECT_EQ(m.dropped, c.dropped) << "/metrics: " << m.describe() << "\nadmin: " << c.describe();
   EXPECT_EQ(m.connection, c.connection);
   EXPECT_EQ(m.timeout, c.timeout);
   EXPECT_EQ(m.query, c.query);
-  EXPECT_EQ(m.depth, 0);
+}
+
+MirrorCounts MirrorWatch::wait_drained(long long expected, Millis timeout) {
+  const MirrorCounts c = wait_empty(expected, timeout);
+  EXPECT_EQ(c.handed, expected) << "the test committed " << expected
+                                << " transactions to mirror; pgdog handed: " << c.describe();
+  expect_all_ended(c, expected);
   return c;
 }
 
-MirrorCounts MirrorWatch::wait_settled(Millis timeout) {
-  const auto deadline = Clock::now() + timeout;
-  MirrorCounts last = admin();
-  while (Clock::now() < deadline) {
-    std::this_thread::sleep_for(300ms);
-    const MirrorCounts c = admin();
-    if (c.depth == 0 && last.depth == 0 && c.handed == last.handed) return wait_drained(c.handed);
-    last = c;
-  }
-  ADD_FAILURE() << "mirror did not settle within " << timeout.count() << " ms: " << last.describe();
-  return last;
+MirrorCounts MirrorWatch::wait_settled(long long committed, Millis timeout) {
+  const MirrorCounts c = wait_empty(0, timeout);
+  EXPECT_LE(c.handed, committed) << "more handed than the " << committed
+                                 << " transactions the test committed: " << c.describe();
+  expect_all_ended(c, c.handed);
+  return c;
 }
 
 bool MirrorWatch::wait_metrics(Millis timeout) {

@@ -2,8 +2,9 @@
 
 // Shared pieces of the mirroring integration tests: a pgdog mirroring one database of the
 // primary cluster to the same database of the mirror cluster, the mirror counters read from the
-// admin console and from /metrics (with the identity checked at every read), an HTTP client,
-// a small JSON reader for /mirrors, and control of the mirror cluster.
+// admin console and from /metrics (checked against the number of transactions the test
+// committed), an HTTP client, a small JSON reader for /mirrors, and control of the mirror
+// cluster.
 
 #include <atomic>
 #include <cmath>
@@ -62,7 +63,7 @@ Json parse_json(const std::string& text);
 // ---------------------------------------------------------------- counters
 
 struct MirrorCounts {
-  long long handed = 0;
+  long long handed = 0;  // -1 when read from /metrics, which does not expose it
   long long success = 0;
   long long failure = 0;
   long long dropped = 0;
@@ -132,9 +133,14 @@ class MirrorControl {
 
 // ---------------------------------------------------------------- watching a mirror
 
-// Reads one mirror's counters from the admin console and /metrics of a running pgdog. Every
-// read checks the identities (handed = success + failure + dropped + queue_depth, failure =
-// connection + timeout + query, no negative depth) and records a test failure when one breaks.
+// Reads one mirror's counters from the admin console and /metrics of a running pgdog.
+//
+// pgdog derives queue_depth as handed minus ended, so "handed = success + failure + dropped +
+// queue_depth" within one read proves little. What the tests check instead is the end state
+// against what they know themselves: wait_drained(n) with n the transactions the test committed
+// and expects mirrored, which must all have been handed and ended, on both the admin console and
+// /metrics. Every read also checks what one source can contradict: failure = connection +
+// timeout + query (two families on /metrics), no negative depth, and SHOW MIRRORS' columns.
 class MirrorWatch {
  public:
   MirrorWatch(const Pgdog& pgdog, int metrics_port, std::string cluster = kCluster);
@@ -143,7 +149,7 @@ class MirrorWatch {
   MirrorCounts admin();
   // GET /metrics, parsed (a failure is recorded when it does not answer 200).
   Samples metrics();
-  // The counters in a /metrics body (handed derived as success + failure + dropped + depth).
+  // The counters in a /metrics body; /metrics has no handed count (handed is -1).
   MirrorCounts counts(const Samples& s);
   Divergences divergences(const Samples& s);
   // pgdog_mirror_ready; NaN when absent.
@@ -155,13 +161,17 @@ class MirrorWatch {
   // returns the last verdict.
   Json wait_verdict(bool ready, Millis timeout = 5s);
 
-  // Waits until `handed` requests were handed and every one of them ended (queue depth 0);
-  // returns the admin counts then. On timeout, records a failure and returns the last counts.
-  // Then checks /metrics agrees with the admin console.
-  MirrorCounts wait_drained(long long handed, Millis timeout = 30s);
-  // For an unknown number of requests (exposure): waits until the queue is empty and the
-  // counters stopped moving.
-  MirrorCounts wait_settled(Millis timeout = 30s);
+  // `expected`: the transactions the test committed through pgdog and expects mirrored (failed
+  // and rolled-back ones are not). Waits until that many were handed and the queue is empty,
+  // then checks that exactly `expected` were handed and ended (success + failure + dropped) on
+  // the admin console, the same on /metrics with depth 0, and the per-status counts agree.
+  // Returns the admin counts; on timeout records a failure and returns the last counts.
+  MirrorCounts wait_drained(long long expected, Millis timeout = 30s);
+  // For a sampled share (exposure < 1) of `committed` transactions whose clients have all had
+  // their commits answered. pgdog hands a transaction to the mirror before the client sees its
+  // commit, so the handed count is final then: waits for the queue to empty and checks that at
+  // most `committed` were handed and every one of them ended (the caller checks the share).
+  MirrorCounts wait_settled(long long committed, Millis timeout = 30s);
   // Waits until /metrics is served.
   bool wait_metrics(Millis timeout = 10s);
 
@@ -169,14 +179,19 @@ class MirrorWatch {
 
  private:
   void check(const MirrorCounts& c, const std::string& where);
+  // Polls SHOW MIRRORS until at least `at_least` were handed and the queue is empty.
+  MirrorCounts wait_empty(long long at_least, Millis timeout);
+  // Every one of `handed` requests ended, on the admin console (c) and on /metrics.
+  void expect_all_ended(const MirrorCounts& c, long long handed);
   const Pgdog& pgdog_;
   int metrics_port_;
   std::string cluster_;
   std::unique_ptr<Conn> admin_;
 };
 
-// Reads the counters (admin console and /metrics) in a loop on its own thread while traffic
-// flows, so the identities are checked mid-run, and checks no counter ever goes backwards.
+// Reads the counters in a loop on its own thread while traffic flows: no counter ever goes
+// backwards, and what /metrics says was handed (success + failure + dropped + queue_depth) lies
+// between the handed counts SHOW MIRRORS gave just before and just after the scrape.
 class BackgroundScraper {
  public:
   BackgroundScraper(const Pgdog& pgdog, int metrics_port);

@@ -501,7 +501,18 @@ def live_checks(c, dashboard):
             return r.get("status") == "success" and len(r["data"]["result"]) == 1
         c.check(wait_until(scraped, 30, 0.5), "prometheus scraped pgdog (up == 1, >= 20 scrapes)",
                 json.dumps(api.query('up{job="pgdog"}'))[:500] + "\n" + tail(prom_log))
-        time.sleep(3)  # a few scrapes after the workload ended, and rule evaluations
+        # The rules evaluated over the finished workload: every rule has a verdict, and the
+        # failure-ratio alert the workload must raise is there (checked again below).
+        def evaluated():
+            rules = api.get("/api/v1/rules")
+            health = [rule.get("health") for g in (rules.get("data") or {}).get("groups", [])
+                      for rule in g.get("rules", [])]
+            alerts = api.get("/api/v1/alerts")
+            raised = any(a["labels"].get("alertname") == "PgdogMirrorFailureRatioAboveThreshold"
+                         for a in (alerts.get("data") or {}).get("alerts", []))
+            return health and "unknown" not in health and raised
+        c.check(wait_until(evaluated, 30, 0.5), "the alert rules evaluated the workload",
+                tail(prom_log))
 
         r = api.query('sum(pgdog_mirror_requests_total{status="success"})')
         ok = r.get("status") == "success" and r["data"]["result"] and float(r["data"]["result"][0]["value"][1]) > 0

@@ -6,6 +6,7 @@
 #include "harness/conn.hpp"
 #include "harness/env.hpp"
 #include "harness/pgdog.hpp"
+#include "harness/wait.hpp"
 
 namespace pgdog::it {
 

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -129,7 +132,8 @@ TEST(Queue, OldestAgeTracksQueuedAndInFlight) {
   EXPECT_LT(q.oldest_age(), 1.0);
 }
 
-TEST(MirrorStats, IdentityAndFailureSum) {
+// Every count compared with what the test handed and recorded, not with the other counts.
+TEST(MirrorStats, CountsWhatWasHandedAndRecorded) {
   stats::MirrorStats s("m");
   for (int i = 0; i < 10; ++i) s.handed();
   s.record(stats::MirrorOutcome::success);
@@ -139,11 +143,14 @@ TEST(MirrorStats, IdentityAndFailureSum) {
   s.record(stats::MirrorOutcome::query);
   s.record(stats::MirrorOutcome::dropped);
   auto snap = s.snapshot();
+  EXPECT_EQ(snap.handed, 10U);
   EXPECT_EQ(snap.success, 2U);
+  EXPECT_EQ(snap.connection, 1U);
+  EXPECT_EQ(snap.timeout, 1U);
+  EXPECT_EQ(snap.query, 1U);
   EXPECT_EQ(snap.failure(), 3U);
   EXPECT_EQ(snap.dropped, 1U);
-  EXPECT_EQ(snap.queue_depth, 4U);
-  EXPECT_EQ(snap.handed, snap.success + snap.failure() + snap.dropped + snap.queue_depth);
+  EXPECT_EQ(snap.queue_depth, 10U - 6U);  // handed, minus the six recorded endings
   EXPECT_GT(snap.last_success, 1.7e9);
   EXPECT_GT(snap.last_failure, 1.7e9);
   EXPECT_DOUBLE_EQ(snap.success_rate(), 2.0 / 5.0);  // drops are not completions
@@ -157,31 +164,48 @@ TEST(MirrorStats, SuccessRateIsNanWithoutCompletions) {
   EXPECT_EQ(s.snapshot().last_success, 0.0);
 }
 
-TEST(MirrorStats, IdentityHoldsUnderConcurrentUpdates) {
+// A reader taking snapshots while a writer hands and ends requests. The depth is derived
+// (handed minus ended), so the snapshot's own identity proves nothing; each snapshot is checked
+// against what the writer had finished before it was taken, and against the one before it.
+TEST(MirrorStats, SnapshotsFollowTheWriterUnderConcurrentUpdates) {
+  constexpr std::uint64_t kRequests = 200'000;
   stats::MirrorStats s("m");
-  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> finished{0};  // requests handed and ended, published after both
   std::thread writer([&] {
-    for (int i = 0; i < 200'000; ++i) {
+    for (std::uint64_t i = 0; i < kRequests; ++i) {
       s.handed();
       s.record(i % 3 == 0 ? stats::MirrorOutcome::dropped : stats::MirrorOutcome::success);
+      finished.store(i + 1, std::memory_order_release);
     }
-    stop = true;
   });
-  // The depth can be anything while the writer runs (this thread may be preempted between
-  // its loads); what must hold in every snapshot is the identity, with no negative depth
-  // wrapping around.
+  std::uint64_t snapshots = 0;
+  std::uint64_t behind = 0;  // snapshots that missed something finished before them
+  std::uint64_t backwards = 0;
   std::uint64_t worst = 0;
-  bool identity = true;
-  while (!stop) {
-    auto snap = s.snapshot();
-    identity = identity &&
-               snap.handed == snap.success + snap.failure() + snap.dropped + snap.queue_depth;
+  stats::MirrorStats::Snapshot last;
+  while (true) {
+    const std::uint64_t before = finished.load(std::memory_order_acquire);
+    const auto snap = s.snapshot();
+    ++snapshots;
+    const std::uint64_t ended = snap.success + snap.dropped;
+    if (snap.handed < before || ended < before) ++behind;
+    if (snap.handed < last.handed || snap.success < last.success || snap.dropped < last.dropped)
+      ++backwards;
     worst = std::max(worst, snap.queue_depth);
+    last = snap;
+    if (before == kRequests) break;
   }
   writer.join();
-  EXPECT_TRUE(identity);
-  EXPECT_LE(worst, 200'000U);  // a wrapped (negative) depth would be near 2^64
-  EXPECT_EQ(s.snapshot().queue_depth, 0U);
+  EXPECT_GT(snapshots, 1U);
+  EXPECT_EQ(behind, 0U) << "a snapshot missed requests finished before it";
+  EXPECT_EQ(backwards, 0U) << "a counter went backwards between snapshots";
+  EXPECT_LE(worst, kRequests) << "the depth went negative (wrapped around)";
+  const auto end = s.snapshot();
+  EXPECT_EQ(end.handed, kRequests);
+  EXPECT_EQ(end.dropped, (kRequests + 2) / 3);  // i % 3 == 0
+  EXPECT_EQ(end.success, kRequests - (kRequests + 2) / 3);
+  EXPECT_EQ(end.failure(), 0U);
+  EXPECT_EQ(end.queue_depth, 0U);
 }
 
 TEST(MirrorStats, ThresholdCrossingLogsOncePerCrossing) {

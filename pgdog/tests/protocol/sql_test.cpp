@@ -82,13 +82,52 @@ TEST(Sql, FingerprintRemovesLiterals) {
   EXPECT_LE(fingerprint(std::string(1000, 'a'), 64).size(), 64U);
 }
 
-TEST(Sql, UnterminatedInputDoesNotOverrun) {
-  for (const char* s : {"'abc", "\"abc", "$$abc", "/* abc", "E'\\", "$a$ x", "U&'x", "x'"}) {
-    (void)classify(s);
-    (void)split(s);
-    (void)fingerprint(s);
+// An unterminated string, identifier, dollar quote or comment runs to the end of the input: what
+// follows it is inside it, so a ';' or a keyword there is never taken for structure, and nothing
+// is read past the end (the sanitizer builds check that part).
+TEST(Sql, UnterminatedInputRunsToTheEnd) {
+  struct Case {
+    const char* opener;
+    // fingerprint of "select <opener>; delete from t"
+    const char* select_fingerprint;
+    // fingerprint of the opener alone, and how many statements split finds in it
+    const char* alone_fingerprint;
+    std::size_t alone_parts;
+  };
+  const Case cases[] = {
+      {"'abc", "select ?", "?", 1},
+      {"\"abc", "select \"abc; delete from t", "\"abc", 1},
+      {"$$abc", "select ?", "?", 1},
+      {"/* abc", "select", "", 0},
+      {"-- abc", "select", "", 0},
+      {"E'\\", "select ?", "?", 1},
+      {"$a$ x", "select ?", "?", 1},
+      {"U&'x", "select ?", "?", 1},
+      {"x'", "select ?", "?", 1},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.opener);
+    const std::string alone = c.opener;
+    const auto alone_parts = split(alone);
+    ASSERT_EQ(alone_parts.size(), c.alone_parts);
+    if (c.alone_parts == 1) {
+      EXPECT_EQ(alone_parts[0], alone);
+      EXPECT_EQ(classify(alone), Kind::other);
+    } else {
+      EXPECT_EQ(classify(alone), Kind::empty);
+    }
+    EXPECT_EQ(fingerprint(alone), c.alone_fingerprint);
+
+    const std::string query = "select " + alone + "; delete from t";
+    const auto parts = split(query);
+    ASSERT_EQ(parts.size(), 1U) << "the ';' inside the unterminated token split the query";
+    EXPECT_EQ(parts[0], query);
+    EXPECT_EQ(classify(query), Kind::read);
+    EXPECT_FALSE(contains(query, Kind::dml)) << "the DELETE inside the token was seen";
+    const std::string with = "with x as (select 1) select " + alone + "; delete from t";
+    EXPECT_EQ(classify(with), Kind::read) << "the DELETE inside the token made the WITH a write";
+    EXPECT_EQ(fingerprint(query), c.select_fingerprint);
   }
-  SUCCEED();
 }
 
 }  // namespace
