@@ -208,7 +208,8 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
   std::optional<Failure> failure;
   while (true) {
     auto frame = co_await read_frame();
-    if (!frame) co_return frame.error();
+    // After a FATAL the server closes: its reason says more than the EOF.
+    if (!frame) co_return failure ? *failure : frame.error();
     switch (frame->type) {
       case protocol::be::kErrorResponse:
         if (auto e = protocol::decode_error(frame->body); e && !failure) {
