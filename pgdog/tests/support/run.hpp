@@ -5,6 +5,7 @@
 // a deadline. The deadlines are generous upper bounds for a loaded machine, never a timing the
 // test relies on.
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -20,16 +21,19 @@
 namespace pgdog::test {
 
 constexpr std::chrono::milliseconds kDeadline{20'000};
+constexpr std::chrono::milliseconds kSlice{5};
 
 // Runs handlers until `done()` holds; false when the deadline passes first.
 inline bool run_until(asio::io_context& io, const std::function<bool()>& done,
                       std::chrono::milliseconds limit = kDeadline) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
     if (io.stopped()) io.restart();
-    // Nothing to run at all: only another thread can change the state; poll gently.
-    if (io.run_one_until(deadline) == 0 && io.stopped()) {
+    // In slices, so that a condition on the clock is seen soon after it holds. With nothing
+    // to run at all, only another thread can change the state: poll gently.
+    if (io.run_one_until(std::min(deadline, now + kSlice)) == 0 && io.stopped()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
