@@ -33,12 +33,16 @@ auth::Method method_of(ScriptedServer::Auth a) {
   return auth::Method::trust;
 }
 
-// The bytes of a frame again, for code that takes a protocol::Frame.
+// A startup-phase packet again, from its body.
+std::string with_length(std::string_view body) {
+  std::string out(4, '\0');
+  protocol::write_u32(out.data(), static_cast<std::uint32_t>(body.size() + 4));
+  return out.append(body);
+}
+
+// A frame again, for code that takes a protocol::Frame.
 std::string frame_bytes(const Message& m) {
-  std::string out(1, m.type);
-  out.append(4, '\0');
-  protocol::write_u32(out.data() + 1, static_cast<std::uint32_t>(m.body.size() + 4));
-  return out + m.body;
+  return std::string(1, m.type) + with_length(m.body);
 }
 
 void reset(tcp::socket& socket) {
@@ -112,6 +116,17 @@ Reply answer_ok(const Message& m) {
   }
 }
 
+namespace {
+
+// One accepted connection, as its coroutine sees it.
+struct Link {
+  std::shared_ptr<tcp::socket> socket;
+  std::string in;  // received, not yet parsed
+  std::size_t index = 0;
+};
+
+}  // namespace
+
 // Shared with the connections' coroutines, which may outlive the ScriptedServer object until
 // the io_context runs them to their end (or is destroyed).
 struct ScriptedServer::State : std::enable_shared_from_this<State> {
@@ -121,13 +136,13 @@ struct ScriptedServer::State : std::enable_shared_from_this<State> {
 
   Task<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor);
   Task<void> session(std::shared_ptr<tcp::socket> socket);
-  // The next startup-phase packet, or the next typed frame; nothing at EOF or error.
-  Task<std::optional<Message>> read(tcp::socket& socket, std::string& in, bool startup);
-  // False when the connection is over.
-  Task<bool> login(tcp::socket& socket, std::string& in, std::size_t index,
-                   const protocol::StartupPacket& startup);
-  Task<bool> play(tcp::socket& socket, const Reply& reply, std::size_t index);
-  void record(std::size_t index, const Message& m);
+  // The next startup-phase packet (type 0) or typed frame; nothing at EOF or error.
+  static Task<std::optional<Message>> read(Link& link, bool startup);
+  // The next typed frame, recorded.
+  Task<std::optional<Message>> receive(Link& link);
+  // Each returns false when the connection is over.
+  Task<bool> login(Link& link, const protocol::StartupPacket& startup);
+  Task<bool> play(Link& link, const Reply& reply);
   void closed(std::size_t index, bool by_client);
   Script script() {
     std::lock_guard g(mutex);
@@ -135,7 +150,7 @@ struct ScriptedServer::State : std::enable_shared_from_this<State> {
   }
 
   asio::io_context& io;
-  Options options;
+  Options options;  // only the script changes after construction
   auth::ScramSecret secret;
   std::uint16_t port = 0;
   std::shared_ptr<tcp::acceptor> acceptor;
@@ -144,20 +159,6 @@ struct ScriptedServer::State : std::enable_shared_from_this<State> {
   std::vector<Connection> connections;
   std::vector<protocol::BackendKeyData> cancels;
 };
-
-void ScriptedServer::State::record(std::size_t index, const Message& m) {
-  std::lock_guard g(mutex);
-  connections[index].received.push_back(m);
-  if (m.type == protocol::fe::kTerminate) connections[index].closed_by_client = true;
-}
-
-void ScriptedServer::State::closed(std::size_t index, bool by_client) {
-  std::lock_guard g(mutex);
-  auto& c = connections[index];
-  c.closed_by_client = c.closed_by_client || by_client;
-  c.open = false;
-  c.socket.reset();
-}
 
 Task<void> ScriptedServer::State::accept_loop(std::shared_ptr<tcp::acceptor> a) {
   auto self = shared_from_this();
@@ -169,129 +170,128 @@ Task<void> ScriptedServer::State::accept_loop(std::shared_ptr<tcp::acceptor> a) 
   }
 }
 
-Task<std::optional<Message>> ScriptedServer::State::read(tcp::socket& socket, std::string& in,
-                                                         bool startup) {
+Task<std::optional<Message>> ScriptedServer::State::read(Link& link, bool startup) {
   while (true) {
     if (startup) {
-      if (auto len = protocol::peek_startup_length(in); len && in.size() >= *len) {
-        Message m{0, in.substr(4, *len - 4)};
-        in.erase(0, *len);
+      if (auto len = protocol::peek_startup_length(link.in); len && link.in.size() >= *len) {
+        Message m{0, link.in.substr(4, *len - 4), link.index};
+        link.in.erase(0, *len);
         co_return m;
       }
-    } else if (auto f = protocol::next_frame(in, 1 << 30)) {
-      Message m{f->type, std::string(f->body)};
-      in.erase(0, f->size());
+    } else if (auto f = protocol::next_frame(link.in, 1 << 30)) {
+      Message m{f->type, std::string(f->body), link.index};
+      link.in.erase(0, f->size());
       co_return m;
     }
     char chunk[4096];
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
+    auto [ec, n] = co_await link.socket->async_read_some(asio::buffer(chunk), use_nothrow);
     if (ec) co_return std::nullopt;
-    in.append(chunk, n);
+    link.in.append(chunk, n);
   }
+}
+
+Task<std::optional<Message>> ScriptedServer::State::receive(Link& link) {
+  auto m = co_await read(link, false);
+  if (m) {
+    std::lock_guard g(mutex);
+    auto& c = connections[link.index];
+    c.received.push_back(*m);
+    c.closed_by_client = c.closed_by_client || m->type == protocol::fe::kTerminate;
+  }
+  co_return m;
+}
+
+void ScriptedServer::State::closed(std::size_t index, bool by_client) {
+  std::lock_guard g(mutex);
+  auto& c = connections[index];
+  c.closed_by_client = c.closed_by_client || by_client;
+  c.open = false;
+  c.socket.reset();
 }
 
 Task<void> ScriptedServer::State::session(std::shared_ptr<tcp::socket> socket) {
   auto self = shared_from_this();
-  std::string in;
+  Link link{socket, {}, 0};
   std::optional<Message> m;
   // SSLRequest is refused ('N') and the client goes on in plaintext.
-  while ((m = co_await read(*socket, in, true)) && m->body.starts_with("\x04\xd2\x16\x2f")) {
+  while ((m = co_await read(link, true)) && m->body.starts_with("\x04\xd2\x16\x2f")) {
     co_await asio::async_write(*socket, asio::buffer("N", 1), use_nothrow);
   }
   if (!m) co_return;
-  std::string packet(4, '\0');
-  protocol::write_u32(packet.data(), static_cast<std::uint32_t>(m->body.size() + 4));
-  const auto startup = protocol::decode_startup(packet + m->body);
+  const auto startup = protocol::decode_startup(with_length(m->body));
   if (startup && startup->kind == protocol::StartupKind::cancel_request) {
     std::lock_guard g(mutex);
     cancels.push_back({startup->process_id, startup->secret_key});
     co_return;  // PostgreSQL closes without an answer
   }
-  std::size_t index = 0;
   {
     std::lock_guard g(mutex);
-    index = connections.size();
-    connections.push_back({{}, socket});
+    link.index = m->connection = connections.size();
+    connections.push_back({{*m}, socket});
   }
-  m->connection = index;
-  record(index, *m);
-
   bool open = startup.has_value();
   if (open && options.on_startup) {
-    open = co_await play(*socket, *options.on_startup, index);
+    open = co_await play(link, *options.on_startup);
   } else if (open) {
-    open = co_await login(*socket, in, index, *startup);
+    open = co_await login(link, *startup);
   }
+  // Not `while (open && co_await ...)`: GCC 12 runs that co_await even when `open` is false.
   while (open) {
-    m = co_await read(*socket, in, false);
+    m = co_await receive(link);
     if (!m) break;
-    m->connection = index;
-    record(index, *m);
-    open = co_await play(*socket, script()(*m), index);
+    open = co_await play(link, script()(*m));
   }
   // Still open on our side: the client went away, not us.
-  closed(index, socket->is_open());
+  closed(link.index, socket->is_open());
 }
 
-Task<bool> ScriptedServer::State::login(tcp::socket& socket, std::string& in, std::size_t index,
-                                        const protocol::StartupPacket& startup) {
+Task<bool> ScriptedServer::State::login(Link& link, const protocol::StartupPacket& startup) {
   const std::string* user = startup.param("user");
   auth::ServerHandshake handshake(method_of(options.auth), user ? *user : "", options.password,
                                   &secret);
   auto step = handshake.start();
   while (step.status == auth::ServerHandshake::Status::reply) {
-    co_await asio::async_write(socket, asio::buffer(step.out), use_nothrow);
-    auto m = co_await read(socket, in, false);
+    co_await asio::async_write(*link.socket, asio::buffer(step.out), use_nothrow);
+    auto m = co_await receive(link);
     if (!m) co_return false;
-    m->connection = index;
-    record(index, *m);
     const std::string frame = frame_bytes(*m);
     step = handshake.feed(*protocol::next_frame(frame, frame.size()));
   }
   if (step.status == auth::ServerHandshake::Status::failed) {
-    co_return co_await play(socket, Reply::fatal(step.sqlstate, step.message), index);
+    co_return co_await play(link, Reply::fatal(step.sqlstate, step.message));
   }
   for (const auto& [name, value] : options.parameters) {
     step.out += pg::parameter_status(name, value);
   }
-  protocol::write_backend_key_data(step.out, key(index).process_id, key(index).secret_key);
+  protocol::write_backend_key_data(step.out, key(link.index).process_id,
+                                   key(link.index).secret_key);
   step.out += pg::ready('I');
-  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(step.out), use_nothrow);
+  auto [ec, n] = co_await asio::async_write(*link.socket, asio::buffer(step.out), use_nothrow);
   std::lock_guard g(mutex);
-  connections[index].logged_in = !ec;
+  connections[link.index].logged_in = !ec;
   co_return !ec;
 }
 
-Task<bool> ScriptedServer::State::play(tcp::socket& socket, const Reply& reply, std::size_t index) {
+Task<bool> ScriptedServer::State::play(Link& link, const Reply& reply) {
   if (reply.delay.count() > 0) {
     asio::steady_timer timer(io, reply.delay);
     co_await timer.async_wait(use_nothrow);
   }
   if (!reply.bytes.empty()) {
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(reply.bytes), use_nothrow);
+    auto [ec, n] = co_await asio::async_write(*link.socket, asio::buffer(reply.bytes), use_nothrow);
     if (ec) co_return false;
   }
-  switch (reply.then) {
-    case Then::read:
-      co_return true;
-    case Then::stall: {
-      // Keep reading (and recording) until the client goes away; answer nothing.
-      std::string in;
-      while (auto m = co_await read(socket, in, false)) {
-        m->connection = index;
-        record(index, *m);
-      }
-      co_return false;
+  if (reply.then == Then::read) co_return true;
+  if (reply.then == Then::stall) {
+    // Keep reading (and recording) until the client goes away; answer nothing.
+    while (co_await receive(link)) {
     }
-    case Then::reset:
-      test::reset(socket);
-      co_return false;
-    case Then::close: {
-      error_code ec;
-      socket.shutdown(tcp::socket::shutdown_both, ec);
-      socket.close(ec);
-      co_return false;
-    }
+  } else if (reply.then == Then::reset) {
+    reset(*link.socket);
+  } else {
+    error_code ec;
+    link.socket->shutdown(tcp::socket::shutdown_both, ec);
+    link.socket->close(ec);
   }
   co_return false;
 }
