@@ -30,15 +30,6 @@ const unsigned char* non_null(const void* p) {
 constexpr std::string_view kAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
 
 Sha256 sha256(std::span<const std::uint8_t> data) {
@@ -89,61 +80,28 @@ std::string to_hex(std::span<const std::uint8_t> data) {
 }
 
 std::string base64_encode(std::span<const std::uint8_t> data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    const std::uint32_t n = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) |
-                            std::uint32_t{data[i + 2]};
-    out.push_back(kAlphabet[(n >> 18) & 0x3f]);
-    out.push_back(kAlphabet[(n >> 12) & 0x3f]);
-    out.push_back(kAlphabet[(n >> 6) & 0x3f]);
-    out.push_back(kAlphabet[n & 0x3f]);
-  }
-  const std::size_t rest = data.size() - i;
-  if (rest == 1) {
-    const std::uint32_t n = std::uint32_t{data[i]} << 16;
-    out.push_back(kAlphabet[(n >> 18) & 0x3f]);
-    out.push_back(kAlphabet[(n >> 12) & 0x3f]);
-    out.append("==");
-  } else if (rest == 2) {
-    const std::uint32_t n = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8);
-    out.push_back(kAlphabet[(n >> 18) & 0x3f]);
-    out.push_back(kAlphabet[(n >> 12) & 0x3f]);
-    out.push_back(kAlphabet[(n >> 6) & 0x3f]);
-    out.push_back('=');
-  }
+  // EVP_EncodeBlock writes a NUL after the text, hence the room for one more byte.
+  std::string out((data.size() + 2) / 3 * 4 + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), non_null(data.data()),
+                                checked_int(data.size()));
+  out.resize(static_cast<std::size_t>(n));
   return out;
 }
 
 std::optional<std::vector<std::uint8_t>> base64_decode(std::string_view text) {
+  // EVP_DecodeBlock skips whitespace, accepts '=' anywhere and counts the padding as zero
+  // bytes: the canonical form is checked here first, and the padding taken off after.
   if (text.size() % 4 != 0) return std::nullopt;
-  std::vector<std::uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    const bool last_group = i + 4 == text.size();
-    std::array<int, 4> v{};
-    int padding = 0;
-    for (std::size_t j = 0; j < 4; ++j) {
-      const char c = text[i + j];
-      if (c == '=') {
-        // At most two '=', only at the very end.
-        if (!last_group || j < 2) return std::nullopt;
-        ++padding;
-        continue;
-      }
-      if (padding > 0) return std::nullopt;
-      v[j] = base64_value(c);
-      if (v[j] < 0) return std::nullopt;
-    }
-    // Non-zero bits under the padding would let two strings decode to the same bytes.
-    if (padding == 1 && (v[2] & 0x03) != 0) return std::nullopt;
-    if (padding == 2 && (v[1] & 0x0f) != 0) return std::nullopt;
-    const auto n = static_cast<std::uint32_t>((v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3]);
-    out.push_back(static_cast<std::uint8_t>(n >> 16));
-    if (padding < 2) out.push_back(static_cast<std::uint8_t>((n >> 8) & 0xff));
-    if (padding < 1) out.push_back(static_cast<std::uint8_t>(n & 0xff));
-  }
+  const std::size_t padding = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+  const std::string_view digits = text.substr(0, text.size() - padding);
+  if (digits.find_first_not_of(kAlphabet) != std::string_view::npos) return std::nullopt;
+  // Non-zero bits under the padding would let two strings decode to the same bytes.
+  const std::size_t unused_bits = padding == 1 ? 0x03 : 0x0f;
+  if (padding > 0 && (kAlphabet.find(digits.back()) & unused_bits) != 0) return std::nullopt;
+  std::vector<std::uint8_t> out(text.size() / 4 * 3);
+  const int n = EVP_DecodeBlock(out.data(), non_null(text.data()), checked_int(text.size()));
+  if (n < 0 || static_cast<std::size_t>(n) != out.size()) return std::nullopt;
+  out.resize(out.size() - padding);
   return out;
 }
 

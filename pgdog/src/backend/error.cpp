@@ -31,8 +31,6 @@ class Category final : public boost::system::error_category {
         return "timed out waiting for a server connection";
       case Error::pool_shutdown:
         return "connection pool is shut down";
-      case Error::timeout:
-        return "operation timed out";
     }
     return "unknown backend error";
   }

@@ -1,8 +1,7 @@
 #include "backend/server_connection.hpp"
 
-#include <sys/socket.h>
-
 #include <atomic>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -10,7 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
-#include "auth/auth.hpp"
+#include "auth/client_handshake.hpp"
 
 namespace pgdog::backend {
 
@@ -19,17 +18,40 @@ namespace {
 std::atomic<std::uint64_t> next_id{1};
 
 Failure io_failure(const error_code& ec, const ServerAddress& address) {
-  return Failure::from(Error::connection_closed,
-                       "server " + address.host + ":" + std::to_string(address.port) +
-                           " connection lost: " + ec.message());
+  return Failure::from(Error::connection_closed, "server " + address.host + ":" +
+                                                     std::to_string(address.port) +
+                                                     " connection lost: " + ec.message());
 }
 
-Failure server_failure(const protocol::ErrorFields& e, Error kind = Error::server_error) {
+Failure server_failure(const protocol::ErrorFields& e) {
   Failure f;
-  f.code = kind;
+  f.code = Error::server_error;
   f.sqlstate = std::string(e.code);
   f.message = std::string(e.message);
   f.detail = std::string(e.detail);
+  return f;
+}
+
+Failure login_failure(const auth::LoginFailure& login) {
+  using Kind = auth::LoginFailure::Kind;
+  Failure f;
+  switch (login.kind) {
+    case Kind::server_error:
+      f.code = Error::server_error;
+      break;
+    case Kind::auth_failed:
+      f.code = Error::auth_failed;
+      break;
+    case Kind::unsupported:
+      f.code = Error::unsupported_auth;
+      break;
+    case Kind::protocol:
+      f.code = Error::protocol_violation;
+      break;
+  }
+  f.sqlstate = login.sqlstate;
+  f.message = login.message;
+  f.detail = login.detail;
   return f;
 }
 
@@ -58,8 +80,7 @@ ServerConnection::~ServerConnection() {
 }
 
 Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
-    Executor ex, ServerAddress address, config::Millis timeout,
-    std::size_t max_message_size) {
+    Executor ex, ServerAddress address, config::Millis timeout, std::size_t max_message_size) {
   using namespace asio::experimental::awaitable_operators;
 
   auto attempt = [&]() -> Task<Result<std::unique_ptr<ServerConnection>>> {
@@ -79,9 +100,9 @@ Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
       std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
     }
     if (ec) {
-      co_return Failure::from(Error::connect_failed,
-                              "could not connect to server " + address.host + ":" +
-                                  std::to_string(address.port) + ": " + ec.message());
+      co_return Failure::from(Error::connect_failed, "could not connect to server " + address.host +
+                                                         ":" + std::to_string(address.port) + ": " +
+                                                         ec.message());
     }
     std::unique_ptr<ServerConnection> conn(
         new ServerConnection(std::move(socket), address, max_message_size));
@@ -93,10 +114,10 @@ Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
   asio::steady_timer timer(ex, timeout);
   auto winner = co_await (attempt() || timer.async_wait(use_nothrow));
   if (winner.index() == 1) {
-    co_return Failure::from(Error::connect_timeout,
-                            "timed out after " + std::to_string(timeout.count()) +
-                                " ms connecting to server " + address.host + ":" +
-                                std::to_string(address.port));
+    co_return Failure::from(Error::connect_timeout, "timed out after " +
+                                                        std::to_string(timeout.count()) +
+                                                        " ms connecting to server " + address.host +
+                                                        ":" + std::to_string(address.port));
   }
   co_return std::move(std::get<0>(winner));
 }
@@ -114,9 +135,9 @@ Task<Result<void>> ServerConnection::negotiate_tls() {
   if (ec) co_return io_failure(ec, address_);
   if (answer != 'S') {
     if (address_.tls_verify == TlsVerify::prefer) co_return Result<void>{};
-    co_return Failure::from(Error::tls_failed, "server " + address_.host + ":" +
-                                                   std::to_string(address_.port) +
-                                                   " does not accept TLS and tls_verify requires it");
+    co_return Failure::from(Error::tls_failed,
+                            "server " + address_.host + ":" + std::to_string(address_.port) +
+                                " does not accept TLS and tls_verify requires it");
   }
   const bool verify_host = address_.tls_verify == TlsVerify::verify_full;
   if (auto hec = co_await stream_.tls_connect(*address_.tls_context, address_.host, verify_host)) {
@@ -129,114 +150,29 @@ Task<Result<void>> ServerConnection::negotiate_tls() {
 
 Task<Result<void>> ServerConnection::startup() {
   std::string out;
-  protocol::write_startup(out, {{"user", address_.user},
-                                {"database", address_.database},
-                                {"application_name", "pgdog"}});
-  if (auto ec = co_await stream_.write(out)) co_return io_failure(ec, address_);
-
-  std::unique_ptr<auth::ScramClient> scram;
+  protocol::write_startup(
+      out,
+      {{"user", address_.user}, {"database", address_.database}, {"application_name", "pgdog"}});
+  auth::ClientHandshake handshake(address_.user, address_.password);
   while (true) {
-    auto frame = co_await read_frame();
-    if (!frame) co_return frame.error();
-    const auto type = frame->type;
-    const auto body = frame->body;
-    out.clear();
-    switch (type) {
-      case protocol::be::kAuthentication: {
-        auto a = protocol::decode_authentication(body);
-        if (!a) co_return Failure::from(Error::protocol_violation, "bad Authentication message");
-        switch (a->code) {
-          case protocol::auth_code::kOk:
-            break;
-          case protocol::auth_code::kCleartext:
-            protocol::write_password(out, address_.password);
-            break;
-          case protocol::auth_code::kMd5: {
-            std::array<std::uint8_t, 4> salt;
-            std::memcpy(salt.data(), a->data.data(), 4);
-            protocol::write_password(out,
-                                     auth::md5_response(address_.user, address_.password, salt));
-            break;
-          }
-          case protocol::auth_code::kSasl: {
-            // The body lists mechanisms as NUL-terminated strings.
-            bool offered = false;
-            protocol::Reader r(a->data);
-            for (auto m = r.cstring(); r.ok() && !m.empty(); m = r.cstring()) {
-              offered = offered || m == auth::kScramMechanism;
-            }
-            if (!offered) {
-              co_return Failure::from(Error::unsupported_auth,
-                                      "server offers no SASL mechanism pgdog supports");
-            }
-            scram = std::make_unique<auth::ScramClient>(address_.password);
-            protocol::write_sasl_initial_response(out, auth::kScramMechanism,
-                                                  scram->client_first());
-            break;
-          }
-          case protocol::auth_code::kSaslContinue: {
-            if (!scram) co_return Failure::from(Error::protocol_violation, "unexpected SASL");
-            auto final_message = scram->server_first(a->data);
-            if (!final_message) {
-              co_return Failure::from(Error::auth_failed,
-                                      "SCRAM with server failed: " + final_message.error().message(),
-                                      "28P01");
-            }
-            protocol::write_sasl_response(out, *final_message);
-            break;
-          }
-          case protocol::auth_code::kSaslFinal: {
-            if (!scram) co_return Failure::from(Error::protocol_violation, "unexpected SASL");
-            if (auto ok = scram->server_final(a->data); !ok) {
-              co_return Failure::from(Error::auth_failed,
-                                      "server SCRAM signature invalid: " + ok.error().message(),
-                                      "28P01");
-            }
-            break;
-          }
-          default:
-            co_return Failure::from(Error::unsupported_auth,
-                                    "server requested unsupported authentication method " +
-                                        std::to_string(a->code));
-        }
-        break;
-      }
-      case protocol::be::kErrorResponse: {
-        auto e = protocol::decode_error(body);
-        if (!e) co_return Failure::from(Error::protocol_violation, "bad ErrorResponse");
-        auto kind = (e->code == "28P01" || e->code == "28000") ? Error::auth_failed
-                                                               : Error::server_error;
-        co_return server_failure(*e, kind);
-      }
-      case protocol::be::kParameterStatus: {
-        auto p = protocol::decode_parameter_status(body);
-        if (p) state_.params.set(p->name, p->value);
-        break;
-      }
-      case protocol::be::kBackendKeyData: {
-        auto k = protocol::decode_backend_key_data(body);
-        if (k) key_ = *k;
-        break;
-      }
-      case protocol::be::kReadyForQuery: {
-        auto s = protocol::decode_ready_for_query(body);
-        state_.status = s ? *s : 'I';
-        buffer_.consume(frame->size());
-        cancel_key_ = std::make_shared<const CancelKey>(CancelKey{address_.host, address_.port, key_});
-        co_return Result<void>{};
-      }
-      case protocol::be::kNoticeResponse:
-      case protocol::be::kNegotiateProtocolVersion:
-        break;
-      default:
-        co_return Failure::from(Error::protocol_violation,
-                                std::string("unexpected message '") + type + "' during startup");
-    }
-    buffer_.consume(frame->size());
     if (!out.empty()) {
       if (auto ec = co_await stream_.write(out)) co_return io_failure(ec, address_);
     }
+    auto frame = co_await read_frame();
+    if (!frame) co_return frame.error();
+    auto step = handshake.feed(*frame);
+    buffer_.consume(frame->size());
+    if (step.status == auth::ClientHandshake::Status::failed) {
+      co_return login_failure(handshake.failure());
+    }
+    if (step.status == auth::ClientHandshake::Status::done) break;
+    out = std::move(step.out);
   }
+  state_.params = std::move(handshake.params());
+  key_ = handshake.key();
+  state_.status = handshake.transaction_status();
+  cancel_key_ = std::make_shared<const CancelKey>(CancelKey{address_.host, address_.port, key_});
+  co_return Result<void>{};
 }
 
 Task<Result<protocol::Frame>> ServerConnection::read_frame() {
@@ -272,7 +208,8 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
   std::optional<Failure> failure;
   while (true) {
     auto frame = co_await read_frame();
-    if (!frame) co_return frame.error();
+    // After a FATAL the server closes: its reason says more than the EOF.
+    if (!frame) co_return failure ? *failure : frame.error();
     switch (frame->type) {
       case protocol::be::kErrorResponse:
         if (auto e = protocol::decode_error(frame->body); e && !failure) {
@@ -316,7 +253,8 @@ Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t
     std::tie(ec) = co_await socket.async_connect(tcp::endpoint(ip, port), use_nothrow);
   } else {
     tcp::resolver resolver(ex);
-    auto [rec, endpoints] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
+    auto [rec, endpoints] =
+        co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
     if (rec) co_return;
     std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
   }
@@ -340,7 +278,8 @@ Task<bool> ServerConnection::reset_session() {
   if (broken() || status() != 'I' || !buffer().empty()) co_return false;
   if (!co_await execute("DISCARD ALL")) co_return false;
   prepared().clear();
-  for (const auto& [name, value] : applied().items()) params().erase(name);
+  for (const auto& [name, value] : applied().items())
+    params().erase(name);
   applied() = protocol::Params{};
   state_.synced_hash = 0;
   co_return true;

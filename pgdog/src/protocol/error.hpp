@@ -5,12 +5,11 @@
 namespace pgdog::protocol {
 
 enum class Error {
-  need_more = 1,         // not an error for callers that can read more bytes
-  bad_length,            // length field below the minimum for the message
-  message_too_large,     // length above max_message_size
-  bad_startup_code,      // unknown protocol version / request code
-  malformed,             // a body that does not parse
-  unexpected_message,    // a message type that is not allowed here
+  need_more = 1,      // not an error for callers that can read more bytes
+  bad_length,         // length field below the minimum for the message
+  message_too_large,  // length above max_message_size
+  bad_startup_code,   // unknown protocol version / request code
+  malformed,          // a body that does not parse
 };
 
 const boost::system::error_category& category();

@@ -21,8 +21,6 @@ class Category final : public boost::system::error_category {
         return "unsupported protocol version or request code";
       case Error::malformed:
         return "malformed message";
-      case Error::unexpected_message:
-        return "unexpected message type";
     }
     return "unknown protocol error";
   }
