@@ -36,9 +36,11 @@ Task<void> Replay::run(Executor io) {
 }
 
 Task<void> Replay::exchange() {
-  if (!co_await lease()) co_return;
+  const bool leased = co_await lease();
+  if (!leased) co_return;
+  const bool prepared = co_await prepare();
+  if (!prepared) co_return;
   auto& server = *lease_;
-  if (!co_await prepare(server)) co_return;
   const auto started = Clock::now();
   if (auto ec = co_await server.stream().write(to_send_)) {
     fail(&server, "connection lost: " + ec.message());
@@ -49,10 +51,11 @@ Task<void> Replay::exchange() {
       ReplayReader::Settings{ready_, request_.primary_errors, tags,
                              compare_ == config::MirrorCompare::results, server.max_message_size()},
       server.prepared(), server.params(), server.status(), track_ ? &tracker_ : nullptr);
-  if (!co_await read(server, reader)) co_return;
+  const bool answered = co_await read(reader);
+  if (!answered) co_return;
   end_.mirror_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
-  conclude(server, reader);
+  conclude(reader);
 }
 
 Task<bool> Replay::lease() {
@@ -73,13 +76,17 @@ Task<bool> Replay::lease() {
   co_return true;
 }
 
-Task<bool> Replay::prepare(backend::ServerConnection& server) {
-  if (!co_await sync_parameters(server)) co_return false;
-  if (track_) rewrite(server);
+Task<bool> Replay::prepare() {
+  // Awaited into a local, not inside the if: GCC 12.2 miscompiles a coroutine with no local
+  // variable whose if condition awaits (the callee ran with a wrong `this`).
+  const bool synced = co_await sync_parameters();
+  if (!synced) co_return false;
+  if (track_) rewrite();
   co_return true;
 }
 
-Task<bool> Replay::sync_parameters(backend::ServerConnection& server) {
+Task<bool> Replay::sync_parameters() {
+  auto& server = *lease_;
   if (!request_.params || server.synced_hash == request_.params->hash()) co_return true;
   protocol::Params desired = *request_.params;
   // A parameter the mirror refuses is not the replay's failure; a broken connection is.
@@ -90,7 +97,8 @@ Task<bool> Replay::sync_parameters(backend::ServerConnection& server) {
   co_return true;
 }
 
-void Replay::rewrite(backend::ServerConnection& server) {
+void Replay::rewrite() {
+  auto& server = *lease_;
   bool rewrote = false;
   for (auto rest = std::string_view(request_.frames); !rest.empty();) {
     auto f = *protocol::next_frame(rest, request_.frames.size());
@@ -106,7 +114,8 @@ void Replay::rewrite(backend::ServerConnection& server) {
   if (rewrote) to_send_ = rewritten_;
 }
 
-Task<bool> Replay::read(backend::ServerConnection& server, ReplayReader& reader) {
+Task<bool> Replay::read(ReplayReader& reader) {
+  auto& server = *lease_;
   auto& buffer = server.buffer();
   while (true) {
     buffer.consume(reader.feed(buffer.readable()));
@@ -121,7 +130,8 @@ Task<bool> Replay::read(backend::ServerConnection& server, ReplayReader& reader)
   }
 }
 
-void Replay::conclude(backend::ServerConnection& server, ReplayReader& reader) {
+void Replay::conclude(ReplayReader& reader) {
+  auto& server = *lease_;
   server.set_status(reader.status());
   if (!reader.first_error().empty()) {
     spdlog::debug("mirror {}: error {}: {}", cluster_, reader.first_error(),

@@ -39,11 +39,12 @@ class Replay {
  private:
   Task<void> exchange();
   Task<bool> lease();
-  Task<bool> prepare(backend::ServerConnection& server);
-  Task<bool> sync_parameters(backend::ServerConnection& server);
-  void rewrite(backend::ServerConnection& server);
-  Task<bool> read(backend::ServerConnection& server, ReplayReader& reader);
-  void conclude(backend::ServerConnection& server, ReplayReader& reader);
+  // The parts after lease() work on the leased server.
+  Task<bool> prepare();
+  Task<bool> sync_parameters();
+  void rewrite();
+  Task<bool> read(ReplayReader& reader);
+  void conclude(ReplayReader& reader);
   void time_out(Executor io);
   void keep_lease();
   void fail(backend::ServerConnection* server, std::string why);
