@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "backend/prepared.hpp"
-#include "mirror/queue.hpp"
+#include "mirror/request.hpp"
 #include "stats/mirror_stats.hpp"
 
 namespace pgdog::mirror {

@@ -1,12 +1,12 @@
 #include "mirror/mirror.hpp"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <random>
+
 #include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
-#include "backend/session_params.hpp"
 #include "mirror/compare.hpp"
-#include "protocol/scanner.hpp"
+#include "mirror/replay.hpp"
 #include "protocol/sql.hpp"
 
 namespace pgdog::mirror {
@@ -20,6 +20,7 @@ double uniform() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
+constexpr std::string_view kStopped = "mirror stopped (reload or shutdown)";
 
 }  // namespace
 
@@ -47,13 +48,13 @@ void Mirror::start() {
   const int workers = std::max(1, settings().workers);
   workers_wanted_ += workers;
   for (int i = 0; i < workers; ++i) spawn_worker();
-  asio::co_spawn(io_, flush_logs(weak), log_errors("mirror log"));
+  asio::co_spawn(io_, flush_logs(weak), log_task_errors(stats_->cluster(), "log"));
 }
 
 void Mirror::spawn_worker() {
   ++workers_running_;
   Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
-  asio::co_spawn(ex, worker(), log_errors("mirror worker"));
+  asio::co_spawn(ex, worker(), log_task_errors(stats_->cluster(), "worker"));
 }
 
 std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
@@ -75,20 +76,20 @@ Task<void> Mirror::flush_logs(std::weak_ptr<Mirror> weak) {
     timer.expires_after(std::chrono::seconds(1));
     if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
     auto self = weak.lock();
-    if (!self || self->queue_.closed()) co_return;
+    if (!self) co_return;
+    // Once stopped and its workers gone, nothing more is logged: report what was held back.
+    const bool last = self->queue_.closed() && self->workers_running_.load() == 0;
     const std::string context = "mirror " + self->stats_->cluster();
-    self->drop_log_.flush(context + ": transactions dropped");
-    self->failure_log_.flush(context + ": transactions failed");
-    self->divergence_log_.flush(context + ": divergences");
+    self->drop_log_.flush(context + ": transactions dropped", last);
+    self->failure_log_.flush(context + ": transactions failed", last);
+    self->divergence_log_.flush(context + ": divergences", last);
+    if (last) co_return;
   }
 }
 
 void Mirror::stop() {
-  const std::size_t abandoned = queue_.close();
-  for (std::size_t i = 0; i < abandoned; ++i) stats_->record(MirrorOutcome::dropped);
-  if (abandoned > 0) {
-    spdlog::warn("mirror {}: {} queued transactions dropped: mirror stopped (reload or shutdown)",
-                 stats_->cluster(), abandoned);
+  if (const std::size_t abandoned = queue_.close(); abandoned > 0) {
+    finish(MirrorOutcome::dropped, kStopped, abandoned);
   }
 }
 
@@ -121,13 +122,10 @@ bool Mirror::admit(Channel& channel, Traits traits) {
   if (const auto until = channel.down_until.load(std::memory_order_relaxed); until != 0) {
     const auto now = Clock::now().time_since_epoch();
     if (now.count() < until) {
-      stats_->record(MirrorOutcome::connection);
-      failure_log_.warn(
-          "mirror {}: transaction failed (connection): the mirror is unreachable, pgdog retries "
-          "it within {} ms",
-          stats_->cluster(),
-          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::duration(until) - now)
-              .count());
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::duration(until) - now);
+      finish(MirrorOutcome::connection,
+             fmt::format("the mirror is unreachable, pgdog retries it within {} ms", wait.count()));
       return false;
     }
   }
@@ -136,10 +134,30 @@ bool Mirror::admit(Channel& channel, Traits traits) {
 
 void Mirror::enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request) {
   if (!queue_.try_push(channel, request)) {
-    stats_->record(MirrorOutcome::dropped);
-    drop_log_.warn("mirror {}: transaction dropped: queue full ({} requests, {} bytes queued or "
-                   "in flight)",
-                   stats_->cluster(), queue_.size(), queue_.bytes());
+    finish(MirrorOutcome::dropped,
+           fmt::format("queue full ({} requests, {} bytes queued or in flight)", queue_.size(),
+                       queue_.bytes()));
+  }
+}
+
+void Mirror::finish(MirrorOutcome outcome, std::string_view reason, std::size_t count,
+                    std::optional<Durations> durations) {
+  for (std::size_t i = 0; i < count; ++i) stats_->record(outcome);
+  switch (outcome) {
+    case MirrorOutcome::success:
+      if (durations) stats_->observe_durations(durations->primary_us, durations->mirror_us);
+      break;
+    case MirrorOutcome::dropped:
+      if (count == 1) {
+        drop_log_.warn("mirror {}: transaction dropped: {}", stats_->cluster(), reason);
+      } else {
+        drop_log_.warn("mirror {}: {} transactions dropped: {}", stats_->cluster(), count, reason);
+      }
+      break;
+    default:
+      failure_log_.warn("mirror {}: transaction failed ({}): {}", stats_->cluster(),
+                        stats::to_string(outcome), reason);
+      break;
   }
 }
 
@@ -147,223 +165,42 @@ Task<void> Mirror::worker() {
   auto self = shared_from_this();
   while (true) {
     auto item = co_await queue_.pop();
-    if (!item) co_return;
-    std::string reason;
-    const auto outcome = co_await replay(*item->request, *item->channel, reason);
-    stats_->record(outcome);
-    if (outcome != MirrorOutcome::success) {
-      failure_log_.warn("mirror {}: transaction failed ({}): {}", stats_->cluster(),
-                        stats::to_string(outcome), reason);
+    if (!item) break;
+    co_await replay(*item->request, *item->channel);
+    if (const std::size_t abandoned = queue_.done(*item); abandoned > 0) {
+      finish(MirrorOutcome::dropped, kStopped, abandoned);
     }
-    const std::size_t abandoned = queue_.done(*item);
-    for (std::size_t i = 0; i < abandoned; ++i) stats_->record(MirrorOutcome::dropped);
     item.reset();  // the channel may close here, and want one worker fewer
-    // More workers than sessions need (their pinned channels closed): this one goes.
-    int running = workers_running_.load();
-    while (running > workers_wanted_.load()) {
-      if (workers_running_.compare_exchange_weak(running, running - 1)) co_return;
-    }
+    if (retire()) co_return;
   }
+  --workers_running_;  // stopped
 }
 
-Task<MirrorOutcome> Mirror::replay(const Request& request, Channel& channel,
-                                   std::string& reason) {
-  using namespace asio::experimental::awaitable_operators;
+bool Mirror::retire() {
+  // More workers than sessions need (their pinned channels closed): this one goes.
+  int running = workers_running_.load();
+  while (running > workers_wanted_.load()) {
+    if (workers_running_.compare_exchange_weak(running, running - 1)) return true;
+  }
+  return false;
+}
+
+Task<void> Mirror::replay(const Request& request, Channel& channel) {
   auto pool = pools_(request.user);
   if (!pool) {
-    reason = "no pool for user \"" + request.user + "\" on the mirror";
-    co_return MirrorOutcome::connection;
+    finish(MirrorOutcome::connection, "no pool for user \"" + request.user + "\" on the mirror");
+    co_return;
   }
   const auto settings = this->settings();
-  const bool compare_rows = settings.compare == config::MirrorCompare::results;
-  const bool compare_tags = settings.compare != config::MirrorCompare::off;
-  backend::Lease lease;
-  MirrorOutcome outcome = MirrorOutcome::success;
-  std::vector<StatementResult> results;
-  std::uint64_t mirror_us = 0;
-
-  auto fail = [&](backend::ServerConnection* server, std::string why) {
-    if (server != nullptr) server->mark_broken();
-    reason = std::move(why);
-    outcome = MirrorOutcome::connection;
-  };
-
-  auto exchange = [&]() -> Task<void> {
-    if (channel.lease && !channel.lease->broken() && channel.lease.pool() == pool.get()) {
-      lease = std::move(channel.lease);  // the session's own mirror connection
-    } else {
-      channel.lease = backend::Lease{};
-      auto checked_out = co_await pool->checkout();
-      if (!checked_out) {
-        channel.down_until.store(pool->retry_at().time_since_epoch().count(),
-                                 std::memory_order_relaxed);
-        fail(nullptr, checked_out.error().to_string());
-        co_return;
-      }
-      lease = std::move(*checked_out);
-    }
-    auto& server = *lease;
-    if (server.synced_hash() != request.params->hash()) {
-      protocol::Params desired = *request.params;
-      if (auto r = co_await backend::sync_parameters(server, desired); !r && server.broken()) {
-        fail(&server, r.error().to_string());
-        co_return;
-      }
-    }
-    // Named statements are prepared on this mirror server the way the primary path does it, and
-    // the server's answers are followed so its statement cache stays exact.
-    std::string rewritten;
-    std::string_view to_send = request.frames;
-    std::size_t expected = request.syncs;
-    backend::ClientStatements overlay;
-    backend::Rewriter rewriter(registry_, overlay, request.statements.get());
-    backend::ResponseTracker tracker;
-    // A pinned session replays verbatim: its statements live on its own mirror connection
-    // under the client's names, as on the primary.
-    const bool track = request.statements != nullptr && !channel.pinned;
-    if (track) {
-      bool rewrote = false;
-      for (auto rest = std::string_view(request.frames); !rest.empty();) {
-        auto f = *protocol::next_frame(rest, request.frames.size());
-        rest.remove_prefix(f.size());
-        if (!rewriter.rewrite(f, server.prepared(), rewritten, tracker)) {
-          rewritten.append(f.raw);
-          tracker.push_plain(f);
-        } else {
-          rewrote = true;
-          if (f.type == protocol::fe::kQuery) --expected;  // answered without the server
-        }
-      }
-      if (rewrote) to_send = rewritten;
-    }
-    const auto started = Clock::now();
-    if (auto ec = co_await server.stream().write(to_send)) {
-      fail(&server, "connection lost: " + ec.message());
-      co_return;
-    }
-    // Read to the last ReadyForQuery; rows stream through the scanner (hashed when comparing
-    // results) so their size does not matter.
-    protocol::StreamScanner scanner(server.max_message_size());
-    auto& buffer = server.buffer();
-    std::size_t ready = 0;
-    std::uint32_t errors = 0;
-    std::string first_error;
-    bool fatal = false;
-    RowHash hash;
-    auto on_frame = [&](const protocol::Frame& f) {
-      if (track) {
-        bool forward = true;
-        std::string ignored;
-        tracker.on_frame(f, server.prepared(), server.status(), forward, ignored, ignored);
-      }
-      switch (f.type) {
-        case protocol::be::kReadyForQuery:
-          ++ready;
-          if (f.body.size() == 1) server.set_status(f.body[0]);
-          break;
-        case protocol::be::kErrorResponse:
-          if (auto e = protocol::decode_error(f.body)) {
-            if (e->is_fatal()) fatal = true;
-            ++errors;
-            if (first_error.empty()) {
-              // PostgreSQL builds many messages from the data ("Key (email)=(...) already
-              // exists"): the warning says only the SQLSTATE, the message goes to debug.
-              first_error = "SQLSTATE " + std::string(e->code);
-              spdlog::debug("mirror {}: error {}: {}", stats_->cluster(), e->code, e->message);
-            }
-            if (compare_tags) results.push_back(StatementResult{'E', std::string(e->code), 0});
-          }
-          hash.reset();
-          break;
-        case protocol::be::kCommandComplete:
-          // The mirror server's statements are gone: its cache must say so, or the next
-          // request would Bind to a statement the server no longer has.
-          if (backend::drops_all_statements(f.body)) server.prepared().clear();
-          if (compare_tags) {
-            auto tag = protocol::decode_command_complete(f.body);
-            results.push_back(StatementResult{'C', tag ? std::string(*tag) : std::string(),
-                                              compare_rows ? hash.value() : 0});
-          }
-          hash.reset();
-          break;
-        case protocol::be::kEmptyQueryResponse:
-        case protocol::be::kPortalSuspended:
-          if (compare_tags) {
-            results.push_back(StatementResult{f.type, {}, compare_rows ? hash.value() : 0});
-          }
-          hash.reset();
-          break;
-        case protocol::be::kDataRow:
-          if (compare_rows) hash.update(f.raw);
-          break;
-        case protocol::be::kParameterStatus:
-          if (auto p = protocol::decode_parameter_status(f.body)) {
-            server.params().set(p->name, p->value);
-          }
-          break;
-        default:
-          break;
-      }
-      return ready < expected;
-    };
-    auto on_piece = [&](char type, std::string_view piece) {
-      if (compare_rows && type == protocol::be::kDataRow) hash.update(piece);
-    };
-    while (ready < expected) {
-      auto done = scanner.scan(buffer.readable(), on_frame, on_piece);
-      if (!done) {
-        fail(&server, "mirror sent an invalid message");
-        co_return;
-      }
-      buffer.consume(*done);
-      if (fatal) {
-        fail(&server, first_error);
-        co_return;
-      }
-      if (ready >= expected) break;
-      const std::size_t want = std::max<std::size_t>(4096, scanner.wanted(buffer.readable()));
-      auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
-      if (ec) {
-        fail(&server, "connection lost: " + ec.message());
-        co_return;
-      }
-      buffer.commit(n);
-    }
-    mirror_us = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
-    if (!buffer.empty() || server.status() != 'I' || tracker.take_poisoned()) {
-      server.mark_broken();
-    }
-    if (errors > request.primary_errors) {
-      reason = first_error;
-      outcome = MirrorOutcome::query;
-    }
-  };
-
-  asio::steady_timer timer(co_await asio::this_coro::executor, settings.timeout);
-  auto winner = co_await (exchange() || timer.async_wait(use_nothrow));
-  if (winner.index() == 1) {
-    reason = "no ReadyForQuery within mirror_timeout (" + std::to_string(settings.timeout.count()) +
-             " ms)";
-    if (lease) {
-      // The query may still be running: cancel it, and never reuse this connection.
-      const auto& address = lease->address();
-      asio::co_spawn(io_,
-                     backend::ServerConnection::cancel(io_, address.host, address.port,
-                                                       lease->key()),
-                     log_errors("mirror cancel request"));
-      lease->mark_broken();
-    }
-    co_return MirrorOutcome::timeout;
+  Replay replay(request, channel, std::move(pool), registry_, settings.timeout, settings.compare,
+                stats_->cluster());
+  co_await replay.run(io_);
+  auto& end = replay.end();
+  if (settings.compare != config::MirrorCompare::off &&
+      (end.outcome == MirrorOutcome::success || end.outcome == MirrorOutcome::query)) {
+    record_divergences(request, end.results, settings.compare == config::MirrorCompare::results);
   }
-  // A session keeps its connection for its next request (a broken one goes: the session's
-  // state on the mirror is lost with it, and what depends on it fails there, as it should).
-  if (channel.pinned && lease && !lease->broken()) channel.lease = std::move(lease);
-  if (compare_tags && (outcome == MirrorOutcome::success || outcome == MirrorOutcome::query)) {
-    record_divergences(request, results, compare_rows);
-  }
-  if (outcome == MirrorOutcome::success) stats_->observe_durations(request.primary_us, mirror_us);
-  co_return outcome;
+  finish(end.outcome, end.reason, 1, Durations{request.primary_us, end.mirror_us});
 }
 
 void Mirror::record_divergences(const Request& request, const std::vector<StatementResult>& results,

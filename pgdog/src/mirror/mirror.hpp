@@ -1,11 +1,12 @@
 #pragma once
 
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <random>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "backend/pool.hpp"
 #include "backend/prepared.hpp"
@@ -66,6 +67,17 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // try_push, or a drop when the queue is full.
   void enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request);
 
+  // A successful replay's time on the primary and on the mirror.
+  struct Durations {
+    std::uint64_t primary_us = 0;
+    std::uint64_t mirror_us = 0;
+  };
+  // Every request handed to this mirror ends here, exactly once: `count` requests that ended
+  // alike are counted under `outcome`; a failure or a drop is logged (rate-limited) with the
+  // cluster and `reason`; a success's `durations` are observed.
+  void finish(stats::MirrorOutcome outcome, std::string_view reason, std::size_t count = 1,
+              std::optional<Durations> durations = std::nullopt);
+
   stats::MirrorStats& stats() { return *stats_; }
   const Queue& queue() const { return queue_; }
 
@@ -73,7 +85,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   Task<void> worker();
   void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
-  Task<stats::MirrorOutcome> replay(const Request& request, Channel& channel, std::string& reason);
+  Task<void> replay(const Request& request, Channel& channel);
+  bool retire();
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -36,12 +37,14 @@ class RateLimitedLog {
 
   // Reports the warnings held back since the last line once the interval has passed, so the
   // count of a burst that ended is not kept until the next warning (which may never come).
-  // Called periodically.
-  void flush(std::string_view context) {
+  // Called periodically, and with `now` one last time when nothing more will be logged.
+  void flush(std::string_view context, bool now = false) {
     if (suppressed_.load(std::memory_order_relaxed) == 0) return;
-    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    auto next = next_ns_.load(std::memory_order_relaxed);
-    if (now < next || !next_ns_.compare_exchange_strong(next, now + interval_ns_)) return;
+    if (!now) {
+      const auto ns = std::chrono::steady_clock::now().time_since_epoch().count();
+      auto next = next_ns_.load(std::memory_order_relaxed);
+      if (ns < next || !next_ns_.compare_exchange_strong(next, ns + interval_ns_)) return;
+    }
     if (const auto held_back = suppressed_.exchange(0, std::memory_order_relaxed); held_back > 0) {
       spdlog::warn("{}: {} similar messages suppressed", context, held_back);
     }
@@ -52,5 +55,18 @@ class RateLimitedLog {
   std::atomic<std::int64_t> next_ns_{0};
   std::atomic<std::uint64_t> suppressed_{0};
 };
+
+// A completion handler for co_spawn that logs an exception escaping a mirror's task, naming the
+// mirror's cluster.
+inline auto log_task_errors(std::string_view cluster, std::string_view what) {
+  return [context = fmt::format("mirror {}: {}", cluster, what)](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("{} failed: {}", context, ex.what());
+    }
+  };
+}
 
 }  // namespace pgdog::mirror

@@ -190,21 +190,21 @@ void Tap::finish_transaction(std::size_t end) {
   // the primary had, so the same ones there are not failures.
   const bool rolled_back = last_tag_ == "ROLLBACK";
   const bool committed = !rolled_back && (errors_ == 0 || (explicit_ && last_tag_ == "COMMIT"));
-  if (committed && !targets_.empty()) {
-    if (too_large_) {
-      for (auto& t : targets_) {
-        t.mirror->stats().handed();
-        t.mirror->stats().record(stats::MirrorOutcome::dropped);
+  if (committed) {
+    RequestPtr shared;
+    for (auto& t : targets_) {
+      if (!t.mirror->admit(*t.channel, traits_)) continue;
+      if (too_large_) {
+        // admit() counted it as handed, as it does every transaction that the level filter and
+        // exposure send to this mirror: the mirror was meant to get it and will miss it. So it
+        // must end in a status, dropped, for handed = success + failure + dropped + queue_depth
+        // to hold, and so that the operator sees what the mirror lacks.
+        t.mirror->finish(stats::MirrorOutcome::dropped,
+                         fmt::format("larger than {} bytes (user {})", max_bytes_, user_));
+        continue;
       }
-      spdlog::warn("mirror: transaction of user {} dropped: larger than {} bytes", user_,
-                   max_bytes_);
-    } else {
-      RequestPtr shared;
-      for (auto& t : targets_) {
-        if (!t.mirror->admit(*t.channel, traits_)) continue;
-        if (!shared) shared = make_request(end);
-        t.mirror->enqueue(t.channel, shared);
-      }
+      if (!shared) shared = make_request(end);
+      t.mirror->enqueue(t.channel, shared);
     }
   }
   // Drop the finished transaction's bytes; pipelined frames after it move to the front.

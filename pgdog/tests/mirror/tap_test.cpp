@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <boost/asio/io_context.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "mirror/tap.hpp"
 #include "protocol/messages.hpp"
@@ -288,6 +292,62 @@ TEST_F(TapTest, OversizedTransactionIsDroppedAndCounted) {
   auto requests = drain(*m);
   ASSERT_EQ(requests.size(), 1U);
   EXPECT_EQ(requests[0]->frames, query("SELECT 1"));
+}
+
+// What spdlog writes while it lives.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_st>(out_)));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST_F(TapTest, OversizedTransactionGoesThroughTheLevelFilterAndExposure) {
+  MirrorSettings dml;
+  dml.destination = "only_dml";
+  dml.level = config::MirrorLevel::dml;
+  MirrorSettings none;
+  none.destination = "unexposed";
+  none.exposure = 0.0;
+  MirrorSettings all;
+  all.destination = "everything";
+  auto only_dml = add_mirror(dml);
+  auto unexposed = add_mirror(none);
+  auto everything = add_mirror(all);
+  CapturedLog log;
+  tap(64);
+  const std::string padding(100, 'x');
+  client(query("SELECT '" + padding + "'"));
+  server(rfq('I'));
+  client(query("INSERT INTO t VALUES ('" + padding + "')"));
+  server(rfq('I'));
+
+  // The level filter does not take the SELECT, exposure 0 takes neither: never handed.
+  auto s = only_dml->stats().snapshot();
+  EXPECT_EQ(s.handed, 1U);
+  EXPECT_EQ(s.dropped, 1U);
+  s = unexposed->stats().snapshot();
+  EXPECT_EQ(s.handed, 0U);
+  EXPECT_EQ(s.dropped, 0U);
+  s = everything->stats().snapshot();
+  EXPECT_EQ(s.handed, 2U);
+  EXPECT_EQ(s.dropped, 2U);
+  EXPECT_EQ(s.queue_depth, 0U);
+  const auto text = log.text();
+  EXPECT_NE(text.find("mirror only_dml: transaction dropped: larger than 64 bytes (user alice)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("mirror everything: transaction dropped: larger than 64 bytes"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("unexposed"), std::string::npos) << text;
 }
 
 TEST_F(TapTest, ParamsAreSnapshottedWhenTheyChange) {
