@@ -1,6 +1,6 @@
 #include <prometheus/metric_family.h>
 
-#include "stats/openmetric.hpp"
+#include "stats/registry.hpp"
 
 namespace pgdog::stats {
 

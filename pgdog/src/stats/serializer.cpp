@@ -6,7 +6,7 @@
 
 #include <prometheus/metric_family.h>
 
-#include "stats/openmetric.hpp"
+#include "stats/serializer.hpp"
 
 namespace pgdog::stats {
 

@@ -4,7 +4,7 @@
 #include <prometheus/metric_family.h>
 
 #include "stats/families.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/proxy_metrics.hpp"
 
 namespace pgdog::stats {
 

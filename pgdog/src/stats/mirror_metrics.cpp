@@ -1,7 +1,7 @@
 #include <prometheus/metric_family.h>
 
 #include "stats/families.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/mirror_metrics.hpp"
 
 namespace pgdog::stats {
 
