@@ -1,7 +1,11 @@
+#include "stats/mirror_metrics.hpp"
+
+#include <algorithm>
+
 #include <prometheus/metric_family.h>
 
 #include "stats/families.hpp"
-#include "stats/mirror_metrics.hpp"
+#include "stats/mirror_fields.hpp"
 
 namespace pgdog::stats {
 
@@ -10,68 +14,87 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using Snapshot = MirrorStats::Snapshot;
 
-// One labelled series of a family, read from a snapshot.
-struct Series {
-  const char* label_value;
-  double (*value)(const Snapshot&);
-};
-
-template <auto Member>
-double field(const Snapshot& s) {
-  return static_cast<double>(s.*Member);
+// The families of snapshot figures in /metrics order: the order of their first figure.
+const std::vector<const MirrorFamily*>& figure_families() {
+  static const auto families = [] {
+    std::vector<const MirrorFamily*> out;
+    for (const auto& f : kMirrorFields) {
+      if (f.family != nullptr && std::find(out.begin(), out.end(), f.family) == out.end()) {
+        out.push_back(f.family);
+      }
+    }
+    return out;
+  }();
+  return families;
 }
 
-constexpr Series kStatuses[] = {
-    {"success", field<&Snapshot::success>},
-    {"failure", [](const Snapshot& s) { return static_cast<double>(s.failure()); }},
-    {"dropped", field<&Snapshot::dropped>},
-};
+MetricFamily empty_family(const MirrorFamily& f) {
+  return {std::string(f.name),
+          std::string(f.help),
+          f.kind == MetricKind::counter ? MetricType::Counter : MetricType::Gauge,
+          {}};
+}
 
-constexpr Series kErrorTypes[] = {
-    {"connection", field<&Snapshot::connection>},
-    {"timeout", field<&Snapshot::timeout>},
-    {"query", field<&Snapshot::query>},
-};
-
-// Gauges with one series per cluster.
-struct GaugeDef {
-  const char* name;
-  const char* help;
-  double (*value)(const Snapshot&);
-};
-
-constexpr GaugeDef kGauges[] = {
-    {"pgdog_mirror_success_rate",
-     "Mirror success / (success + failure) over the transactions completed in the last 60 s; "
-     "NaN when none completed. Drops are not completions.",
-     [](const Snapshot& s) { return s.success_rate(); }},
-    {"pgdog_mirror_queue_depth",
-     "Transactions handed to the mirror and not ended yet (queued or in flight).",
-     field<&Snapshot::queue_depth>},
-    {"pgdog_mirror_lag_seconds",
-     "Age of the oldest transaction queued or in flight for the mirror; 0 when none.",
-     field<&Snapshot::lag_seconds>},
-    {"pgdog_mirror_last_success_timestamp",
-     "Unix time in seconds of the last transaction the mirror replayed successfully; 0 when never.",
-     field<&Snapshot::last_success>},
-    {"pgdog_mirror_last_failure_timestamp",
-     "Unix time in seconds of the last transaction that failed on the mirror; 0 when never.",
-     field<&Snapshot::last_failure>},
-};
-
-ClientMetric series(const std::string& cluster, double value, MetricType type,
-                    const char* label = nullptr, const char* label_value = nullptr) {
+ClientMetric gauge(const std::string& cluster, double value) {
   ClientMetric m;
   m.label.push_back({"cluster", cluster});
-  if (label != nullptr) m.label.push_back({label, label_value});
-  if (type == MetricType::Counter) {
-    m.counter.value = value;
-  } else {
-    m.gauge.value = value;
-  }
+  m.gauge.value = value;
   return m;
+}
+
+// One series per figure of `snapshot` into its family (figure_families() order).
+void add_figures(std::vector<MetricFamily>& families, const std::string& cluster,
+                 const MirrorStats::Snapshot& snapshot) {
+  const auto& order = figure_families();
+  for (const auto& f : kMirrorFields) {
+    if (f.family == nullptr) continue;
+    const auto at = std::find(order.begin(), order.end(), f.family) - order.begin();
+    ClientMetric m;
+    m.label.push_back({"cluster", cluster});
+    if (!f.family->label.empty())
+      m.label.push_back({std::string(f.family->label), std::string(f.series)});
+    const double value = f.value(snapshot);
+    if (f.family->kind == MetricKind::counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    families[static_cast<std::size_t>(at)].metric.push_back(std::move(m));
+  }
+}
+
+MetricFamily durations_family() {
+  return {"pgdog_mirror_request_duration_seconds",
+          "Time the same successfully mirrored transactions took, by side: primary (server time, "
+          "without the client's think time between statements) and mirror (the replay).",
+          MetricType::Histogram,
+          {}};
+}
+
+void add_durations(MetricFamily& family, const MirrorStats& stats) {
+  for (const auto& [side, h] :
+       {std::pair<const char*, const Histogram*>{"primary", &stats.primary_duration()},
+        {"mirror", &stats.mirror_duration()}}) {
+    family.metric.push_back(histogram_metric({{"cluster", stats.cluster()}, {"side", side}},
+                                             buckets_of(*h), h->count(), h->sum_us()));
+  }
+}
+
+MetricFamily ready_family() {
+  return {"pgdog_mirror_ready",
+          "1 when every readiness criterion holds over the readiness window (GET /mirrors says "
+          "which fail and why), else 0.",
+          MetricType::Gauge,
+          {}};
+}
+
+MetricFamily threshold_family() {
+  return {"pgdog_mirror_failure_threshold",
+          "The configured mirror_failure_threshold: a warning is logged when the mirror's failure "
+          "ratio over the last 60 s goes above it.",
+          MetricType::Gauge,
+          {}};
 }
 
 }  // namespace
@@ -87,90 +110,30 @@ void MirrorMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   if (all.empty()) return;
   const auto threshold = threshold_ ? threshold_() : std::nullopt;
 
-  MetricFamily requests{"pgdog_mirror_requests_total",
-                        "Transactions handed to the mirror that ended, by status: success, failure "
-                        "(connection + timeout + query) or dropped (mirror queue full).",
-                        MetricType::Counter,
-                        {}};
-  MetricFamily failures{
-      "pgdog_mirror_failures_total",
-      "Transactions that failed on the mirror, by error_type: connection (connect, "
-      "auth, TLS, broken connection, FATAL), timeout (no answer within "
-      "mirror_timeout), query (the mirror answered ERROR).",
-      MetricType::Counter,
-      {}};
-  std::vector<MetricFamily> gauges;
-  for (const auto& g : kGauges)
-    gauges.push_back({g.name, g.help, MetricType::Gauge, {}});
-  MetricFamily divergences{
-      "pgdog_mirror_divergences_total",
-      "Mirrored statements whose result differed from the primary's, by kind: row_count (the "
-      "command tags differ, e.g. UPDATE 1 against UPDATE 0), result (same tags, other rows; "
-      "with compare = results), error (an error on one side only).",
-      MetricType::Counter,
-      {}};
-  MetricFamily durations{
-      "pgdog_mirror_request_duration_seconds",
-      "Time the same successfully mirrored transactions took, by side: primary (server time, "
-      "without the client's think time between statements) and mirror (the replay).",
-      MetricType::Histogram,
-      {}};
-  MetricFamily ready{"pgdog_mirror_ready",
-                     "1 when every readiness criterion holds over the readiness window "
-                     "(GET /mirrors says which fail and why), else 0.",
-                     MetricType::Gauge,
-                     {}};
-  MetricFamily threshold_family{
-      "pgdog_mirror_failure_threshold",
-      "The configured mirror_failure_threshold: a warning is logged when the mirror's failure "
-      "ratio over the last 60 s goes above it.",
-      MetricType::Gauge,
-      {}};
-
+  std::vector<MetricFamily> figures;
+  for (const auto* f : figure_families())
+    figures.push_back(empty_family(*f));
+  MetricFamily durations = durations_family();
+  MetricFamily ready = ready_family();
+  MetricFamily threshold_series = threshold_family();
   for (const auto& stats : all) {
     if (!stats) continue;
-    // One snapshot per cluster: every value below is from the same instant, so the identity
+    // One snapshot per cluster: every figure is from the same instant, so the identity
     // handed = success + failure + dropped + queue_depth holds in the body.
-    const Snapshot s = stats->snapshot();
-    const auto& cluster = stats->cluster();
-    for (const auto& st : kStatuses) {
-      requests.metric.push_back(
-          series(cluster, st.value(s), MetricType::Counter, "status", st.label_value));
-    }
-    for (const auto& e : kErrorTypes) {
-      failures.metric.push_back(
-          series(cluster, e.value(s), MetricType::Counter, "error_type", e.label_value));
-    }
-    for (std::size_t i = 0; i < std::size(kGauges); ++i) {
-      gauges[i].metric.push_back(series(cluster, kGauges[i].value(s), MetricType::Gauge));
-    }
-    for (int k = 0; k < kDivergenceKinds; ++k) {
-      divergences.metric.push_back(series(cluster, static_cast<double>(s.divergences[k]),
-                                          MetricType::Counter, "kind",
-                                          to_string(static_cast<Divergence>(k))));
-    }
-    for (const auto& [side, h] : {std::pair<const char*, const Histogram*>{"primary", &stats->primary_duration()},
-                                  {"mirror", &stats->mirror_duration()}}) {
-      durations.metric.push_back(histogram_metric({{"cluster", cluster}, {"side", side}},
-                                                  buckets_of(*h), h->count(), h->sum_us()));
-    }
+    add_figures(figures, stats->cluster(), stats->snapshot());
+    add_durations(durations, *stats);
     if (readiness_) {
-      const auto verdict = evaluate(*stats, readiness_(cluster));
-      ready.metric.push_back(series(cluster, verdict.ready ? 1.0 : 0.0, MetricType::Gauge));
+      const auto verdict = evaluate(*stats, readiness_(stats->cluster()));
+      ready.metric.push_back(gauge(stats->cluster(), verdict.ready ? 1.0 : 0.0));
     }
-    if (threshold) {
-      threshold_family.metric.push_back(series(cluster, *threshold, MetricType::Gauge));
-    }
+    if (threshold) threshold_series.metric.push_back(gauge(stats->cluster(), *threshold));
   }
 
-  out.push_back(std::move(requests));
-  out.push_back(std::move(failures));
-  for (auto& g : gauges)
-    out.push_back(std::move(g));
-  out.push_back(std::move(divergences));
+  for (auto& f : figures)
+    out.push_back(std::move(f));
   out.push_back(std::move(durations));
   if (readiness_) out.push_back(std::move(ready));
-  if (threshold) out.push_back(std::move(threshold_family));
+  if (threshold) out.push_back(std::move(threshold_series));
 }
 
 }  // namespace pgdog::stats
