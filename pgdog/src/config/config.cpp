@@ -2,10 +2,51 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 #include <boost/throw_exception.hpp>
 
+#include "config/keys.hpp"
+
 namespace pgdog::config {
+
+namespace {
+
+// How SHOW CONFIG writes a value of each type.
+std::string show(const std::string& v) {
+  return v;
+}
+std::string show(bool v) {
+  return v ? "true" : "false";
+}
+std::string show(Millis v) {
+  return std::to_string(v.count());
+}
+std::string show(double v) {
+  return std::to_string(v);
+}
+template <class N>
+requires std::is_integral_v<N> std::string show(N v) {
+  return std::to_string(v);
+}
+template <class E>
+requires std::is_enum_v<E> std::string show(E v) {
+  return std::string(to_string(v));
+}
+template <class T>
+std::string show(const std::optional<T>& v) {
+  return v ? show(*v) : std::string();
+}
+
+constexpr bool shown(detail::Visibility v) {
+  return v == detail::Visibility::shown;
+}
+
+constexpr bool restart_only(Apply a) {
+  return a == Apply::restart;
+}
+
+}  // namespace
 
 std::string_view to_string(PoolerMode v) {
   switch (v) {
@@ -140,6 +181,32 @@ std::string Error::to_string() const {
 
 void throw_exception_from_error(const Error& error, const boost::source_location& loc) {
   boost::throw_exception(std::runtime_error(error.to_string()), loc);
+}
+
+std::vector<Setting> settings(const Config& config) {
+  std::vector<Setting> out;
+#define PGDOG_SHOW_KEY(key, read, apply) \
+  out.push_back(Setting{#key, show(config.general.key), Apply::apply});
+  PGDOG_GENERAL_KEYS(PGDOG_SHOW_KEY)
+#undef PGDOG_SHOW_KEY
+#define PGDOG_SHOW_KEY(key, read, visibility)                                     \
+  if (shown(detail::Visibility::visibility)) {                                    \
+    out.push_back(Setting{"admin." #key, show(config.admin.key), Apply::reload}); \
+  }
+  PGDOG_ADMIN_KEYS(PGDOG_SHOW_KEY)
+#undef PGDOG_SHOW_KEY
+  return out;
+}
+
+std::vector<std::string> pending_restart(const Config& running, const Config& loaded) {
+  std::vector<std::string> out;
+#define PGDOG_PENDING_KEY(key, read, apply)                                      \
+  if (restart_only(Apply::apply) && running.general.key != loaded.general.key) { \
+    out.emplace_back(#key);                                                      \
+  }
+  PGDOG_GENERAL_KEYS(PGDOG_PENDING_KEY)
+#undef PGDOG_PENDING_KEY
+  return out;
 }
 
 }  // namespace pgdog::config

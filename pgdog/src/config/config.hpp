@@ -139,6 +139,25 @@ struct Config {
   MirrorCompare compare(const Mirroring& m) const;
 };
 
+// When a change to a key takes effect: at a reload (SIGHUP or RELOAD), or only at the next
+// start (a reload still reads and validates it).
+enum class Apply { reload, restart };
+
+// One [general] or [admin] key and its value, as SHOW CONFIG shows it.
+struct Setting {
+  std::string key;  // "port", "admin.user"
+  std::string value;
+  Apply apply = Apply::reload;
+};
+
+// Every [general] key (every key the parser accepts there), then admin.name and admin.user;
+// never a password. Unset optional keys have an empty value.
+std::vector<Setting> settings(const Config& config);
+
+// The restart-only keys whose values differ between the configuration in force and one just
+// loaded: what a reload leaves pending until the next start.
+std::vector<std::string> pending_restart(const Config& running, const Config& loaded);
+
 // Where a configuration problem is: the file, the 1-based line (0 when unknown), the key path
 // ("general.port", "databases[1].name") and what is wrong.
 struct Error {

@@ -18,12 +18,15 @@
 #include <toml.hpp>
 
 #include "config/config.hpp"
+#include "config/keys.hpp"
 #include "config/validate.hpp"
 
 namespace pgdog::config {
 namespace {
 
 using detail::KeyLines;
+using detail::kLogLevels;
+using detail::kMinMessageSize;
 
 constexpr std::array<PoolerMode, 2> choices(std::type_identity<PoolerMode>) {
   return {PoolerMode::transaction, PoolerMode::session};
@@ -43,12 +46,6 @@ constexpr std::array<MirrorLevel, 3> choices(std::type_identity<MirrorLevel>) {
 constexpr std::array<MirrorCompare, 3> choices(std::type_identity<MirrorCompare>) {
   return {MirrorCompare::off, MirrorCompare::tags, MirrorCompare::results};
 }
-
-constexpr std::array<std::string_view, 5> log_levels = {"trace", "debug", "info", "warn", "error"};
-
-// Smaller than PostgreSQL's own 8 kB buffers would reject ordinary traffic, which is surely
-// a unit mistake rather than intent.
-constexpr std::int64_t min_message_size = 8192;
 
 constexpr std::int64_t int_max = std::numeric_limits<int>::max();
 constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
@@ -107,6 +104,12 @@ bool is_array_of_tables(const toml::value& v) {
 template <class T>
 void set(T& out, std::optional<T> value) {
   if (value) out = std::move(*value);
+}
+
+// An optional setting is unset when the key is absent (or invalid: the error is recorded).
+template <class T>
+void set(std::optional<T>& out, std::optional<T> value) {
+  out = std::move(value);
 }
 
 // The problems found in one file; only the earliest is reported, but decoding goes on past
@@ -352,49 +355,43 @@ class TableReader {
   std::unordered_set<std::string> taken_;
 };
 
+// The reads of one key, in the words of the key lists (config/keys.hpp).
+class KeyReader {
+ public:
+  KeyReader(TableReader& table, std::string_view key) : table_(table), key_(key) {}
+
+  std::optional<std::string> text() { return table_.text(key_); }
+  std::optional<std::string> string() { return table_.string(key_); }
+  std::optional<bool> flag() { return table_.flag(key_); }
+  std::optional<int> count(int min) { return table_.count(key_, min); }
+  std::optional<std::size_t> size(std::int64_t min) { return table_.size(key_, min); }
+  std::optional<std::uint16_t> port() { return table_.port(key_); }
+  std::optional<Millis> millis() { return table_.millis(key_); }
+  std::optional<double> ratio() { return table_.ratio(key_); }
+  std::optional<double> factor(double min) { return table_.factor(key_, min); }
+  template <class E>
+  std::optional<E> choice() {
+    return table_.choice<E>(key_);
+  }
+  std::optional<std::string> word(std::span<const std::string_view> names) {
+    return table_.word(key_, names);
+  }
+
+ private:
+  TableReader& table_;
+  std::string_view key_;
+};
+
 void read_general(TableReader& r, General& g) {
-  set(g.host, r.text("host"));
-  set(g.port, r.port("port"));
-  set(g.workers, r.count("workers", 1));
-  set(g.default_pool_size, r.count("default_pool_size", 1));
-  set(g.min_pool_size, r.count("min_pool_size", 0));
-  set(g.pooler_mode, r.choice<PoolerMode>("pooler_mode"));
-  set(g.auth_type, r.choice<AuthType>("auth_type"));
-  set(g.connect_timeout, r.millis("connect_timeout"));
-  set(g.checkout_timeout, r.millis("checkout_timeout"));
-  set(g.idle_timeout, r.millis("idle_timeout"));
-  set(g.shutdown_timeout, r.millis("shutdown_timeout"));
-  set(g.server_lifetime, r.millis("server_lifetime"));
-  set(g.client_login_timeout, r.millis("client_login_timeout"));
-  g.tls_certificate = r.text("tls_certificate");
-  g.tls_private_key = r.text("tls_private_key");
-  set(g.tls_client_required, r.flag("tls_client_required"));
-  set(g.tls_verify, r.choice<TlsVerify>("tls_verify"));
-  g.tls_server_ca_certificate = r.text("tls_server_ca_certificate");
-  g.openmetrics_port = r.port("openmetrics_port");
-  set(g.openmetrics_host, r.text("openmetrics_host"));
-  set(g.prepared_statements, r.choice<PreparedStatements>("prepared_statements"));
-  set(g.prepared_statements_limit, r.size("prepared_statements_limit", 1));
-  set(g.max_client_conn, r.size("max_client_conn", 1));
-  set(g.max_message_size, r.size("max_message_size", min_message_size));
-  set(g.mirror_queue, r.size("mirror_queue", 1));
-  set(g.mirror_max_transaction_bytes, r.size("mirror_max_transaction_bytes", 1024));
-  set(g.mirror_queue_bytes, r.size("mirror_queue_bytes", 1024));
-  set(g.mirror_exposure, r.ratio("mirror_exposure"));
-  set(g.mirror_timeout, r.millis("mirror_timeout"));
-  set(g.mirror_metrics_enabled, r.flag("mirror_metrics_enabled"));
-  g.mirror_failure_threshold = r.ratio("mirror_failure_threshold");
-  set(g.mirror_compare, r.choice<MirrorCompare>("mirror_compare"));
-  set(g.mirror_readiness_window, r.millis("mirror_readiness_window"));
-  set(g.mirror_readiness_max_lag, r.millis("mirror_readiness_max_lag"));
-  set(g.mirror_readiness_latency_factor, r.factor("mirror_readiness_latency_factor", 1.0));
-  set(g.log_level, r.word("log_level", log_levels));
+#define PGDOG_READ_KEY(key, read, apply) set(g.key, KeyReader(r, #key).read);
+  PGDOG_GENERAL_KEYS(PGDOG_READ_KEY)
+#undef PGDOG_READ_KEY
 }
 
 void read_admin(TableReader& r, Admin& a) {
-  set(a.name, r.text("name"));
-  set(a.user, r.text("user"));
-  a.password = r.string("password");
+#define PGDOG_READ_KEY(key, read, shown) set(a.key, KeyReader(r, #key).read);
+  PGDOG_ADMIN_KEYS(PGDOG_READ_KEY)
+#undef PGDOG_READ_KEY
 }
 
 Database read_database(TableReader& r) {

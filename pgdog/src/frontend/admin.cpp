@@ -2,18 +2,21 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <map>
 
 #include <spdlog/spdlog.h>
 
 #include "protocol/messages.hpp"
+#include "stats/admin_text.hpp"
+#include "stats/mirror_fields.hpp"
+#include "stats/pool_stats.hpp"
 
 namespace pgdog::frontend {
 
 namespace {
 
-using Row = std::vector<std::optional<std::string>>;
+using Row = stats::Cells;
+using stats::iso_time;
 
 // "  show   pools ; " -> "SHOW POOLS"
 std::string normalize(std::string_view sql) {
@@ -32,25 +35,18 @@ std::string normalize(std::string_view sql) {
   return out;
 }
 
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
+std::string str(std::uint64_t v) {
+  return std::to_string(v);
 }
 
-std::string str(std::uint64_t v) { return std::to_string(v); }
-
-std::string ms(config::Millis m) { return std::to_string(m.count()); }
-
 AdminResult show_pools(App& app) {
-  AdminResult r{{"database", "user", "cl_active", "cl_waiting", "cl_idle", "sv_active", "sv_idle",
-                 "sv_login", "maxwait", "maxwait_us", "pool_mode", "pool_size", "min_pool_size",
-                 "paused", "errors"},
-                {},
-                "SHOW"};
+  AdminResult r{
+      {"database", "user", "cl_active", "cl_waiting", "cl_idle", "sv_active", "sv_idle", "sv_login",
+       "maxwait", "maxwait_us", "pool_mode", "pool_size", "min_pool_size", "paused"},
+      {},
+      "SHOW"};
+  for (auto& c : stats::counter_columns(stats::PoolCommand::pools))
+    r.columns.push_back(std::move(c));
   // Client states per pool, counted in one pass over the clients.
   std::map<std::pair<std::string, std::string>, std::array<int, 3>> clients;
   for (const auto& c : app.clients().list()) {
@@ -72,14 +68,22 @@ AdminResult show_pools(App& app) {
   for (const auto& pool : app.pools()) {
     const auto st = pool->state();
     const auto counts = clients[{pool->database(), pool->user()}];
-    r.rows.push_back(Row{pool->database(), pool->user(), std::to_string(counts[0]),
-                         std::to_string(counts[1]), std::to_string(counts[2]),
-                         std::to_string(st.active), std::to_string(st.idle),
-                         std::to_string(st.connecting), str(st.max_wait_us / 1'000'000),
-                         str(st.max_wait_us % 1'000'000), std::string(config::to_string(st.mode)),
-                         std::to_string(st.size), std::to_string(st.min_size),
-                         st.paused ? "yes" : "no",
-                         str(pool->counters().server_connect_errors.load())});
+    Row row{pool->database(),
+            pool->user(),
+            std::to_string(counts[0]),
+            std::to_string(counts[1]),
+            std::to_string(counts[2]),
+            std::to_string(st.active),
+            std::to_string(st.idle),
+            std::to_string(st.connecting),
+            str(st.max_wait_us / 1'000'000),
+            str(st.max_wait_us % 1'000'000),
+            std::string(config::to_string(st.mode)),
+            std::to_string(st.size),
+            std::to_string(st.min_size),
+            st.paused ? "yes" : "no"};
+    stats::append_counter_cells(stats::PoolCommand::pools, pool->counters(), row);
+    r.rows.push_back(std::move(row));
   }
   return r;
 }
@@ -110,111 +114,55 @@ AdminResult show_servers(App& app) {
   for (const auto& pool : app.pools()) {
     for (const auto& s : pool->servers()) {
       const auto age = now - s.created_at;
-      r.rows.push_back(
-          Row{str(s.id), pool->database(), pool->user(), s.active ? "active" : "idle", s.host,
-              std::to_string(s.port), std::to_string(s.remote_pid),
-              iso_time(now_sys - std::chrono::duration_cast<std::chrono::system_clock::duration>(age)),
-              str(static_cast<std::uint64_t>(
-                  std::chrono::duration_cast<std::chrono::seconds>(age).count()))});
+      r.rows.push_back(Row{
+          str(s.id), pool->database(), pool->user(), s.active ? "active" : "idle", s.host,
+          std::to_string(s.port), std::to_string(s.remote_pid),
+          iso_time(now_sys - std::chrono::duration_cast<std::chrono::system_clock::duration>(age)),
+          str(static_cast<std::uint64_t>(
+              std::chrono::duration_cast<std::chrono::seconds>(age).count()))});
     }
   }
   return r;
 }
 
 AdminResult show_stats(App& app) {
-  AdminResult r{{"database", "user", "total_xact_count", "total_query_count", "total_received",
-                 "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
-                 "total_errors", "avg_query_time"},
-                {},
-                "SHOW"};
+  AdminResult r{{"database", "user"}, {}, "SHOW"};
+  for (auto& c : stats::counter_columns(stats::PoolCommand::stats))
+    r.columns.push_back(std::move(c));
+  r.columns.emplace_back("avg_query_time");
   for (const auto& pool : app.pools()) {
     const auto& c = pool->counters();
+    Row row{pool->database(), pool->user()};
+    stats::append_counter_cells(stats::PoolCommand::stats, c, row);
     const auto queries = c.queries.load();
-    const auto query_time = c.query_time_us.load();
-    r.rows.push_back(Row{pool->database(), pool->user(), str(c.transactions.load()), str(queries),
-                         str(c.bytes_received.load()), str(c.bytes_sent.load()),
-                         str(c.transaction_time_us.load()), str(query_time),
-                         str(c.wait_time_us.load()), str(c.errors.load()),
-                         str(queries ? query_time / queries : 0)});
+    row.emplace_back(str(queries ? c.query_time_us.load() / queries : 0));
+    r.rows.push_back(std::move(row));
   }
   return r;
 }
 
 AdminResult show_config(App& app) {
-  auto cfg = app.config();
-  const auto& g = cfg->general;
   AdminResult r{{"key", "value"}, {}, "SHOW"};
-  auto add = [&](std::string k, std::string v) { r.rows.push_back(Row{std::move(k), std::move(v)}); };
-  auto opt = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
-  add("host", g.host);
-  add("port", std::to_string(g.port));
-  add("workers", std::to_string(g.workers));
-  add("default_pool_size", std::to_string(g.default_pool_size));
-  add("min_pool_size", std::to_string(g.min_pool_size));
-  add("pooler_mode", std::string(config::to_string(g.pooler_mode)));
-  add("auth_type", std::string(config::to_string(g.auth_type)));
-  add("connect_timeout", ms(g.connect_timeout));
-  add("checkout_timeout", ms(g.checkout_timeout));
-  add("idle_timeout", ms(g.idle_timeout));
-  add("shutdown_timeout", ms(g.shutdown_timeout));
-  add("server_lifetime", ms(g.server_lifetime));
-  add("client_login_timeout", ms(g.client_login_timeout));
-  add("tls_certificate", opt(g.tls_certificate));
-  add("tls_private_key", opt(g.tls_private_key));
-  add("tls_client_required", g.tls_client_required ? "true" : "false");
-  add("tls_verify", std::string(config::to_string(g.tls_verify)));
-  add("tls_server_ca_certificate", opt(g.tls_server_ca_certificate));
-  add("openmetrics_port", g.openmetrics_port ? std::to_string(*g.openmetrics_port) : "");
-  add("openmetrics_host", g.openmetrics_host);
-  add("prepared_statements", std::string(config::to_string(g.prepared_statements)));
-  add("prepared_statements_limit", std::to_string(g.prepared_statements_limit));
-  add("max_client_conn", std::to_string(g.max_client_conn));
-  add("max_message_size", std::to_string(g.max_message_size));
-  add("mirror_queue", std::to_string(g.mirror_queue));
-  add("mirror_queue_bytes", std::to_string(g.mirror_queue_bytes));
-  add("mirror_max_transaction_bytes", std::to_string(g.mirror_max_transaction_bytes));
-  add("mirror_exposure", std::to_string(g.mirror_exposure));
-  add("mirror_timeout", ms(g.mirror_timeout));
-  add("mirror_metrics_enabled", g.mirror_metrics_enabled ? "true" : "false");
-  add("mirror_failure_threshold",
-      g.mirror_failure_threshold ? std::to_string(*g.mirror_failure_threshold) : "");
-  add("mirror_compare", std::string(config::to_string(g.mirror_compare)));
-  add("log_level", g.log_level);
-  add("admin.name", cfg->admin.name);
-  add("admin.user", cfg->admin.user);
+  for (auto& setting : config::settings(*app.config())) {
+    r.rows.push_back(Row{std::move(setting.key), std::move(setting.value)});
+  }
   return r;
 }
 
-std::string seconds_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", v);
-  return buf;
-}
-
 AdminResult show_mirrors(App& app) {
-  AdminResult r{{"source", "cluster", "handed", "success", "failure", "dropped", "connection",
-                 "timeout", "query", "queue_depth", "lag_seconds", "success_rate_60s",
-                 "last_success", "last_failure", "exposure", "level", "queue_length"},
-                {},
-                "SHOW"};
-  auto when = [](double unix_seconds) -> std::optional<std::string> {
-    if (unix_seconds <= 0) return std::nullopt;
-    return iso_time(std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::duration<double>(unix_seconds))));
-  };
+  AdminResult r{{"source", "cluster"}, {}, "SHOW"};
+  for (auto& c : stats::mirror_columns())
+    r.columns.push_back(std::move(c));
+  for (const char* c : {"exposure", "level", "queue_length"})
+    r.columns.emplace_back(c);
   for (const auto& m : app.mirrors()) {
-    const auto s = m->stats().snapshot();
     const auto settings = m->settings();
-    const double rate = s.success_rate();
-    r.rows.push_back(Row{settings.source, settings.destination, str(s.handed), str(s.success),
-                         str(s.failure()), str(s.dropped), str(s.connection), str(s.timeout),
-                         str(s.query), str(s.queue_depth), seconds_text(s.lag_seconds),
-                         std::isnan(rate) ? std::optional<std::string>{} : seconds_text(rate),
-                         when(s.last_success), when(s.last_failure),
-                         seconds_text(settings.exposure),
-                         std::string(config::to_string(settings.level)),
-                         std::to_string(settings.queue_length)});
+    Row row{settings.source, settings.destination};
+    stats::append_mirror_cells(m->stats().snapshot(), row);
+    row.emplace_back(stats::three_decimals(settings.exposure));
+    row.emplace_back(std::string(config::to_string(settings.level)));
+    row.emplace_back(std::to_string(settings.queue_length));
+    r.rows.push_back(std::move(row));
   }
   return r;
 }
@@ -249,13 +197,14 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   if (cmd == "SHOW CONFIG") co_return show_config(app_);
   if (cmd == "SHOW MIRRORS") co_return show_mirrors(app_);
   if (cmd == "SHOW MIRROR_DIVERGENCES") co_return show_mirror_divergences(app_);
-  if (cmd == "SHOW VERSION") co_return AdminResult{{"version"}, {Row{"pgdog " PGDOG_VERSION}}, "SHOW"};
+  if (cmd == "SHOW VERSION")
+    co_return AdminResult{{"version"}, {Row{"pgdog " PGDOG_VERSION}}, "SHOW"};
   if (cmd == "RELOAD") {
     auto r = app_.reload();
     if (!r) {
       error_code = "F0000";
-      error_message = "reload rejected, the previous configuration stays in force: " +
-                      r.error().to_string();
+      error_message =
+          "reload rejected, the previous configuration stays in force: " + r.error().to_string();
       spdlog::error("{}", error_message);
       co_return std::nullopt;
     }
@@ -267,7 +216,8 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
     asio::steady_timer t(co_await asio::this_coro::executor);
     while (true) {
       bool busy = false;
-      for (const auto& p : app_.pools()) busy = busy || p->state().active > 0;
+      for (const auto& p : app_.pools())
+        busy = busy || p->state().active > 0;
       if (!busy) break;
       t.expires_after(std::chrono::milliseconds(10));
       co_await t.async_wait(use_nothrow);
@@ -290,7 +240,7 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   co_return std::nullopt;
 }
 
-Task<void> AdminSession::run() {
+Task<bool> AdminSession::greet() {
   std::string out;
   for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
            {"server_version", "15.0 (pgdog " PGDOG_VERSION ")"},
@@ -304,16 +254,48 @@ Task<void> AdminSession::run() {
   }
   protocol::write_backend_key_data(out, info_.process_id, info_.secret_key);
   protocol::write_ready_for_query(out, 'I');
-  if (co_await client_.write(out)) co_return;
+  co_return !co_await client_.write(out);
+}
+
+Task<void> AdminSession::answer_query(std::string_view body, std::string& out) {
+  auto sql = protocol::decode_query(body);
+  std::string code;
+  std::string message;
+  std::optional<AdminResult> result;
+  if (!sql) {
+    code = "08P01";
+    message = "malformed Query message";
+  } else if (normalize(*sql).empty()) {
+    protocol::write_empty_query_response(out);
+  } else {
+    result = co_await execute(*sql, code, message);
+  }
+  if (result) {
+    if (!result->columns.empty()) {
+      protocol::write_row_description(out, result->columns);
+      for (const auto& row : result->rows)
+        protocol::write_data_row(out, row);
+    }
+    protocol::write_command_complete(out, result->tag);
+  } else if (!code.empty()) {
+    protocol::write_error(out, {.code = code, .message = message});
+  }
+  protocol::write_ready_for_query(out, 'I');
+}
+
+Task<void> AdminSession::run() {
+  if (!co_await greet()) co_return;
   info_.state.store(ClientState::idle, std::memory_order_relaxed);
 
+  std::string out;
   bool skip_to_sync = false;
   while (true) {
     auto f = protocol::next_frame(in_.readable(), 1 << 20);
     if (!f) {
       if (f.error() != protocol::Error::need_more) {
         out.clear();
-        protocol::write_error(out, {.severity = "FATAL", .code = "08P01", .message = "invalid message"});
+        protocol::write_error(out,
+                              {.severity = "FATAL", .code = "08P01", .message = "invalid message"});
         co_await client_.write(out);
         co_return;
       }
@@ -332,35 +314,13 @@ Task<void> AdminSession::run() {
       protocol::write_ready_for_query(out, 'I');
     } else if (type != protocol::fe::kQuery) {
       if (!skip_to_sync) {
-        protocol::write_error(out, {.code = "0A000",
-                                    .message = "the admin console only supports the simple query protocol"});
+        protocol::write_error(
+            out, {.code = "0A000",
+                  .message = "the admin console only supports the simple query protocol"});
       }
       skip_to_sync = true;
     } else {
-      auto sql = protocol::decode_query(body);
-      std::string code;
-      std::string message;
-      std::optional<AdminResult> result;
-      if (!sql) {
-        code = "08P01";
-        message = "malformed Query message";
-      } else if (normalize(*sql).empty()) {
-        protocol::write_empty_query_response(out);
-      } else {
-        result = co_await execute(*sql, code, message);
-      }
-      if (result) {
-        if (!result->columns.empty()) {
-          protocol::write_row_description(out, result->columns);
-          for (const auto& row : result->rows) protocol::write_data_row(out, row);
-          protocol::write_command_complete(out, result->tag);
-        } else {
-          protocol::write_command_complete(out, result->tag);
-        }
-      } else if (!code.empty()) {
-        protocol::write_error(out, {.code = code, .message = message});
-      }
-      protocol::write_ready_for_query(out, 'I');
+      co_await answer_query(body, out);
     }
     if (!out.empty() && co_await client_.write(out)) co_return;
   }

@@ -26,6 +26,10 @@ class AdminSession {
   Task<void> run();
 
  private:
+  // ParameterStatus, BackendKeyData and ReadyForQuery; false when the client is gone.
+  Task<bool> greet();
+  // The answer to one Query message, ReadyForQuery included, appended to `out`.
+  Task<void> answer_query(std::string_view body, std::string& out);
   Task<std::optional<AdminResult>> execute(std::string_view sql, std::string& error_code,
                                            std::string& error_message);
 

@@ -4,7 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "frontend/client_session.hpp"
-#include "frontend/status_page.hpp"
+#include "http/status_page.hpp"
+#include "stats/mirror_metrics.hpp"
 
 namespace pgdog::frontend {
 
@@ -44,16 +45,11 @@ void App::add_metrics() {
   registry_->add(std::make_shared<stats::ProxyMetrics>([this] { return pool_samples(); }));
   const auto& g = config()->general;
   if (g.openmetrics_port) {
-    stats::HttpServerOptions options;
+    http::Options options;
     options.host = g.openmetrics_host;
     options.port = *g.openmetrics_port;
-    http_ = std::make_unique<stats::HttpServer>(io_.get_executor(), options, registry_);
-    http_->add_route("/mirrors", [this](std::string_view) {
-      return stats::HttpResponse{200, "application/json", stats::to_json(readiness())};
-    });
-    http_->add_route("/", [](std::string_view) {
-      return stats::HttpResponse{200, "text/html; charset=utf-8", std::string(status_page())};
-    });
+    http_ = std::make_unique<http::Server>(io_.get_executor(), options, registry_);
+    http::add_readiness_routes(*http_, [this] { return readiness(); });
   }
 }
 

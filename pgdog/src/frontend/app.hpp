@@ -14,11 +14,12 @@
 #include "backend/prepared.hpp"
 #include "config/config.hpp"
 #include "frontend/clients.hpp"
+#include "http/server.hpp"
 #include "mirror/mirror.hpp"
 #include "net/event.hpp"
-#include "stats/http_server.hpp"
+#include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/registry.hpp"
 
 namespace pgdog::frontend {
 
@@ -74,7 +75,7 @@ class App {
   std::shared_ptr<stats::Registry> registry() const { return registry_; }
   // The metrics endpoint, null when openmetrics_port is unset; routes may be added before or
   // after start().
-  stats::HttpServer* http() const { return http_.get(); }
+  http::Server* http() const { return http_.get(); }
   // One sample per pool, with the connected clients of its database and user by state.
   std::vector<stats::PoolSample> pool_samples() const;
 
@@ -113,7 +114,7 @@ class App {
   // Pools for mirror destinations where users.toml has no entry for that user and database.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<backend::Pool>> mirror_pools_;
   std::shared_ptr<stats::Registry> registry_ = std::make_shared<stats::Registry>();
-  std::unique_ptr<stats::HttpServer> http_;
+  std::unique_ptr<http::Server> http_;
   bool started_ = false;
   std::atomic<bool> shutting_down_{false};
   int threads_ = 1;

@@ -21,7 +21,8 @@ prometheus::ClientMetric histogram_metric(std::vector<prometheus::ClientMetric::
 
 Buckets buckets_of(const Histogram& h) {
   Buckets b{};
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = h.bucket(i);
+  for (std::size_t i = 0; i < b.size(); ++i)
+    b[i] = h.bucket(i);
   return b;
 }
 

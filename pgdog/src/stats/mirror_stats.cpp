@@ -210,14 +210,16 @@ void MirrorStats::check_threshold(std::int64_t now_second) {
   const double ratio = static_cast<double>(f) / static_cast<double>(s + f);
   if (!above_threshold_ && ratio > *threshold_) {
     above_threshold_ = true;
-    spdlog::warn("mirror {}: failure ratio {:.4f} over the last {} s is above "
-                 "mirror_failure_threshold {:.4f} ({} failed, {} succeeded)",
-                 cluster_, ratio, kWindowSeconds, *threshold_, f, s);
+    spdlog::warn(
+        "mirror {}: failure ratio {:.4f} over the last {} s is above "
+        "mirror_failure_threshold {:.4f} ({} failed, {} succeeded)",
+        cluster_, ratio, kWindowSeconds, *threshold_, f, s);
   } else if (above_threshold_ && ratio <= *threshold_) {
     above_threshold_ = false;
-    spdlog::info("mirror {}: failure ratio {:.4f} over the last {} s is back within "
-                 "mirror_failure_threshold {:.4f}",
-                 cluster_, ratio, kWindowSeconds, *threshold_);
+    spdlog::info(
+        "mirror {}: failure ratio {:.4f} over the last {} s is back within "
+        "mirror_failure_threshold {:.4f}",
+        cluster_, ratio, kWindowSeconds, *threshold_);
   }
 }
 

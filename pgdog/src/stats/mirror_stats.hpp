@@ -88,7 +88,9 @@ class MirrorStats {
     std::array<std::uint64_t, kDivergenceKinds> divergences{};
     std::array<std::uint64_t, kDurationBuckets.size() + 1> primary{};  // non-cumulative, +Inf last
     std::array<std::uint64_t, kDurationBuckets.size() + 1> mirror{};
-    std::uint64_t divergence_total() const { return divergences[0] + divergences[1] + divergences[2]; }
+    std::uint64_t divergence_total() const {
+      return divergences[0] + divergences[1] + divergences[2];
+    }
   };
   static constexpr int kRollSeconds = 10;
   Window window(std::chrono::seconds span) const;
@@ -117,8 +119,7 @@ class MirrorStats {
     std::uint64_t failure = 0;
   };
   void window_add(std::int64_t second, bool success);
-  void window_totals(std::int64_t now_second, std::uint64_t& success,
-                     std::uint64_t& failure) const;
+  void window_totals(std::int64_t now_second, std::uint64_t& success, std::uint64_t& failure) const;
   void check_threshold(std::int64_t now_second);
 
   const std::string cluster_;

@@ -3,6 +3,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stats/admin_text.hpp"
 
 namespace pgdog::stats {
 
@@ -28,23 +33,75 @@ class Histogram {
   std::atomic<std::uint64_t> sum_us_{0};
 };
 
+// Every counter of a user × database pool, once; everything that shows pool counters is
+// generated from this list. Each entry: the PoolCounters member; its unit (`micros` counters are
+// seconds in Prometheus and microseconds in the admin console, as PgBouncer shows them); the
+// admin command whose rows show it (stats, pools or none), its column there and the column's
+// place among that command's counter columns (SHOW STATS keeps PgBouncer's column order, which
+// is not the families' order); its Prometheus family (a counter labelled database and user) and
+// the family's help.
+// clang-format off
+#define PGDOG_POOL_COUNTERS(X)                                                                \
+  X(transactions, count, stats, "total_xact_count", 0, "pgdog_transactions_total",            \
+    "Transactions completed by clients (PgDog total_xact_count).")                            \
+  X(queries, count, stats, "total_query_count", 1, "pgdog_queries_total",                     \
+    "Queries completed by clients (PgDog total_query_count).")                                \
+  X(errors, count, stats, "total_errors", 7, "pgdog_errors_total",                            \
+    "ErrorResponse messages sent to clients.")                                                \
+  X(server_connects, count, none, "", 0, "pgdog_server_connects_total",                       \
+    "Server connections opened.")                                                             \
+  X(server_connect_errors, count, pools, "errors", 0, "pgdog_server_connect_errors_total",    \
+    "Server connections that failed to open.")                                                \
+  X(bytes_received, count, stats, "total_received", 2, "pgdog_bytes_received_total",          \
+    "Bytes received from clients.")                                                           \
+  X(bytes_sent, count, stats, "total_sent", 3, "pgdog_bytes_sent_total",                      \
+    "Bytes sent to clients.")                                                                 \
+  X(transaction_time_us, micros, stats, "total_xact_time", 4,                                 \
+    "pgdog_transaction_time_seconds_total",                                                   \
+    "Time spent in multi-statement transactions, from first query to commit or rollback.")    \
+  X(query_time_us, micros, stats, "total_query_time", 5, "pgdog_query_time_seconds_total",    \
+    "Time spent running queries, as the clients saw it.")                                     \
+  X(wait_time_us, micros, stats, "total_wait_time", 6, "pgdog_wait_time_seconds_total",       \
+    "Time clients spent waiting for a server connection.")
+// clang-format on
+
 // Totals for one user × database pool, reported by the sessions that use it.
 struct PoolCounters {
-  std::atomic<std::uint64_t> transactions{0};
-  std::atomic<std::uint64_t> queries{0};
-  std::atomic<std::uint64_t> errors{0};  // ErrorResponse sent to clients
-  std::atomic<std::uint64_t> bytes_received{0};  // from clients
-  std::atomic<std::uint64_t> bytes_sent{0};      // to clients
-  std::atomic<std::uint64_t> transaction_time_us{0};
-  std::atomic<std::uint64_t> query_time_us{0};
-  std::atomic<std::uint64_t> wait_time_us{0};  // clients waiting for a server
-  std::atomic<std::uint64_t> server_connects{0};
-  std::atomic<std::uint64_t> server_connect_errors{0};
+#define PGDOG_POOL_COUNTER_MEMBER(member, ...) std::atomic<std::uint64_t> member{0};
+  PGDOG_POOL_COUNTERS(PGDOG_POOL_COUNTER_MEMBER)
+#undef PGDOG_POOL_COUNTER_MEMBER
   Histogram query_duration;
 
   static void add(std::atomic<std::uint64_t>& c, std::uint64_t v = 1) {
     c.fetch_add(v, std::memory_order_relaxed);
   }
 };
+
+enum class PoolUnit { count, micros };
+// The admin command whose rows show a pool counter.
+enum class PoolCommand { none, stats, pools };
+
+// One entry of PGDOG_POOL_COUNTERS.
+struct PoolCounterDef {
+  std::atomic<std::uint64_t> PoolCounters::*member;
+  std::string_view family;
+  std::string_view help;
+  PoolUnit unit;
+  PoolCommand command;
+  std::string_view column;
+  std::size_t place;
+};
+
+inline constexpr PoolCounterDef kPoolCounters[] = {
+#define PGDOG_POOL_COUNTER_DEF(member, unit, command, column, place, family, help) \
+  {&PoolCounters::member, family, help, PoolUnit::unit, PoolCommand::command, column, place},
+    PGDOG_POOL_COUNTERS(PGDOG_POOL_COUNTER_DEF)
+#undef PGDOG_POOL_COUNTER_DEF
+};
+
+// The columns `command` fills from pool counters, in order, and their cells for one pool. SHOW
+// STATS: total_xact_count ... total_errors; SHOW POOLS: errors.
+std::vector<std::string> counter_columns(PoolCommand command);
+void append_counter_cells(PoolCommand command, const PoolCounters& counters, Cells& row);
 
 }  // namespace pgdog::stats

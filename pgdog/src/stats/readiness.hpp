@@ -22,7 +22,7 @@ struct ReadinessSettings {
 };
 
 struct Criterion {
-  std::string name;    // stable identifier, e.g. "success_ratio"
+  std::string name;  // stable identifier, e.g. "success_ratio"
   bool ok = false;
   double value = 0;    // the measured value
   double limit = 0;    // what it is compared with

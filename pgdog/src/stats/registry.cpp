@@ -1,6 +1,6 @@
-#include <prometheus/metric_family.h>
+#include "stats/registry.hpp"
 
-#include "stats/openmetric.hpp"
+#include <prometheus/metric_family.h>
 
 namespace pgdog::stats {
 

@@ -1,3 +1,5 @@
+#include "stats/serializer.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -5,8 +7,6 @@
 #include <cstdlib>
 
 #include <prometheus/metric_family.h>
-
-#include "stats/openmetric.hpp"
 
 namespace pgdog::stats {
 

@@ -6,7 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "stats/helpers.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/mirror_metrics.hpp"
+#include "stats/serializer.hpp"
 
 namespace pgdog::stats {
 namespace {

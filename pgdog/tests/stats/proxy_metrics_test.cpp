@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "stats/helpers.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/mirror_metrics.hpp"
+#include "stats/proxy_metrics.hpp"
+#include "stats/registry.hpp"
 
 namespace pgdog::stats {
 namespace {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "stats/helpers.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/serializer.hpp"
 
 namespace pgdog::stats {
 namespace {

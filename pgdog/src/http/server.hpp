@@ -8,17 +8,17 @@
 #include <string_view>
 
 #include "net/asio.hpp"
-#include "stats/openmetric.hpp"
+#include "stats/registry.hpp"
 
-namespace pgdog::stats {
+namespace pgdog::http {
 
-struct HttpResponse {
+struct Response {
   unsigned status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
 };
 
-struct HttpServerOptions {
+struct Options {
   std::string host = "0.0.0.0";
   std::uint16_t port = 9090;  // 0 picks a free port (tests)
   std::size_t max_request_bytes = std::size_t{16} * 1024;
@@ -31,16 +31,16 @@ struct HttpServerOptions {
 // keep-alive, bounded requests, timeouts. One coroutine per connection, each on its own strand.
 // Thread-safe; connections keep the server's state alive, so it may be destroyed while the
 // io_context still holds them.
-class HttpServer {
+class Server {
  public:
   // A route gets the request's Accept header and answers.
-  using Route = std::function<HttpResponse(std::string_view accept)>;
+  using Route = std::function<Response(std::string_view accept)>;
 
-  HttpServer(Executor io, HttpServerOptions options, std::shared_ptr<Registry> registry);
-  ~HttpServer();
+  Server(Executor io, Options options, std::shared_ptr<stats::Registry> registry);
+  ~Server();
 
-  HttpServer(const HttpServer&) = delete;
-  HttpServer& operator=(const HttpServer&) = delete;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
 
   // Answers GET and HEAD on `path` (without the query string); replaces a route of that path,
   // /metrics included.
@@ -58,4 +58,4 @@ class HttpServer {
   std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace pgdog::stats
+}  // namespace pgdog::http

@@ -1,4 +1,4 @@
-#include "stats/http_server.hpp"
+#include "http/server.hpp"
 
 #include <limits>
 #include <map>
@@ -12,33 +12,33 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
-namespace pgdog::stats {
+namespace pgdog::http {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 
 namespace {
 
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+using BeastRequest = bhttp::request<bhttp::string_body>;
+using BeastResponse = bhttp::response<bhttp::string_body>;
 
 constexpr std::string_view kAllow = "GET, HEAD";
 
 bool too_large(const error_code& ec) {
-  return ec == http::error::header_limit || ec == http::error::body_limit ||
-         ec == http::error::buffer_overflow;
+  return ec == bhttp::error::header_limit || ec == bhttp::error::body_limit ||
+         ec == bhttp::error::buffer_overflow;
 }
 
 // A malformed request (as opposed to a peer that went away or timed out) gets a 400.
 bool malformed(const error_code& ec) {
-  return ec.category() == http::make_error_code(http::error::bad_target).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message &&
-         ec != http::error::need_more;
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
+         ec != bhttp::error::need_more;
 }
 
-Response plain(unsigned status, unsigned version, std::string body) {
-  Response res{static_cast<http::status>(status), version};
-  res.set(http::field::content_type, "text/plain; charset=utf-8");
+BeastResponse plain(unsigned status, unsigned version, std::string body) {
+  BeastResponse res{static_cast<bhttp::status>(status), version};
+  res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
   res.body() = std::move(body);
   return res;
 }
@@ -58,13 +58,13 @@ tcp::endpoint resolve(const Executor& io, const std::string& host, std::uint16_t
 
 }  // namespace
 
-struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
+struct Server::Impl : std::enable_shared_from_this<Impl> {
   struct Connection {
     explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
     beast::tcp_stream stream;
   };
 
-  Impl(Executor executor, HttpServerOptions o, std::shared_ptr<Registry> r)
+  Impl(Executor executor, Options o, std::shared_ptr<stats::Registry> r)
       : io(std::move(executor)),
         options(std::move(o)),
         registry(std::move(r)),
@@ -74,12 +74,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   Task<void> accept_loop(std::shared_ptr<Impl> self);
   Task<void> serve(std::shared_ptr<Impl> self, std::shared_ptr<Connection> c, std::uint64_t id);
   Task<void> linger(Connection& c);
-  Response respond(const Request& req);
+  BeastResponse respond(const BeastRequest& req);
   void close_all();
 
   const Executor io;
-  const HttpServerOptions options;
-  const std::shared_ptr<Registry> registry;
+  const Options options;
+  const std::shared_ptr<stats::Registry> registry;
   asio::strand<Executor> strand;  // the acceptor's
   tcp::acceptor acceptor;
   std::atomic<std::uint16_t> port{0};
@@ -92,19 +92,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t next_id = 0;
 };
 
-HttpServer::HttpServer(Executor io, HttpServerOptions options, std::shared_ptr<Registry> registry)
+Server::Server(Executor io, Options options, std::shared_ptr<stats::Registry> registry)
     : impl_(std::make_shared<Impl>(std::move(io), std::move(options), std::move(registry))) {}
 
-HttpServer::~HttpServer() {
+Server::~Server() {
   stop();
 }
 
-void HttpServer::add_route(std::string path, Route route) {
+void Server::add_route(std::string path, Route route) {
   std::lock_guard g(impl_->mutex);
   impl_->routes.insert_or_assign(std::move(path), std::move(route));
 }
 
-void HttpServer::start() {
+void Server::start() {
   auto& s = *impl_;
   const auto endpoint = resolve(s.io, s.options.host, s.options.port);
   const std::string where = s.options.host + ":" + std::to_string(s.options.port);
@@ -122,7 +122,7 @@ void HttpServer::start() {
   asio::co_spawn(s.strand, s.accept_loop(impl_), log_errors("metrics endpoint"));
 }
 
-void HttpServer::stop() {
+void Server::stop() {
   if (impl_->stopped.exchange(true)) return;
   asio::dispatch(impl_->strand, [self = impl_] {
     error_code ec;
@@ -131,15 +131,15 @@ void HttpServer::stop() {
   impl_->close_all();
 }
 
-std::uint16_t HttpServer::port() const {
+std::uint16_t Server::port() const {
   return impl_->port;
 }
 
-std::size_t HttpServer::connections() const {
+std::size_t Server::connections() const {
   return impl_->connections;
 }
 
-void HttpServer::Impl::close_all() {
+void Server::Impl::close_all() {
   std::vector<std::shared_ptr<Connection>> open;
   {
     std::lock_guard g(mutex);
@@ -156,7 +156,7 @@ void HttpServer::Impl::close_all() {
   }
 }
 
-Task<void> HttpServer::Impl::accept_loop(std::shared_ptr<Impl> self) {
+Task<void> Server::Impl::accept_loop(std::shared_ptr<Impl> self) {
   while (acceptor.is_open()) {
     // Each connection on its own strand: stop() closes it from another thread.
     auto [ec, socket] =
@@ -190,8 +190,8 @@ Task<void> HttpServer::Impl::accept_loop(std::shared_ptr<Impl> self) {
   }
 }
 
-Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<Connection> c,
-                                   std::uint64_t id) {
+Task<void> Server::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<Connection> c,
+                               std::uint64_t id) {
   struct Release {
     Impl& impl;
     std::uint64_t id;
@@ -205,13 +205,13 @@ Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<C
   // The buffer bound is the request bound: a request that does not fit is refused.
   beast::flat_buffer buffer(options.max_request_bytes);
   while (!stopped) {
-    http::request_parser<http::string_body> parser;
+    bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
         options.max_request_bytes, std::numeric_limits<std::uint32_t>::max())));
     parser.body_limit(options.max_request_bytes);
     // The deadline covers the whole request: an idle or trickling scraper is dropped.
     c->stream.expires_after(options.read_timeout);
-    auto [ec, n] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
+    auto [ec, n] = co_await bhttp::async_read(c->stream, buffer, parser, use_nothrow);
     if (ec) {
       const bool refuse = too_large(ec);
       if (refuse || malformed(ec)) {
@@ -219,17 +219,17 @@ Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<C
         res.keep_alive(false);
         res.prepare_payload();
         c->stream.expires_after(options.read_timeout);
-        auto [wec, wn] = co_await http::async_write(c->stream, res, use_nothrow);
+        auto [wec, wn] = co_await bhttp::async_write(c->stream, res, use_nothrow);
         if (!wec) co_await linger(*c);
       }
       break;
     }
-    const Request& req = parser.get();
-    Response res = respond(req);
+    const BeastRequest& req = parser.get();
+    BeastResponse res = respond(req);
     const bool keep = res.keep_alive() && !stopped;
     res.keep_alive(keep);
     c->stream.expires_after(options.read_timeout);
-    auto [wec, wn] = co_await http::async_write(c->stream, res, use_nothrow);
+    auto [wec, wn] = co_await bhttp::async_write(c->stream, res, use_nothrow);
     if (wec || !keep) break;
   }
   error_code ec;
@@ -240,7 +240,7 @@ Task<void> HttpServer::Impl::serve(std::shared_ptr<Impl> self, std::shared_ptr<C
 // After refusing a request we have not read whole, read what the client still sends for a
 // moment before closing: closing with unread data resets the connection, and the client might
 // lose the answer.
-Task<void> HttpServer::Impl::linger(Connection& c) {
+Task<void> Server::Impl::linger(Connection& c) {
   error_code ec;
   c.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   c.stream.expires_after(
@@ -254,7 +254,7 @@ Task<void> HttpServer::Impl::linger(Connection& c) {
   }
 }
 
-Response HttpServer::Impl::respond(const Request& req) {
+BeastResponse Server::Impl::respond(const BeastRequest& req) {
   std::string_view path = req.target();
   if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
 
@@ -266,36 +266,36 @@ Response HttpServer::Impl::respond(const Request& req) {
   const bool metrics = !route && path == "/metrics";
   const auto version = req.version();
 
-  Response res;
+  BeastResponse res;
   if (!route && !metrics) {
     res = plain(404, version, "not found\n");
-  } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
+  } else if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
     res = plain(405, version, "method not allowed\n");
-    res.set(http::field::allow, kAllow);
+    res.set(bhttp::field::allow, kAllow);
   } else {
-    const std::string_view accept = req[http::field::accept];
+    const std::string_view accept = req[bhttp::field::accept];
     try {
-      HttpResponse answer;
+      Response answer;
       if (route) {
         answer = route(accept);
       } else {
-        const auto format = negotiate(accept);
-        answer.content_type = content_type(format);
-        answer.body = registry ? registry->render(format) : Registry{}.render(format);
+        const auto format = stats::negotiate(accept);
+        answer.content_type = stats::content_type(format);
+        answer.body = registry ? registry->render(format) : stats::Registry{}.render(format);
       }
-      res = Response{static_cast<http::status>(answer.status), version};
-      res.set(http::field::content_type, answer.content_type);
-      if (metrics) res.set(http::field::vary, "Accept");
+      res = BeastResponse{static_cast<bhttp::status>(answer.status), version};
+      res.set(bhttp::field::content_type, answer.content_type);
+      if (metrics) res.set(bhttp::field::vary, "Accept");
       res.body() = std::move(answer.body);
     } catch (const std::exception& e) {
       spdlog::error("metrics endpoint: {} failed: {}", path, e.what());
       res = plain(500, version, "internal error\n");
     }
   }
-  res.set(http::field::server, "pgdog/" PGDOG_VERSION);
+  res.set(bhttp::field::server, "pgdog/" PGDOG_VERSION);
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
-  if (req.method() == http::verb::head) {
+  if (req.method() == bhttp::verb::head) {
     // The length of the body a GET would get, without the body.
     const auto length = res.body().size();
     res.body().clear();
@@ -304,4 +304,4 @@ Response HttpServer::Impl::respond(const Request& req) {
   return res;
 }
 
-}  // namespace pgdog::stats
+}  // namespace pgdog::http

@@ -1,4 +1,4 @@
-#include "stats/http_server.hpp"
+#include "http/server.hpp"
 
 #include <atomic>
 #include <future>
@@ -14,10 +14,13 @@
 #include <gtest/gtest.h>
 #include <prometheus/metric_family.h>
 
-namespace pgdog::stats {
+namespace pgdog::http {
 namespace {
 
-namespace http = boost::beast::http;
+namespace bhttp = boost::beast::http;
+using stats::Format;
+using stats::OpenMetric;
+using stats::Registry;
 using namespace std::chrono_literals;
 
 // A source with `series` gauge series, so that bodies can be made large.
@@ -59,25 +62,25 @@ class Client {
     return !ec;
   }
 
-  std::optional<http::response<http::string_body>> read() {
-    http::response<http::string_body> res;
+  std::optional<bhttp::response<bhttp::string_body>> read() {
+    bhttp::response<bhttp::string_body> res;
     error_code ec;
-    http::read(socket_, buffer_, res, ec);
+    bhttp::read(socket_, buffer_, res, ec);
     if (ec) return std::nullopt;
     return res;
   }
 
   // The answer to a HEAD request: a header without a body.
-  std::optional<http::response<http::string_body>> read_head() {
-    http::response_parser<http::string_body> parser;
+  std::optional<bhttp::response<bhttp::string_body>> read_head() {
+    bhttp::response_parser<bhttp::string_body> parser;
     parser.skip(true);
     error_code ec;
-    http::read(socket_, buffer_, parser, ec);
+    bhttp::read(socket_, buffer_, parser, ec);
     if (ec) return std::nullopt;
     return parser.release();
   }
 
-  std::optional<http::response<http::string_body>> request(std::string_view raw) {
+  std::optional<bhttp::response<bhttp::string_body>> request(std::string_view raw) {
     send(raw);
     return read();
   }
@@ -115,12 +118,12 @@ std::string get(std::string_view target, std::string_view extra = {}) {
 
 class HttpServerTest : public ::testing::Test {
  protected:
-  void start(HttpServerOptions options = {}, int series = 10) {
+  void start(Options options = {}, int series = 10) {
     registry_ = std::make_shared<Registry>();
     registry_->add(std::make_shared<FakeSource>(series));
     options.host = "127.0.0.1";
     options.port = 0;
-    server_ = std::make_unique<HttpServer>(io_.get_executor(), options, registry_);
+    server_ = std::make_unique<Server>(io_.get_executor(), options, registry_);
     server_->start();
     for (int i = 0; i < 2; ++i)
       threads_.emplace_back([this] { io_.run(); });
@@ -142,7 +145,7 @@ class HttpServerTest : public ::testing::Test {
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::vector<std::thread> threads_;
   std::shared_ptr<Registry> registry_;
-  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<Server> server_;
 };
 
 TEST_F(HttpServerTest, MetricsAsPrometheusTextByDefault) {
@@ -151,7 +154,7 @@ TEST_F(HttpServerTest, MetricsAsPrometheusTextByDefault) {
   auto res = c.request(get("/metrics"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 200U);
-  EXPECT_EQ((*res)[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ((*res)[bhttp::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(res->body(), registry_->render(Format::prometheus_text));
   EXPECT_NE(res->body().find("# TYPE pgdog_fake_total counter\n"), std::string::npos);
   EXPECT_EQ(res->body().find("# EOF"), std::string::npos);
@@ -165,7 +168,7 @@ TEST_F(HttpServerTest, MetricsAsOpenMetricsWhenAccepted) {
                            "version=0.0.4;q=0.5,*/*;q=0.1\r\n"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 200U);
-  EXPECT_EQ((*res)[http::field::content_type],
+  EXPECT_EQ((*res)[bhttp::field::content_type],
             "application/openmetrics-text; version=1.0.0; charset=utf-8");
   EXPECT_EQ(res->body(), registry_->render(Format::openmetrics));
   EXPECT_TRUE(res->body().ends_with("# EOF\n"));
@@ -199,7 +202,7 @@ TEST_F(HttpServerTest, OtherMethodsAre405WithAllow) {
       c.request("POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 405U);
-  EXPECT_EQ((*res)[http::field::allow], "GET, HEAD");
+  EXPECT_EQ((*res)[bhttp::field::allow], "GET, HEAD");
   res = c.request("DELETE /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 405U);
@@ -215,7 +218,7 @@ TEST_F(HttpServerTest, HeadHasTheLengthButNoBody) {
   ASSERT_TRUE(head && body);
   EXPECT_EQ(head->result_int(), 200U);
   EXPECT_EQ(body->result_int(), 200U);
-  EXPECT_EQ((*head)[http::field::content_length], std::to_string(body->body().size()));
+  EXPECT_EQ((*head)[bhttp::field::content_length], std::to_string(body->body().size()));
 }
 
 TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
@@ -253,7 +256,7 @@ TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
 }
 
 TEST_F(HttpServerTest, OversizedHeaderIsRefused) {
-  HttpServerOptions o;
+  Options o;
   o.max_request_bytes = 1024;
   start(o);
   Client c(port());
@@ -267,7 +270,7 @@ TEST_F(HttpServerTest, OversizedHeaderIsRefused) {
 }
 
 TEST_F(HttpServerTest, OversizedBodyIsRefused) {
-  HttpServerOptions o;
+  Options o;
   o.max_request_bytes = 1024;
   start(o);
   Client c(port());
@@ -289,7 +292,7 @@ TEST_F(HttpServerTest, MalformedRequestIs400) {
 }
 
 TEST_F(HttpServerTest, IdleConnectionIsClosedAfterTheReadTimeout) {
-  HttpServerOptions o;
+  Options o;
   o.read_timeout = 300ms;
   start(o);
   Client idle(port());
@@ -305,7 +308,7 @@ TEST_F(HttpServerTest, IdleConnectionIsClosedAfterTheReadTimeout) {
 }
 
 TEST_F(HttpServerTest, TricklingRequestIsClosedAfterTheReadTimeout) {
-  HttpServerOptions o;
+  Options o;
   o.read_timeout = 300ms;
   start(o);
   Client slow(port());
@@ -350,7 +353,7 @@ TEST_F(HttpServerTest, ConcurrentScrapersAllGetCompleteBodies) {
 }
 
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreClosed) {
-  HttpServerOptions o;
+  Options o;
   o.max_connections = 2;
   start(o);
   Client a(port());
@@ -376,13 +379,13 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreClosed) {
 TEST_F(HttpServerTest, AddedRoutes) {
   start();
   server_->add_route("/status", [](std::string_view accept) {
-    return HttpResponse{200, "application/json", "{\"accept\":\"" + std::string(accept) + "\"}"};
+    return Response{200, "application/json", "{\"accept\":\"" + std::string(accept) + "\"}"};
   });
   Client c(port());
   auto res = c.request(get("/status", "Accept: application/json\r\n"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 200U);
-  EXPECT_EQ((*res)[http::field::content_type], "application/json");
+  EXPECT_EQ((*res)[bhttp::field::content_type], "application/json");
   EXPECT_EQ(res->body(), "{\"accept\":\"application/json\"}");
   res = c.request("PUT /status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   ASSERT_TRUE(res);
@@ -392,7 +395,7 @@ TEST_F(HttpServerTest, AddedRoutes) {
 TEST_F(HttpServerTest, RouteThatThrowsIs500) {
   start();
   server_->add_route("/boom",
-                     [](std::string_view) -> HttpResponse { throw std::runtime_error("boom"); });
+                     [](std::string_view) -> Response { throw std::runtime_error("boom"); });
   Client c(port());
   auto res = c.request(get("/boom"));
   ASSERT_TRUE(res);
@@ -422,12 +425,12 @@ TEST_F(HttpServerTest, StopClosesOpenConnectionsAndTheListener) {
 TEST(HttpServer, BindFailureThrows) {
   asio::io_context io;
   tcp::acceptor taken(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  HttpServerOptions o;
+  Options o;
   o.host = "127.0.0.1";
   o.port = taken.local_endpoint().port();
-  HttpServer server(io.get_executor(), o, std::make_shared<Registry>());
+  Server server(io.get_executor(), o, std::make_shared<Registry>());
   EXPECT_THROW(server.start(), std::system_error);
 }
 
 }  // namespace
-}  // namespace pgdog::stats
+}  // namespace pgdog::http

@@ -1,10 +1,11 @@
+#include "stats/proxy_metrics.hpp"
+
 #include <algorithm>
 #include <map>
 
 #include <prometheus/metric_family.h>
 
 #include "stats/families.hpp"
-#include "stats/openmetric.hpp"
 
 namespace pgdog::stats {
 
@@ -14,35 +15,10 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-// The PoolCounters totals, each exported as one counter family labelled database and user.
-struct CounterDef {
-  const char* name;
-  const char* help;
-  std::atomic<std::uint64_t> PoolCounters::*field;
-  double divisor;  // microseconds to seconds
-};
-
-constexpr CounterDef kCounters[] = {
-    {"pgdog_transactions_total", "Transactions completed by clients (PgDog total_xact_count).",
-     &PoolCounters::transactions, 1},
-    {"pgdog_queries_total", "Queries completed by clients (PgDog total_query_count).",
-     &PoolCounters::queries, 1},
-    {"pgdog_errors_total", "ErrorResponse messages sent to clients.", &PoolCounters::errors, 1},
-    {"pgdog_server_connects_total", "Server connections opened.", &PoolCounters::server_connects,
-     1},
-    {"pgdog_server_connect_errors_total", "Server connections that failed to open.",
-     &PoolCounters::server_connect_errors, 1},
-    {"pgdog_bytes_received_total", "Bytes received from clients.", &PoolCounters::bytes_received,
-     1},
-    {"pgdog_bytes_sent_total", "Bytes sent to clients.", &PoolCounters::bytes_sent, 1},
-    {"pgdog_transaction_time_seconds_total",
-     "Time spent in multi-statement transactions, from first query to commit or rollback.",
-     &PoolCounters::transaction_time_us, 1e6},
-    {"pgdog_query_time_seconds_total", "Time spent running queries, as the clients saw it.",
-     &PoolCounters::query_time_us, 1e6},
-    {"pgdog_wait_time_seconds_total", "Time clients spent waiting for a server connection.",
-     &PoolCounters::wait_time_us, 1e6},
-};
+// Prometheus wants base units: microsecond counters become seconds.
+double divisor(PoolUnit unit) {
+  return unit == PoolUnit::micros ? 1e6 : 1;
+}
 
 constexpr std::size_t kBuckets = kDurationBuckets.size();
 
@@ -57,7 +33,7 @@ struct Row {
   int servers_login = 0;
   double max_wait_seconds = 0;
   bool has_counters = false;
-  std::array<double, std::size(kCounters)> counters{};
+  std::array<double, std::size(kPoolCounters)> counters{};
   std::array<std::uint64_t, kBuckets> buckets{};  // non-cumulative
   std::uint64_t count = 0;
   std::uint64_t sum_us = 0;
@@ -76,9 +52,10 @@ void add(Row& r, const PoolSample& s) {
   if (!s.counters) return;
   const auto& c = *s.counters;
   r.has_counters = true;
-  for (std::size_t i = 0; i < std::size(kCounters); ++i) {
-    const auto v = (c.*kCounters[i].field).load(std::memory_order_relaxed);
-    r.counters[i] += static_cast<double>(v) / kCounters[i].divisor;
+  for (std::size_t i = 0; i < std::size(kPoolCounters); ++i) {
+    const auto& def = kPoolCounters[i];
+    const auto v = (c.*def.member).load(std::memory_order_relaxed);
+    r.counters[i] += static_cast<double>(v) / divisor(def.unit);
   }
   for (std::size_t i = 0; i < kBuckets; ++i)
     r.buckets[i] += c.query_duration.bucket(i);
@@ -130,8 +107,8 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
                        MetricType::Gauge,
                        {}};
   std::vector<MetricFamily> counters;
-  for (const auto& c : kCounters)
-    counters.push_back({c.name, c.help, MetricType::Counter, {}});
+  for (const auto& c : kPoolCounters)
+    counters.push_back({std::string(c.family), std::string(c.help), MetricType::Counter, {}});
   MetricFamily duration{"pgdog_query_duration_seconds",
                         "Query duration as the clients saw it, from the request to ReadyForQuery.",
                         MetricType::Histogram,

@@ -1,6 +1,9 @@
-#include "frontend/status_page.hpp"
+#include "http/status_page.hpp"
 
-namespace pgdog::frontend {
+#include <string>
+#include <utility>
+
+namespace pgdog::http {
 
 std::string_view status_page() {
   static constexpr std::string_view kPage = R"html(<!doctype html>
@@ -68,4 +71,13 @@ setInterval(refresh, 2000);
   return kPage;
 }
 
-}  // namespace pgdog::frontend
+void add_readiness_routes(Server& server, std::function<std::vector<stats::Verdict>()> verdicts) {
+  server.add_route("/mirrors", [verdicts = std::move(verdicts)](std::string_view) {
+    return Response{200, "application/json", stats::to_json(verdicts())};
+  });
+  server.add_route("/", [](std::string_view) {
+    return Response{200, "text/html; charset=utf-8", std::string(status_page())};
+  });
+}
+
+}  // namespace pgdog::http

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "http/server.hpp"
+#include "stats/readiness.hpp"
+
+namespace pgdog::http {
+
+// GET / on the metrics port: one self-contained HTML page (no external assets) that shows each
+// mirror's readiness verdict, the failing criteria and the key numbers, refreshing itself from
+// GET /mirrors. For the moment before Grafana is set up, and for the demo.
+std::string_view status_page();
+
+// Adds GET /mirrors (every mirror's readiness verdict as JSON, evaluated at each request) and
+// GET / (the status page that reads it) to `server`.
+void add_readiness_routes(Server& server, std::function<std::vector<stats::Verdict>()> verdicts);
+
+}  // namespace pgdog::http
