@@ -16,7 +16,6 @@
 #include "frontend/clients.hpp"
 #include "http/server.hpp"
 #include "mirror/mirror.hpp"
-#include "net/event.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"

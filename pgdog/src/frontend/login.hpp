@@ -46,10 +46,7 @@ class Login {
                                const std::string& database);
   Task<bool> authenticate(const std::string& user, const std::optional<std::string>& password,
                           const auth::ScramSecret* scram, config::AuthType method);
-  Task<bool> authenticate_md5(const std::string& user, const std::optional<std::string>& password);
-  Task<bool> authenticate_scram(const std::string& user, const std::optional<std::string>& password,
-                                const auth::ScramSecret* scram, std::string& out);
-  Task<bool> read_password_frame(std::string& body);
+  Task<bool> read_frame(protocol::Frame& frame);
   Task<bool> send_parameters(const protocol::StartupPacket& packet, UserEntry& user,
                              protocol::Params& params);
   void cancel(const protocol::StartupPacket& packet);
