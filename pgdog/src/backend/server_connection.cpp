@@ -246,6 +246,15 @@ bool ServerConnection::alive() {
 
 Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t port,
                                     protocol::BackendKeyData key) {
+  using namespace asio::experimental::awaitable_operators;
+  // Bounded: a server that accepts and never closes (or never accepts) must not keep one
+  // coroutine and one socket per cancel forever.
+  asio::steady_timer timer(ex, std::chrono::seconds(5));
+  co_await (send_cancel(ex, std::move(host), port, key) || timer.async_wait(use_nothrow));
+}
+
+Task<void> ServerConnection::send_cancel(Executor ex, std::string host, std::uint16_t port,
+                                         protocol::BackendKeyData key) {
   tcp::socket socket(ex);
   error_code ec;
   auto ip = asio::ip::make_address(host, ec);

@@ -103,7 +103,10 @@ class ServerConnection {
   static Task<void> cancel(Executor ex, std::string host, std::uint16_t port,
                            protocol::BackendKeyData key);
 
+
  private:
+  static Task<void> send_cancel(Executor ex, std::string host, std::uint16_t port,
+                                protocol::BackendKeyData key);
   ServerConnection(tcp::socket socket, ServerAddress address, std::size_t max_message_size);
   Task<Result<void>> startup();
   Task<Result<void>> negotiate_tls();
