@@ -137,13 +137,24 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
                           (!duplex_ || duplex_->server.idle());
     const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
     switch (next) {
-      case Next::client:
+      case Next::client: {
         if (can_park()) {
           park();  // idle between transactions: wait without this coroutine
           co_return;
         }
-        open = co_await read_client();
+        if (duplex_ && !duplex_->client.idle()) {
+          open = co_await read_client();
+          break;
+        }
+        // The common case awaits the socket here: no coroutine frame per read.
+        auto [read_ec, n] = co_await client_.read_some(in_.prepare(client_want()));
+        open = !read_ec;
+        if (open) {
+          in_.commit(n);
+          open = co_await on_client(n);
+        }
         break;
+      }
       case Next::server:
         open = co_await on_server();
         break;
@@ -154,7 +165,9 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
         open = co_await deliver(exchange_.answer_now(server_->state()));
         break;
       case Next::release:
-        open = co_await release_server();
+        // A read Next::either left on the server is settled first: it may bring bytes.
+        if (duplex_ && duplex_->server.reading()) co_await settle_reads();
+        if (server_->buffer().empty()) release_server();
         break;
     }
   }
@@ -192,29 +205,19 @@ ClientSession::Duplex& ClientSession::duplex() {
 }
 
 Task<bool> ClientSession::read_client() {
-  error_code ec;
-  std::size_t n = 0;
-  if (duplex_ && !duplex_->client.idle()) {
-    while (!duplex_->client.ready()) co_await duplex_->wakeup.wait();
-    std::tie(ec, n) = duplex_->client.take();
-  } else {
-    std::tie(ec, n) = co_await client_.read_some(in_.prepare(client_want()));
-  }
+  // The read Next::either started.
+  while (!duplex_->client.ready()) co_await duplex_->wakeup.wait();
+  const auto [ec, n] = duplex_->client.take();
   if (ec) co_return false;
   in_.commit(n);
   co_return co_await on_client(n);
 }
 
 Task<bool> ClientSession::read_server() {
+  // The read Next::either started.
   auto& server = *server_;
-  error_code ec;
-  std::size_t n = 0;
-  if (duplex_ && !duplex_->server.idle()) {
-    while (!duplex_->server.ready()) co_await duplex_->wakeup.wait();
-    std::tie(ec, n) = duplex_->server.take();
-  } else {
-    std::tie(ec, n) = co_await server.stream().read_some(server.buffer().prepare(server_want()));
-  }
+  while (!duplex_->server.ready()) co_await duplex_->wakeup.wait();
+  const auto [ec, n] = duplex_->server.take();
   if (ec) {
     server.mark_broken();
     co_await report_lost("server connection lost: " + ec.message());
@@ -244,7 +247,18 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   if (received > 0) PoolCounters::add(counters().bytes_received, received);
   const auto batch = exchange_.read_client(in_.readable());
   if (batch.started) request_started_ = Clock::now();
-  if (batch.size > 0) co_await forward(in_.readable().substr(0, batch.size));
+  const std::string_view frames = in_.readable().substr(0, batch.size);
+  bool attached = !frames.empty() && (server_ || try_attach());
+  if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
+  if (attached) {
+    // The tap and the answer bookkeeping see the batch before it is written.
+    const std::string_view to_send = exchange_.prepare(frames, server_->state());
+    error_code ec;
+    const std::size_t sent = server_->stream().write_now_some(to_send, ec);
+    if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
+    // Noticed when the answer is read: the client is told the server was lost.
+    if (ec) server_->mark_broken();
+  }
   in_.consume(batch.size);
   if (!batch.violation.empty()) {
     co_await fatal("08P01", batch.violation);
@@ -253,31 +267,24 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   co_return !batch.terminate && !closing_;
 }
 
-Task<void> ClientSession::forward(std::string_view batch) {
-  if (!server_ && !try_attach()) {
-    if (auto failure = co_await attach()) {
-      // As PostgreSQL would answer the batch: each request fails with the reason.
-      PoolCounters::add(counters().errors);
-      const std::string message = failure->to_string();
-      co_await deliver(exchange_.fail(batch, {.code = failure->sqlstate, .message = message}));
-      co_return;
-    }
-  }
-  // The tap and the answer bookkeeping see the batch before it is written.
-  const std::string_view to_send = exchange_.prepare(batch, server_->state());
-  if (to_send.empty()) co_return;
-  error_code ec;
-  const std::size_t sent = server_->stream().write_now_some(to_send, ec);
-  if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
-  // Noticed when the answer is read: the client is told the server was lost.
-  if (ec) server_->mark_broken();
+Task<bool> ClientSession::attach_or_fail(std::string_view batch) {
+  auto failure = co_await attach();
+  if (!failure) co_return true;
+  // As PostgreSQL would answer the batch: each request fails with the reason.
+  PoolCounters::add(counters().errors);
+  const std::string message = failure->to_string();
+  co_await deliver(exchange_.fail(batch, {.code = failure->sqlstate, .message = message}));
+  co_return false;
 }
 
 Task<bool> ClientSession::on_server() {
   auto& server = *server_;
   auto& buffer = server.buffer();
   // A read started while both sides could speak completes first: its bytes come after these.
-  if (duplex_ && !duplex_->server.idle() && !co_await read_server()) co_return false;
+  if (duplex_ && !duplex_->server.idle()) {
+    const bool read = co_await read_server();
+    if (!read) co_return false;
+  }
   while (true) {
     const auto chunk = exchange_.read_server(buffer.readable(), server.state());
     if (!chunk.lost.empty()) {
@@ -286,22 +293,37 @@ Task<bool> ClientSession::on_server() {
     }
     count(chunk.events);
     if (chunk.done > 0 || !chunk.out.empty()) {
-      const bool delivered = co_await deliver(chunk.out);
+      std::size_t sent = 0;
+      error_code ec;
+      if (!deliver_now(chunk.out, sent, ec) && !ec) {
+        ec = co_await client_.write(chunk.out.substr(sent));
+      }
       buffer.consume(chunk.done);
-      co_return delivered;
+      closing_ = closing_ || ec.failed();
+      co_return !ec;
     }
-    if (!co_await read_server()) co_return false;
+    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(server_want()));
+    if (ec) {
+      server.mark_broken();
+      co_await report_lost("server connection lost: " + ec.message());
+      co_return false;
+    }
+    buffer.commit(n);
   }
 }
 
+bool ClientSession::deliver_now(std::string_view out, std::size_t& sent, error_code& ec) {
+  // Most answers fit in the socket buffer: written at once, without a coroutine.
+  if (!out.empty()) PoolCounters::add(counters().bytes_sent, out.size());
+  sent = client_.write_now_some(out, ec);
+  return !ec && sent == out.size();
+}
+
 Task<bool> ClientSession::deliver(std::string_view out) {
-  if (out.empty()) co_return true;
-  PoolCounters::add(counters().bytes_sent, out.size());
-  // Most answers fit in the socket buffer: written at once, without waiting.
+  std::size_t sent = 0;
   error_code ec;
-  const std::size_t sent = client_.write_now_some(out, ec);
-  if (!ec && sent < out.size()) ec = co_await client_.write(out.substr(sent));
-  if (ec) closing_ = true;
+  if (!deliver_now(out, sent, ec) && !ec) ec = co_await client_.write(out.substr(sent));
+  closing_ = closing_ || ec.failed();
   co_return !ec;
 }
 
@@ -365,14 +387,11 @@ Task<void> ClientSession::sync_parameters() {
   }
 }
 
-Task<bool> ClientSession::release_server() {
-  co_await settle_reads();
-  if (!server_->buffer().empty()) co_return true;  // the server spoke meanwhile: handle it first
+void ClientSession::release_server() {
   server_->buffer().shrink_if_larger();
   exchange_.detach(server_->state());
   server_.release();
   set_state(ClientState::idle);
-  co_return true;
 }
 
 Task<void> ClientSession::settle_reads() {
