@@ -95,7 +95,11 @@ void on_set(Words& w, SessionEffects& e) {
   bool local = false;
   if (w.skip("SESSION")) {
     if (w.skip("AUTHORIZATION")) {
-      add_setting(e, "session_authorization", w.is("DEFAULT"), false);
+      if (w.is("DEFAULT")) {
+        e.dropped.push_back({Pin::authorization, "session"});
+      } else {
+        e.created.push_back({Pin::authorization, "session"});
+      }
       return;
     }
     if (w.skip("CHARACTERISTICS")) {
@@ -136,7 +140,7 @@ void on_reset(Words& w, SessionEffects& e) {
   } else if (w.skip("ROLE")) {
     add_setting(e, "role", true, false);
   } else if (w.is("SESSION") && w.is("AUTHORIZATION", 1)) {
-    add_setting(e, "session_authorization", true, false);
+    e.dropped.push_back({Pin::authorization, "session"});
   } else if (!w.is("TRANSACTION") &&
              (w.peek().type == Tok::word || w.peek().type == Tok::quoted_ident)) {
     add_setting(e, qualified(w), true, false);
@@ -332,6 +336,8 @@ const char* to_string(Pin p) {
       return "prepare";
     case Pin::cursor:
       return "cursor";
+    case Pin::authorization:
+      return "authorization";
   }
   return "unknown";
 }

@@ -17,8 +17,10 @@ namespace pgdog::protocol::sql {
 
 // Session state that cannot be replayed on another server: a client that has some keeps its
 // server ("pinned") until it is gone.
-enum class Pin : std::uint8_t { temp_table, advisory_lock, listen, prepare, cursor };
-constexpr std::size_t kPinKinds = 5;
+// `authorization`: SET SESSION AUTHORIZATION, which another server could only replay as a
+// superuser.
+enum class Pin : std::uint8_t { temp_table, advisory_lock, listen, prepare, cursor, authorization };
+constexpr std::size_t kPinKinds = 6;
 const char* to_string(Pin p);
 
 struct SessionEffects {

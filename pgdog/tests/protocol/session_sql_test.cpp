@@ -42,8 +42,10 @@ TEST(SessionSql, SetForms) {
   EXPECT_EQ(names(session_effects("SET TIME ZONE LOCAL")), "timezone=default");
   EXPECT_EQ(names(session_effects("SET ROLE alice")), "role");
   EXPECT_EQ(names(session_effects("SET ROLE NONE")), "role=default");
-  EXPECT_EQ(names(session_effects("SET SESSION AUTHORIZATION DEFAULT")),
-            "session_authorization=default");
+  EXPECT_EQ(objects(session_effects("SET SESSION AUTHORIZATION bob").created),
+            "authorization:session");
+  EXPECT_EQ(objects(session_effects("RESET SESSION AUTHORIZATION").dropped),
+            "authorization:session");
   EXPECT_EQ(names(session_effects("SET SCHEMA 'app'")), "search_path");
   EXPECT_EQ(names(session_effects("SET NAMES 'UTF8'")), "client_encoding");
   EXPECT_EQ(names(session_effects("SET myapp.tenant = '7'")), "myapp.tenant");
