@@ -14,6 +14,7 @@ namespace pgdog::test {
 namespace {
 
 using Strings = std::vector<std::string>;
+
 class Failures : public ProxyTest {
  protected:
   // Waits until only `clients_left` sessions remain; then the pool must hold nothing: the
