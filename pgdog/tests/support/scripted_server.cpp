@@ -348,6 +348,17 @@ void ScriptedServer::reset_all() {
   }
 }
 
+void ScriptedServer::send(std::size_t i, std::string bytes) {
+  std::shared_ptr<tcp::socket> socket;
+  {
+    std::lock_guard g(state_->mutex);
+    if (i < state_->connections.size()) socket = state_->connections[i].socket;
+  }
+  if (!socket) return;
+  auto data = std::make_shared<std::string>(std::move(bytes));
+  asio::async_write(*socket, asio::buffer(*data), [socket, data](error_code, std::size_t) {});
+}
+
 std::size_t ScriptedServer::connections() const {
   std::lock_guard g(state_->mutex);
   return state_->connections.size();
