@@ -380,10 +380,16 @@ TEST_F(MirrorWorker, EachClientsRequestsReachTheMirrorInOrder) {
   auto& a = client();
   auto& b = client();
   constexpr int kEach = 5;
-  for (int i = 0; i < kEach; ++i) {
+  const auto hand = [&](int i) {
     a.autocommit("INSERT a" + std::to_string(i) + " slow");
     b.autocommit("INSERT b" + std::to_string(i) + " slow");
-  }
+  };
+  hand(0);
+  // Both in flight, their answers kSlow away: the rest arrive while each client's channel is
+  // busy, and must wait for it.
+  ASSERT_TRUE(run_until([&] { return database_.log.size() == 2; }));
+  for (int i = 1; i < kEach; ++i)
+    hand(i);
   EXPECT_EQ(settled(2 * kEach), (Counts{.handed = 2 * kEach, .success = 2 * kEach}));
   for (const char* name : {"a", "b"}) {
     std::vector<Received> seen;
@@ -408,7 +414,7 @@ TEST_F(MirrorWorker, SessionKeepsItsConnectionAndDiscardsItWhenItCloses) {
   auto& other = client();
   session.autocommit("INSERT s0");
   ASSERT_TRUE(wait_ended(1));
-  ASSERT_TRUE(run_until([&] { return pool_->state().active == 1; }));  // still held
+  EXPECT_EQ(pool_->state().active, 1) << "the session's connection went back to the pool";
   other.autocommit("INSERT o0");
   ASSERT_TRUE(wait_ended(2));
   session.block("INSERT s1");
