@@ -166,6 +166,8 @@ Task<void> ScriptedServer::State::accept_loop(std::shared_ptr<tcp::acceptor> a) 
     auto socket = std::make_shared<tcp::socket>(io);
     auto [ec] = co_await a->async_accept(*socket, use_nothrow);
     if (ec) co_return;  // refuse() or the server's end closed the acceptor
+    // As PostgreSQL does: an answer written in several parts is not held back by Nagle.
+    socket->set_option(tcp::no_delay(true), ec);
     asio::co_spawn(io, session(std::move(socket)), log_errors("scripted server session"));
   }
 }
