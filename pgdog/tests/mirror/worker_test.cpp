@@ -326,10 +326,13 @@ TEST_F(MirrorWorker, StalledMirrorTimesOutIsCancelledAndNotReused) {
   EXPECT_EQ(settled(1), (Counts{.handed = 1, .timeout = 1}));
   EXPECT_GE(Clock::now() - handed_at, 200ms);
 
-  // The statement may still run on the mirror: it is cancelled there.
-  ASSERT_TRUE(run_until([&] { return server_.cancels().size() == 1; }));
-  EXPECT_EQ(server_.cancels()[0].process_id, ScriptedServer::key(0).process_id);
-  EXPECT_EQ(server_.cancels()[0].secret_key, ScriptedServer::key(0).secret_key);
+  // The statement may still run on the mirror: it is cancelled there, again and again while
+  // the mirror does not answer (a cancel that came before the query started did nothing).
+  ASSERT_TRUE(run_until([&] { return server_.cancels().size() == 4; }));
+  for (const auto& cancel : server_.cancels()) {
+    EXPECT_EQ(cancel.process_id, ScriptedServer::key(0).process_id);
+    EXPECT_EQ(cancel.secret_key, ScriptedServer::key(0).secret_key);
+  }
 
   // The stalled connection is never used again: the next request opens another.
   c.autocommit("INSERT after");
@@ -338,6 +341,23 @@ TEST_F(MirrorWorker, StalledMirrorTimesOutIsCancelledAndNotReused) {
   EXPECT_EQ(database_.queries(0), std::vector<std::string>{"INSERT stall"});
   EXPECT_EQ(database_.queries(1), std::vector<std::string>{"INSERT after"});
   ASSERT_TRUE(run_until([&] { return server_.closed_by_client(0); }));
+}
+
+TEST_F(MirrorWorker, TimedOutQueryThatStopsOnTheFirstCancelIsCancelledOnce) {
+  MirrorSettings settings;
+  settings.timeout = 200ms;
+  start(settings);
+  auto& c = client();
+  c.autocommit("INSERT stall");
+  ASSERT_TRUE(run_until([&] { return server_.cancels().size() == 1; }));
+  // As PostgreSQL answers a cancelled statement.
+  server_.send(0, wire::error("57014", "ERROR", "canceling statement due to user request") +
+                      wire::ready('I'));
+  EXPECT_EQ(settled(1), (Counts{.handed = 1, .timeout = 1}));  // still not confirmed in time
+  c.autocommit("INSERT after");
+  EXPECT_EQ(settled(2), (Counts{.handed = 2, .success = 1, .timeout = 1}));
+  EXPECT_EQ(server_.cancels().size(), 1u);  // the answer ended the cancelling
+  EXPECT_EQ(server_.connections(), 2u);     // and the connection was not reused
 }
 
 class MirrorWorkerQueue : public MirrorWorker, public ::testing::WithParamInterface<int> {};
