@@ -109,12 +109,17 @@ bool Exchange::pinned() const {
 
 void Exchange::note(const protocol::sql::SessionEffects& e) {
   auto& s = session();
+  // In session mode the server keeps the client's settings itself: only a RESET that must
+  // return to a value the client sent at login needs the proxy.
+  const bool session_mode = mode_ == config::PoolerMode::session;
   for (const auto& setting : e.settings) {
     if (setting.local) continue;  // gone with the transaction
+    const bool startup = setting.reset && s.startup.get(setting.name);
+    if (session_mode && !startup) continue;
     s.touched.push_back({setting.name, setting.reset});
-    s.reset_startup = s.reset_startup || (setting.reset && s.startup.get(setting.name));
+    s.reset_startup = s.reset_startup || startup;
   }
-  if (e.reset_all) {
+  if (e.reset_all && (!session_mode || !s.startup.empty())) {
     s.reset_all = true;
     s.reset_startup = s.reset_startup || !s.startup.empty();
   }

@@ -162,9 +162,9 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   out.push_back(std::move(servers));
   for (auto& c : counters)
     out.push_back(std::move(c));
-  out.push_back(std::move(duration));
   out.push_back(std::move(pinned));
   out.push_back(std::move(pins));
+  out.push_back(std::move(duration));
 }
 
 }  // namespace pgdog::stats
