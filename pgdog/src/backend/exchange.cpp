@@ -246,6 +246,15 @@ void Exchange::prepare_frame(const protocol::Frame& f, ServerState& server) {
   if (tap_ && !answered_here) tap_->client_frame(f);
 }
 
+std::optional<std::string_view> Exchange::answer_alone(std::string_view batch) {
+  if (!rewriter_ || !rewriter_->can_answer_alone(batch, max_message_size_)) return std::nullopt;
+  rewritten_.clear();
+  rewriter_->answer_alone(batch, max_message_size_, rewritten_);
+  pending_ = 0;
+  unsynced_ = false;
+  return std::string_view(rewritten_);
+}
+
 std::string Exchange::fail(std::string_view batch, const protocol::ErrorSpec& error) {
   // As PostgreSQL answers a batch whose first message fails: one error, then nothing but
   // ReadyForQuery at each Sync; each simple Query fails on its own.

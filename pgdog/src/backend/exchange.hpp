@@ -113,6 +113,10 @@ class Exchange {
   // What to send to the server for a batch read_client() accepted: `batch` itself, or bytes
   // rewritten for this server's statement cache. Shows the tap what goes.
   std::string_view prepare(std::string_view batch, ServerState& server);
+  // A batch that needs no server (Parse of statements a server accepted, Describe of known
+  // statements, Sync): its answers, and nothing is outstanding afterwards. Nothing when the
+  // batch needs a server.
+  std::optional<std::string_view> answer_alone(std::string_view batch);
   // No server could be had for `batch`: the answers PostgreSQL would give, each request failed
   // with `error`. Nothing is outstanding afterwards.
   std::string fail(std::string_view batch, const protocol::ErrorSpec& error);

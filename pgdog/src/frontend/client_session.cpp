@@ -254,7 +254,14 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   if (received > 0) PoolCounters::add(counters().bytes_received, received);
   const auto batch = exchange_.read_client(in_.readable());
   if (batch.started) request_started_ = Clock::now();
-  const std::string_view frames = in_.readable().substr(0, batch.size);
+  std::string_view frames = in_.readable().substr(0, batch.size);
+  if (!frames.empty() && !server_) {
+    // A client that only prepares what servers already know does not wait for one.
+    if (const auto answers = exchange_.answer_alone(frames)) {
+      frames = {};
+      if (!co_await deliver(*answers)) co_return false;
+    }
+  }
   bool attached = !frames.empty() && (server_ || try_attach());
   if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
   if (attached) {
