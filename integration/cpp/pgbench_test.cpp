@@ -15,11 +15,13 @@ std::string pgbench(int port, const std::string& args) {
          " " + kBenchDb;
 }
 
-PgdogConfig bench_config(const std::string& mode) {
+// pool_size 0: the default.
+PgdogConfig bench_config(const std::string& mode, int pool_size = 0) {
+  const std::string pool = pool_size > 0 ? "pool_size = " + std::to_string(pool_size) : "";
   return PgdogConfig()
       .set_string("pooler_mode", mode)
       .with_databases(database_toml("pgdog", env()->primary_port) +
-                      database_toml(kBenchDb, env()->primary_port))
+                      database_toml(kBenchDb, env()->primary_port, "", pool))
       .with_users(user_toml("pgdog", "pgdog", std::string("pgdog")) +
                   user_toml("pgdog", kBenchDb, std::string("pgdog")));
 }
@@ -42,14 +44,15 @@ class PgbenchTest : public IntegrationTest {
     ASSERT_EQ(r.exit_code, 0) << r.describe();
   }
 
-  void run_bench(const std::string& mode, const std::string& protocol) {
+  void run_bench(const std::string& mode, const std::string& protocol,
+                 const std::string& clients = "-c 8 -j 2", int pool_size = 0) {
     ensure_initialized();
     if (HasFatalFailure()) return;
     const long long before = history_rows();
-    Pgdog pgdog(bench_config(mode));
+    Pgdog pgdog(bench_config(mode, pool_size));
     ASSERT_TRUE(pgdog.started());
-    auto r =
-        run_command(pgbench(pgdog.port(), "-n --protocol=" + protocol + " -c 8 -j 2 -T 5"), 90s);
+    auto r = run_command(
+        pgbench(pgdog.port(), "-n --protocol=" + protocol + " " + clients + " -T 5"), 90s);
     ASSERT_EQ(r.exit_code, 0) << r.describe();
     const long long processed =
         match_number(r.out, R"(number of transactions actually processed: (\d+))");
@@ -105,6 +108,12 @@ TEST_F(PgbenchTest, ExtendedProtocolTransactionMode) {
 
 TEST_F(PgbenchTest, PreparedProtocolSessionMode) {
   run_bench("session", "prepared");
+}
+
+// pgbench 15 prepares each statement with a blocking PQprepare while the other clients of its
+// thread hold every server inside their transactions: the prepare must not need a server.
+TEST_F(PgbenchTest, PreparedProtocolTransactionModeMoreClientsThanServers) {
+  run_bench("transaction", "prepared", "-c 16 -j 2", 4);
 }
 
 }  // namespace

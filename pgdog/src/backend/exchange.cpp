@@ -60,6 +60,20 @@ std::string literal(std::string_view text) {
   return out;
 }
 
+// What the settle query asks a server to learn what it holds for the client, in sql::Pin
+// order: a count (or a boolean) each, non-zero when some is held.
+constexpr std::array<std::string_view, protocol::sql::kPinKinds> kPinProbes = {
+    "(SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())",
+    "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = "
+    "pg_catalog.pg_backend_pid())",
+    "(SELECT count(*) FROM pg_catalog.pg_listening_channels())",
+    "(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)",
+    "(SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)",
+    // The role the connection logged in as, against the one SET SESSION AUTHORIZATION chose.
+    "(SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid() "
+    "AND usename <> session_user)",
+};
+
 }  // namespace
 
 // What few clients have: the parameters they sent at login, the settings they changed in the
@@ -75,8 +89,13 @@ struct Exchange::Session {
   bool reset_startup = false;  // a RESET of a parameter in `startup`: its value is due back
   bool committed = true;       // how the transaction whose settings are settled ended
   std::vector<std::string> reading;  // the names settle_query() asked for, in order
-  std::array<std::set<std::string>, protocol::sql::kPinKinds> objects;
-  int locks = 0;
+  // Server-only state (bits of 1 << sql::Pin): what the server said it holds, what statements
+  // since then may have created, whether to ask again at the transaction's end, and whether
+  // the settle query now running asks.
+  std::uint8_t held = 0;
+  std::uint8_t suspect = 0;
+  bool probe = false;
+  bool probing = false;
 
   bool was_reset(std::string_view name) const {
     for (auto it = touched.rbegin(); it != touched.rend(); ++it) {
@@ -100,12 +119,7 @@ void Exchange::set_startup(const protocol::Params& startup) {
   if (!startup.empty()) session().startup = startup;
 }
 
-bool Exchange::pinned() const {
-  if (!session_) return false;
-  if (session_->locks > 0) return true;
-  return std::any_of(session_->objects.begin(), session_->objects.end(),
-                     [](const auto& names) { return !names.empty(); });
-}
+bool Exchange::pinned() const { return session_ && session_->held != 0; }
 
 void Exchange::note(const protocol::sql::SessionEffects& e) {
   auto& s = session();
@@ -124,24 +138,12 @@ void Exchange::note(const protocol::sql::SessionEffects& e) {
     s.reset_startup = s.reset_startup || !s.startup.empty();
   }
   if (mode_ != config::PoolerMode::transaction || !pinning_) return;
-  using protocol::sql::Pin;
-  using protocol::sql::SessionEffects;
-  auto pin = [&](Pin kind) {
-    dirty_ = true;
-    new_pins_ |= SessionEffects::bit(kind);
-  };
-  for (const auto& o : e.created) {
-    const bool was = !s.objects[static_cast<std::size_t>(o.kind)].empty();
-    if (!was) pin(o.kind);
-    s.objects[static_cast<std::size_t>(o.kind)].insert(o.name);
-  }
-  for (const auto& o : e.dropped) s.objects[static_cast<std::size_t>(o.kind)].erase(o.name);
-  if (e.locks > 0 && s.locks == 0) pin(Pin::advisory_lock);
-  s.locks = std::max(0, s.locks + e.locks);
-  for (std::size_t k = 0; k < protocol::sql::kPinKinds; ++k) {
-    if ((e.cleared & (1U << k)) != 0) s.objects[k].clear();
-  }
-  if ((e.cleared & SessionEffects::bit(Pin::advisory_lock)) != 0) s.locks = 0;
+  // Whether state was created or ended is read back from the server when the transaction
+  // ends (a lock may not be granted, a DROP may fail, a transaction may roll back).
+  if (e.pin_kinds() == 0) return;
+  s.probe = true;
+  for (const auto& o : e.created) s.suspect |= protocol::sql::SessionEffects::bit(o.kind);
+  if (e.locks > 0) s.suspect |= protocol::sql::SessionEffects::bit(protocol::sql::Pin::advisory_lock);
 }
 
 void Exchange::observe(const protocol::Frame& f) {
@@ -154,6 +156,13 @@ void Exchange::observe(const protocol::Frame& f) {
     auto p = protocol::decode_parse(f.body);
     if (!p) return;
     sql = p->query;
+  } else if (f.type == fe::kBind) {
+    // A statement prepared once may run many times: what it does is noted at each run.
+    auto b = protocol::decode_bind(f.body);
+    if (!b || b->statement.empty() || !rewriter_) return;
+    auto it = statements_.find(std::string(b->statement));
+    if (it == statements_.end() || !it->second->affects_session) return;
+    sql = it->second->query;
   } else {
     return;
   }
@@ -376,7 +385,7 @@ void Exchange::on_ready(const protocol::Frame& f, ServerState& server, ServerEve
   copy_in_ = false;
   ++events.queries;
   events.request_done = events.request_done || pending_ == 0;
-  if (session_ && (!session_->touched.empty() || session_->reset_all)) {
+  if (session_ && (!session_->touched.empty() || session_->reset_all || session_->probe)) {
     // Read back at the transaction's end (what it left), or at once when a RESET must return
     // to the client's own value for the rest of the transaction.
     if (status == 'I') {
@@ -436,13 +445,41 @@ std::string Exchange::settle_query(const ServerState& server) {
       for (const auto& [name, value] : server.applied.items()) add(name);
     }
   }
-  if (s.reading.empty()) return {};
+  s.probing = s.probe && !block;
+  if (s.reading.empty() && !s.probing) return {};
   std::string sql = "SELECT ";
   for (std::size_t i = 0; i < s.reading.size(); ++i) {
     if (i > 0) sql += ", ";
     sql += "current_setting(" + literal(s.reading[i]) + ", true)";
   }
+  if (s.probing) {
+    for (const auto probe : kPinProbes) {
+      if (sql.size() > 7) sql += ", ";
+      sql += probe;
+    }
+  }
   return sql;
+}
+
+void Exchange::settle_pins(const std::vector<std::optional<std::string>>& row) {
+  auto& s = session();
+  if (!s.probing) return;
+  std::uint8_t held = 0;
+  for (std::size_t k = 0; k < kPinProbes.size(); ++k) {
+    const std::size_t i = s.reading.size() + k;
+    if (i < row.size() && row[i] && *row[i] != "0") held |= static_cast<std::uint8_t>(1U << k);
+  }
+  hold(held);
+}
+
+void Exchange::hold(std::uint8_t held) {
+  auto& s = session();
+  new_pins_ |= static_cast<std::uint8_t>(held & ~s.held);
+  dirty_ = dirty_ || held != 0;
+  s.held = held;
+  s.probe = false;
+  s.probing = false;
+  s.suspect = 0;
 }
 
 bool Exchange::settled(const std::vector<std::optional<std::string>>& row, ServerState& server) {
@@ -480,6 +517,7 @@ bool Exchange::settled(const std::vector<std::optional<std::string>>& row, Serve
     s.reset_all = false;
   }
   s.reset_startup = false;
+  settle_pins(row);
   settle_due_ = false;
   server.synced_hash = sync ? 0 : params_.hash();
   return sync;
@@ -519,6 +557,8 @@ void Exchange::settle_failed() {
     session_->touched.clear();
     session_->reset_all = false;
     session_->reset_startup = false;
+    // Unknown: what the statements may have created counts as held.
+    if (session_->probing) hold(static_cast<std::uint8_t>(session_->held | session_->suspect));
   }
 }
 

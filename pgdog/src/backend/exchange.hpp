@@ -170,6 +170,8 @@ class Exchange {
   void observe(const protocol::Frame& f);
   bool committed(bool explicit_block) const;
   void note(const protocol::sql::SessionEffects& e);
+  void settle_pins(const std::vector<std::optional<std::string>>& row);
+  void hold(std::uint8_t held);
   struct Session;  // state few clients have: made on first use
   Session& session();
   std::unique_ptr<Session> session_;

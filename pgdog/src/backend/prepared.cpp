@@ -1,9 +1,12 @@
 #include "backend/prepared.hpp"
 
+#include "protocol/session_sql.hpp"
+
 #include <cctype>
 #include <cstring>
 
 #include "protocol/messages.hpp"
+#include "protocol/session_sql.hpp"
 #include "protocol/sql.hpp"
 
 namespace pgdog::backend {
@@ -68,6 +71,7 @@ StatementPtr StatementRegistry::intern(std::string_view query, std::string_view 
   s->query = std::string(query);
   s->param_types = std::string(param_types);
   protocol::write_parse(s->parse, s->name, s->query, s->param_types);
+  s->affects_session = !protocol::sql::session_effects(s->query).empty();
   StatementPtr shared = std::move(s);
   by_key_[std::move(key)] = shared;
   // Sweep dead entries now and then so the index does not grow with abandoned statements.

@@ -34,6 +34,7 @@ struct Statement {
   std::string query;
   std::string param_types;  // raw: int16 count then int32 OIDs
   std::string parse;        // a ready Parse frame under the global name
+  bool affects_session = false;  // it may SET, create server-only state, ... (sql::session_effects)
 
   // What servers said of it, so that a client preparing it again is answered without one:
   // whether a server accepted it, and its description (ParameterDescription, then

@@ -265,10 +265,13 @@ void on_calls(Words& w, SessionEffects& e) {
     if (iequals(f, "pg_advisory_lock") || iequals(f, "pg_advisory_lock_shared") ||
         iequals(f, "pg_try_advisory_lock") || iequals(f, "pg_try_advisory_lock_shared")) {
       ++e.locks;
+      e.advisory = true;
     } else if (iequals(f, "pg_advisory_unlock") || iequals(f, "pg_advisory_unlock_shared")) {
       --e.locks;
+      e.advisory = true;
     } else if (iequals(f, "pg_advisory_unlock_all")) {
       e.cleared |= SessionEffects::bit(Pin::advisory_lock);
+      e.advisory = true;
     } else if (iequals(f, "set_config") && i + 2 < t.size() && t[i + 1].text == "(" &&
                t[i + 2].type == Tok::string) {
       add_setting(e, lower(string_literal(t[i + 2])), false, false);
@@ -323,6 +326,14 @@ bool may_have_effects(std::string_view query) {
 }
 
 }  // namespace
+
+std::uint8_t SessionEffects::pin_kinds() const {
+  std::uint8_t kinds = cleared;
+  for (const auto& o : created) kinds |= bit(o.kind);
+  for (const auto& o : dropped) kinds |= bit(o.kind);
+  if (advisory) kinds |= bit(Pin::advisory_lock);
+  return kinds;
+}
 
 const char* to_string(Pin p) {
   switch (p) {

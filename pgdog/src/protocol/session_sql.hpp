@@ -38,12 +38,15 @@ struct SessionEffects {
   std::vector<Object> created;  // CREATE TEMP TABLE t, LISTEN c, PREPARE p, DECLARE c ... WITH HOLD
   std::vector<Object> dropped;  // DROP TABLE t, UNLISTEN c, DEALLOCATE p, CLOSE c
   int locks = 0;                // session advisory locks taken (+) and released (-)
+  bool advisory = false;        // a session advisory lock function is called (even if net 0)
   std::uint8_t cleared = 0;     // a bit per Pin: all of that kind gone (DISCARD ALL, UNLISTEN *, ...)
 
   bool empty() const {
-    return settings.empty() && !reset_all && created.empty() && dropped.empty() && locks == 0 &&
+    return settings.empty() && !reset_all && created.empty() && dropped.empty() && !advisory &&
            cleared == 0;
   }
+  // A bit per Pin: the kinds of server-only state these statements may create or end.
+  std::uint8_t pin_kinds() const;
   static constexpr std::uint8_t bit(Pin p) {
     return static_cast<std::uint8_t>(1U << static_cast<unsigned>(p));
   }

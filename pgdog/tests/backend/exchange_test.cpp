@@ -496,35 +496,112 @@ TEST(ExchangeSession, ResetInsideABlockIsSettledAtOnce) {
   EXPECT_EQ(c.next(), Next::client);
 }
 
+// What the server answers the settle query's pin columns with: which kinds it holds.
+std::vector<std::optional<std::string>> holding(std::initializer_list<protocol::sql::Pin> kinds) {
+  std::vector<std::optional<std::string>> row(protocol::sql::kPinKinds, std::string("0"));
+  for (auto k : kinds) row[static_cast<std::size_t>(k)] = std::string("1");
+  return row;
+}
+
+using protocol::sql::Pin;
+using protocol::sql::SessionEffects;
+
 TEST(ExchangeSession, TemporaryTablePinsUntilDropped) {
   Conversation c;
   c.client(wire::query("CREATE TEMP TABLE t (x int)"));
   c.answer(wire::complete("CREATE TABLE") + wire::ready());
+  // Whether it exists is asked of the server (the CREATE may have failed).
+  ASSERT_EQ(c.next(), Next::settle);
+  EXPECT_NE(c.exchange.settle_query(c.server).find("pg_my_temp_schema()"), std::string::npos);
+  c.exchange.settled(holding({Pin::temp_table}), c.server);
   EXPECT_TRUE(c.exchange.pinned());
-  EXPECT_EQ(c.exchange.take_pins(), protocol::sql::SessionEffects::bit(protocol::sql::Pin::temp_table));
+  EXPECT_EQ(c.exchange.take_pins(), SessionEffects::bit(Pin::temp_table));
   EXPECT_EQ(c.next(), Next::client);  // the server stays with the client
+  c.client(wire::query("SELECT * FROM t"));
+  c.answer(wire::complete("SELECT 0") + wire::ready());
+  EXPECT_EQ(c.next(), Next::client);  // nothing to ask: still pinned
   c.client(wire::query("DROP TABLE t"));
   c.answer(wire::complete("DROP TABLE") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settled(holding({}), c.server);
   EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_EQ(c.exchange.take_pins(), 0);
   EXPECT_TRUE(c.exchange.dirty());  // reset before anyone else gets it
   EXPECT_EQ(c.next(), Next::release);
 }
 
-TEST(ExchangeSession, AdvisoryLocksListenPrepareAndCursorsPin) {
-  for (auto sql : {"SELECT pg_advisory_lock(1)", "LISTEN jobs", "PREPARE q AS SELECT 1",
-                   "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET SESSION AUTHORIZATION bob"}) {
+TEST(ExchangeSession, WhatTheServerHoldsDecides) {
+  const std::pair<const char*, Pin> cases[] = {
+      {"SELECT pg_advisory_lock(1)", Pin::advisory_lock},
+      {"LISTEN jobs", Pin::listen},
+      {"PREPARE q AS SELECT 1", Pin::prepare},
+      {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", Pin::cursor},
+      {"SET SESSION AUTHORIZATION bob", Pin::authorization}};
+  for (const auto& [sql, kind] : cases) {
     Conversation c;
     c.client(wire::query(sql));
     c.answer(wire::complete("X") + wire::ready());
+    ASSERT_EQ(c.next(), Next::settle) << sql;
+    c.exchange.settle_query(c.server);
+    c.exchange.settled(holding({kind}), c.server);
     EXPECT_TRUE(c.exchange.pinned()) << sql;
+    EXPECT_EQ(c.exchange.take_pins(), SessionEffects::bit(kind)) << sql;
     EXPECT_EQ(c.next(), Next::client) << sql;
   }
+  // A lock that was not granted (or a statement that failed) leaves nothing: no pin.
   Conversation c;
-  c.client(wire::query("SELECT pg_advisory_lock(1)"));
+  c.client(wire::query("SELECT pg_try_advisory_lock(1)"));
   c.answer(wire::complete("SELECT 1") + wire::ready());
-  c.client(wire::query("SELECT pg_advisory_unlock(1)"));
-  c.answer(wire::complete("SELECT 1") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settled(holding({}), c.server);
   EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, PinsAreAskedAtTheEndOfTheTransaction) {
+  Conversation c;
+  c.client(wire::query("BEGIN"));
+  c.answer(wire::complete("BEGIN") + wire::ready('T'));
+  c.client(wire::query("SELECT pg_advisory_lock(1)"));
+  c.answer(wire::complete("SELECT 1") + wire::ready('T'));
+  EXPECT_EQ(c.next(), Next::client);
+  c.client(wire::query("COMMIT"));
+  c.answer(wire::complete("COMMIT") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settled(holding({Pin::advisory_lock}), c.server);
+  EXPECT_TRUE(c.exchange.pinned());
+}
+
+TEST(ExchangeSession, UnansweredPinQuestionCountsWhatMayHaveBeenCreated) {
+  Conversation c;
+  c.client(wire::query("LISTEN jobs; SELECT pg_advisory_unlock(2)"));
+  c.answer(wire::complete("LISTEN") + wire::complete("SELECT 1") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settle_failed();
+  EXPECT_TRUE(c.exchange.pinned());
+  EXPECT_EQ(c.exchange.take_pins(), SessionEffects::bit(Pin::listen));
+}
+
+TEST(ExchangeSession, APreparedStatementIsNotedEachTimeItRuns) {
+  StatementRegistry registry;
+  Rewriting c(registry);
+  c.client(wire::parse("lock", "SELECT pg_advisory_lock($1)") + wire::sync());
+  c.answer(wire::parse_complete() + wire::ready());
+  if (c.next() == Next::settle) {
+    c.exchange.settle_query(c.server);
+    c.exchange.settled(holding({}), c.server);
+  }
+  ASSERT_FALSE(c.exchange.pinned());
+  c.client(wire::bind("lock") + wire::execute() + wire::sync());
+  c.answer(wire::bind_complete() + wire::complete("SELECT 1") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settled(holding({Pin::advisory_lock}), c.server);
+  EXPECT_TRUE(c.exchange.pinned());
 }
 
 TEST(ExchangeSession, PinningOffBehavesAsBefore) {
