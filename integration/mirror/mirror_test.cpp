@@ -569,6 +569,66 @@ TEST_F(MirrorTest, SessionModeKeepsSessionStateOnTheMirror) {
   EXPECT_EQ(column(m, rows), primary);
 }
 
+TEST_F(MirrorTest, PinnedTransactionModeClientKeepsItsStateOnTheMirror) {
+  const std::string db = "mirror_it_pinned";
+  ASSERT_NO_FATAL_FAILURE(use_database(db));
+  on_both(db, {"CREATE TABLE t (id int PRIMARY KEY, note text)"});
+  MirrorSetup setup{db, "queue_length = 100000\n"};
+  // Every connection that goes back to a pool is replaced: state survives only on a connection
+  // its client keeps, on the primary and on the mirror.
+  Pgdog pgdog(mirror_config(setup).set("default_pool_size", "3").set("server_lifetime", "1"));
+  ASSERT_TRUE(pgdog.started());
+  MirrorWatch watch(pgdog, setup.metrics_port);
+  ASSERT_TRUE(watch.wait_metrics());
+
+  long long mirrored = 0;
+  auto ok = [&](Conn& c, const std::string& sql) {
+    ASSERT_NO_FATAL_FAILURE(must(c, sql));
+    ++mirrored;
+  };
+  std::vector<Conn> others;
+  for (int i = 0; i < 2; ++i) others.push_back(client(pgdog, db));
+  int next_id = 100;
+  auto interleave = [&] {
+    for (auto& o : others) {
+      ASSERT_NO_FATAL_FAILURE(ok(o, "INSERT INTO t VALUES (" + std::to_string(next_id++) + ", 'other')"));
+    }
+  };
+  auto a = client(pgdog, db);
+  ASSERT_NO_FATAL_FAILURE(ok(a, "SET application_name = 'pinned_a'"));
+  ASSERT_NO_FATAL_FAILURE(ok(a, "CREATE TEMP TABLE tmp (id int)"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+  ASSERT_NO_FATAL_FAILURE(ok(a, "INSERT INTO tmp VALUES (1), (2)"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+  ASSERT_NO_FATAL_FAILURE(ok(a, "PREPARE ins(int) AS INSERT INTO t VALUES ($1, current_setting('application_name'))"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+  ASSERT_NO_FATAL_FAILURE(ok(a, "INSERT INTO t SELECT id, 'from tmp' FROM tmp"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+  ASSERT_NO_FATAL_FAILURE(ok(a, "EXECUTE ins(3)"));
+  ASSERT_NO_FATAL_FAILURE(ok(a, "DEALLOCATE ins"));
+  ASSERT_NO_FATAL_FAILURE(ok(a, "DROP TABLE tmp"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+  // Unpinned now: the client's settings still follow it on the mirror.
+  ASSERT_NO_FATAL_FAILURE(ok(a, "INSERT INTO t VALUES (4, current_setting('application_name'))"));
+  ASSERT_NO_FATAL_FAILURE(interleave());
+
+  const auto counts = watch.wait_drained(mirrored);
+  EXPECT_EQ(counts.success, mirrored) << counts.describe();
+  EXPECT_EQ(counts.failure, 0) << counts.describe();
+  EXPECT_EQ(counts.dropped, 0) << counts.describe();
+  auto p = connect_primary(db);
+  auto m = connect_mirror(db);
+  const std::string rows = "SELECT id || ':' || coalesce(note, '') FROM t ORDER BY id";
+  const auto primary = column(p, rows);
+  EXPECT_EQ(primary.size(), static_cast<std::size_t>(4 + next_id - 100));
+  EXPECT_EQ(column(m, rows), primary);
+  // Nothing of the client is left on a mirror connection that others share.
+  auto leftovers = m.exec(
+      "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE n.nspname LIKE 'pg_temp%' AND c.relname = 'tmp'");
+  EXPECT_EQ(leftovers.at(0), "0") << leftovers.describe();
+}
+
 TEST_F(MirrorTest, FailedOrRolledBackTransactionsAreNotMirrored) {
   const std::string db = "mirror_it_rollback";
   ASSERT_NO_FATAL_FAILURE(use_database(db));

@@ -322,6 +322,9 @@ ServerChunk Exchange::read_server(std::string_view data, ServerState& server) {
         assembling = true;
       }
     }
+    if (tap_ && f.type == be::kReadyForQuery) {
+      tap_->keeps_server(pinned() || (session_ && session_->probe));
+    }
     if (tap_ && tap_->wants_server_frame(f.type)) tap_->server_frame(f);
     return on_server_frame(f, server, chunk.events);
   };

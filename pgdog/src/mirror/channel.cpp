@@ -5,7 +5,7 @@ namespace pgdog::mirror {
 namespace {
 
 // Held by pointer: GCC 12 miscompiles a coroutine taking this move-only type by value.
-Task<void> reset_and_release(std::shared_ptr<backend::Lease> lease) {
+Task<void> reset(std::shared_ptr<backend::Lease> lease) {
   const bool reusable = co_await (*lease)->reset_session();
   if (!reusable) (*lease)->mark_broken();
 }
@@ -14,9 +14,13 @@ Task<void> reset_and_release(std::shared_ptr<backend::Lease> lease) {
 
 Channel::~Channel() {
   if (on_close) on_close();
+  reset_and_release(std::move(lease));
+}
+
+void reset_and_release(backend::Lease lease) {
   if (!lease || lease->broken()) return;
   auto executor = lease->stream().socket().get_executor();
-  asio::co_spawn(executor, reset_and_release(std::make_shared<backend::Lease>(std::move(lease))),
+  asio::co_spawn(executor, reset(std::make_shared<backend::Lease>(std::move(lease))),
                  log_errors("mirror session reset"));
 }
 

@@ -35,4 +35,8 @@ struct Channel {
   std::atomic<Clock::rep> down_until{0};
 };
 
+// Resets a mirror connection that held a session's state (DISCARD ALL) and gives it back to its
+// pool, in the background; a connection that cannot be reset is closed.
+void reset_and_release(backend::Lease lease);
+
 }  // namespace pgdog::mirror

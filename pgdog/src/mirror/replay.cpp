@@ -88,6 +88,7 @@ Task<void> Replay::exchange() {
 Task<bool> Replay::lease() {
   if (channel_.lease && !channel_.lease->broken() && channel_.lease.pool() == pool_.get()) {
     lease_ = std::move(channel_.lease);  // the session's own mirror connection
+    reused_ = true;
     co_return true;
   }
   channel_.lease = backend::Lease{};
@@ -181,7 +182,14 @@ void Replay::time_out() {
 void Replay::keep_lease() {
   // A session keeps its connection for its next request (a broken one goes: the session's
   // state on the mirror is lost with it, and what depends on it fails there, as it should).
-  if (channel_.pinned && lease_ && !lease_->broken()) channel_.lease = std::move(lease_);
+  if (!lease_ || lease_->broken()) return;
+  if (channel_.pinned || request_.keep_server) {
+    channel_.lease = std::move(lease_);
+  } else if (reused_) {
+    // A transaction-mode client that was pinned is no longer: its connection is reset before
+    // the pool shares it, as on the primary.
+    reset_and_release(std::move(lease_));
+  }
 }
 
 void Replay::fail(backend::ServerConnection* server, std::string why) {

@@ -70,6 +70,7 @@ class Replay {
   backend::Lease lease_;
   ReplayEnd end_;
   bool sent_ = false;       // the request went to the mirror server
+  bool reused_ = false;     // the lease is the one the channel kept
   bool timed_out_ = false;  // mirror_timeout passed first
 };
 

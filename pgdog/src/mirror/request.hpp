@@ -52,6 +52,9 @@ struct Request {
   // The primary's result for each statement, in order (empty with compare = off).
   std::vector<StatementResult> results;
   std::uint64_t primary_us = 0;  // time the primary spent on it, without the client's think time
+  // The client keeps its server after it (transaction mode, pinned): the mirror connection
+  // that replays it stays with the client's channel for the next one.
+  bool keep_server = false;
   Clock::time_point created = Clock::now();
 };
 using RequestPtr = std::shared_ptr<const Request>;

@@ -244,6 +244,7 @@ RequestPtr Tap::make_request(std::size_t end) {
   request->primary_errors = errors_;
   request->results = std::move(results_);
   request->primary_us = busy_us_;
+  request->keep_server = keeps_server_;
   return request;
 }
 

@@ -40,6 +40,7 @@ class Tap : public backend::FrameTap {
   void server_frame(const protocol::Frame& frame) override;
   // Pieces of a row too large to arrive whole (compare = results hashes them too).
   void server_piece(char type, std::string_view bytes) override;
+  void keeps_server(bool keeps) override { keeps_server_ = keeps; }
 
   bool wants_server_frame(char type) const override {
     return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
@@ -72,6 +73,7 @@ class Tap : public backend::FrameTap {
   bool classify_ = false;  // some mirror filters by level
   bool compare_tags_ = false;  // some mirror compares results: collect the primary's
   bool compare_rows_ = false;  // ... including a hash of the rows
+  bool keeps_server_ = false;  // the client's transaction ends pinned (see keeps_server())
 
   std::string buffer_;
   std::deque<Segment> segments_;

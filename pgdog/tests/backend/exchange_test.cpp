@@ -330,6 +330,8 @@ struct RecordingTap : FrameTap {
   void server_frame(const protocol::Frame& f) override { server_types.push_back(f.type); }
   bool wants_pieces() const override { return false; }
   void server_piece(char, std::string_view) override {}
+  void keeps_server(bool keeps) override { kept.push_back(keeps); }
+  std::vector<bool> kept;
 };
 
 TEST(Exchange, TapSeesWhatGoesAndTheAnswersItWants) {
@@ -619,6 +621,32 @@ TEST(ExchangeSession, SessionModeNeverPins) {
   c.answer(wire::complete("CREATE TABLE") + wire::ready());
   EXPECT_FALSE(c.exchange.pinned());
   EXPECT_FALSE(c.exchange.dirty());
+}
+
+}  // namespace
+}  // namespace pgdog::backend
+
+namespace pgdog::backend {
+namespace {
+
+TEST(ExchangeSession, TheTapHearsWhenTheClientKeepsItsServer) {
+  Conversation c;
+  RecordingTap tap;
+  c.exchange.set_tap(&tap);
+  auto run = [&](const std::string& sql, std::initializer_list<protocol::sql::Pin> held) {
+    c.client(wire::query(sql));
+    c.answer(wire::complete("X") + wire::ready());
+    if (c.next() == Next::settle) {
+      c.exchange.settle_query(c.server);
+      c.exchange.settled(holding(held), c.server);
+    }
+  };
+  run("SELECT 1", {});
+  run("CREATE TEMP TABLE t (x int)", {protocol::sql::Pin::temp_table});  // may have made one
+  run("INSERT INTO t VALUES (1)", {});                                   // pinned
+  run("DROP TABLE t", {});                                               // may still have it
+  run("SELECT 2", {});                                                   // gone
+  EXPECT_EQ(tap.kept, (std::vector<bool>{false, true, true, true, false}));
 }
 
 }  // namespace
