@@ -66,6 +66,8 @@ REQUIRED_FAMILIES = [
     "pgdog_query_duration_seconds_bucket",
     "pgdog_clients",
     "pgdog_servers",
+    "pgdog_pinned_clients",
+    "pgdog_pins_total",
     "up",
 ]
 
