@@ -92,6 +92,13 @@ TEST_F(SessionStateTest, ASetIsNeverSeenByAnotherClient) {
     EXPECT_EQ(rb.at(0, 2), search_path);
     EXPECT_EQ(rb.at(0, 3), "4s");
   }
+  // Both set the same parameter, each to its own value, on the one server they share.
+  run_ok(b, "SET work_mem = '5MB'");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(run_ok(a, "SHOW work_mem"), "7MB") << i;
+    EXPECT_EQ(run_ok(b, "SHOW work_mem"), "5MB") << i;
+    EXPECT_EQ(run_ok(a, "SHOW work_mem"), "7MB") << i;
+  }
   // A client that comes later gets the server as a new session would.
   a.close();
   b.close();

@@ -190,9 +190,11 @@ std::optional<std::string> Rewriter::deallocate(std::string_view sql) {
   }
   if (s.empty()) return std::nullopt;
   if (s.size() == 3 && iequals_prefix(s, "ALL")) {
+    // The server must run it too (SQL PREPAREd statements live there); its CommandComplete
+    // tells the exchange that the server's statements are gone.
     mine_.clear();
     ++version_;
-    return std::string("DEALLOCATE ALL");
+    return std::nullopt;
   }
   std::string name;
   if (s.front() == '"') {

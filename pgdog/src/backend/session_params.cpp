@@ -20,6 +20,9 @@ Task<Result<void>> sync_parameters(ServerConnection& server, protocol::Params& d
     }
   }
   if (!sql.empty()) {
+    // What the server says of a parameter now comes only from a ParameterStatus answering
+    // these SETs; most parameters are never reported, and an older value is another client's.
+    for (const auto& name : changed) server.params().erase(name);
     auto r = co_await server.execute(sql);
     if (!r) co_return r.error();
     for (const auto& name : changed) {

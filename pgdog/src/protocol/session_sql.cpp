@@ -100,6 +100,7 @@ void on_set(Words& w, SessionEffects& e) {
       } else {
         e.created.push_back({Pin::authorization, "session"});
       }
+      add_setting(e, "role", true, false);  // a new session user has no role set
       return;
     }
     if (w.skip("CHARACTERISTICS")) {
@@ -141,6 +142,7 @@ void on_reset(Words& w, SessionEffects& e) {
     add_setting(e, "role", true, false);
   } else if (w.is("SESSION") && w.is("AUTHORIZATION", 1)) {
     e.dropped.push_back({Pin::authorization, "session"});
+    add_setting(e, "role", true, false);
   } else if (!w.is("TRANSACTION") &&
              (w.peek().type == Tok::word || w.peek().type == Tok::quoted_ident)) {
     add_setting(e, qualified(w), true, false);
@@ -163,8 +165,18 @@ bool on_commit_drop(const Words& w) {
   return false;
 }
 
+// A name in the temporary schema anywhere in the statement.
+bool mentions_pg_temp(Words& w) {
+  for (const auto& t : w.tokens()) {
+    if (t.type != Tok::word) continue;
+    const std::string name = lower(t.text);
+    if (name == "pg_temp" || name.starts_with("pg_temp_")) return true;
+  }
+  return false;
+}
+
 // CREATE [OR REPLACE] [GLOBAL | LOCAL] [TEMP | TEMPORARY] [UNLOGGED] [RECURSIVE] TABLE | VIEW |
-// SEQUENCE [IF NOT EXISTS] name ...
+// SEQUENCE [IF NOT EXISTS] name ...; any other object only if it is temporary.
 void on_create(Words& w, SessionEffects& e) {
   if (w.is("OR") && w.is("REPLACE", 1)) {
     w.take();
@@ -176,7 +188,11 @@ void on_create(Words& w, SessionEffects& e) {
     temp = temp || w.is("TEMP") || w.is("TEMPORARY");
     w.take();
   }
-  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) return;
+  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) {
+    // Other objects in the temporary schema (statistics, types, functions, ...).
+    if (temp || mentions_pg_temp(w)) e.created.push_back({Pin::temp_table, {}});
+    return;
+  }
   if (w.is("IF") && w.is("NOT", 1) && w.is("EXISTS", 2)) {
     for (int i = 0; i < 3; ++i) w.take();
   }
@@ -208,7 +224,11 @@ void on_select(Words& w, SessionEffects& e) {
 }
 
 void on_drop(Words& w, SessionEffects& e) {
-  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) return;
+  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) {
+    // Any other object may be the last one in the temporary schema: it is read back.
+    e.dropped.push_back({Pin::temp_table, {}});
+    return;
+  }
   if (w.is("IF") && w.is("EXISTS", 1)) {
     w.take();
     w.take();

@@ -123,3 +123,32 @@ TEST(SessionSql, KeywordsInsideStringsAndCommentsAreNotStatements) {
 
 }  // namespace
 }  // namespace pgdog::protocol::sql
+
+namespace pgdog::protocol::sql {
+namespace {
+
+TEST(SessionSql, AnyTemporaryObjectAndAnyDropAreAskedAbout) {
+  EXPECT_EQ(session_effects("CREATE STATISTICS pg_temp.s ON a, b FROM t").pin_kinds(),
+            SessionEffects::bit(Pin::temp_table));
+  EXPECT_EQ(session_effects("CREATE FUNCTION pg_temp.f() RETURNS int AS 'select 1' LANGUAGE sql")
+                .pin_kinds(),
+            SessionEffects::bit(Pin::temp_table));
+  EXPECT_EQ(session_effects("CREATE INDEX i ON t (x)").pin_kinds(), 0);
+  EXPECT_EQ(session_effects("DROP STATISTICS pg_temp.s").pin_kinds(),
+            SessionEffects::bit(Pin::temp_table));
+  EXPECT_EQ(session_effects("SELECT pg_try_advisory_lock(1), pg_advisory_unlock(1)").pin_kinds(),
+            SessionEffects::bit(Pin::advisory_lock));
+}
+
+TEST(SessionSql, SessionAuthorizationResetsTheRole) {
+  for (const char* sql : {"SET SESSION AUTHORIZATION bob", "RESET SESSION AUTHORIZATION",
+                          "SET SESSION AUTHORIZATION DEFAULT"}) {
+    const auto e = session_effects(sql);
+    ASSERT_EQ(e.settings.size(), 1U) << sql;
+    EXPECT_EQ(e.settings[0].name, "role") << sql;
+    EXPECT_TRUE(e.settings[0].reset) << sql;
+  }
+}
+
+}  // namespace
+}  // namespace pgdog::protocol::sql
