@@ -323,7 +323,10 @@ ServerChunk Exchange::read_server(std::string_view data, ServerState& server) {
       }
     }
     if (tap_ && f.type == be::kReadyForQuery) {
-      tap_->keeps_server(pinned() || (session_ && session_->probe));
+      using Keep = FrameTap::Keep;
+      tap_->keeps_server(session_ && session_->probe ? Keep::unknown
+                         : pinned()                  ? Keep::yes
+                                                     : Keep::no);
     }
     if (tap_ && tap_->wants_server_frame(f.type)) tap_->server_frame(f);
     return on_server_frame(f, server, chunk.events);
@@ -483,6 +486,7 @@ void Exchange::hold(std::uint8_t held) {
   s.probe = false;
   s.probing = false;
   s.suspect = 0;
+  if (tap_) tap_->pins_known(held != 0);
 }
 
 bool Exchange::settled(const std::vector<std::optional<std::string>>& row, ServerState& server) {
@@ -566,6 +570,7 @@ void Exchange::settle_failed() {
 }
 
 void Exchange::lose() {
+  if (tap_ && session_ && session_->probe) tap_->pins_known(false);  // the server is gone
   settle_due_ = false;
   tracker_.clear();
   pending_ = 0;

@@ -38,10 +38,13 @@ class FrameTap {
   // Pieces of a row too large to arrive whole, when wants_pieces().
   virtual bool wants_pieces() const = 0;
   virtual void server_piece(char type, std::string_view bytes) = 0;
-  // Said before each ReadyForQuery reaches server_frame(): whether the client keeps state only
-  // its server holds, or may have just created some (transaction mode). Its mirror keeps its
-  // own connection alike, so the state is there for the next transaction.
-  virtual void keeps_server(bool keeps) = 0;
+  // Transaction mode: whether the client keeps its server after the transaction a
+  // ReadyForQuery ends, said before that ReadyForQuery reaches server_frame(); `unknown` when
+  // its statements may have created or ended state only the server holds, until pins_known()
+  // says. The mirror keeps its own connection alike, so the state is there for the next one.
+  enum class Keep : std::uint8_t { no, yes, unknown };
+  virtual void keeps_server(Keep keep) = 0;
+  virtual void pins_known(bool keeps) = 0;
 };
 
 // Whole, valid client frames at the front of what the client sent.

@@ -28,6 +28,8 @@ struct Channel {
   bool listed = false;  // in the queue's ready list
   const bool pinned;
   backend::Lease lease;
+  // Transaction mode: the channel keeps `lease` for a pinned client, and a worker with it.
+  std::atomic<bool> keeps_worker{false};
   std::function<void()> on_close;  // run by the destructor
   // Set by a worker whose checkout failed while the mirror pool backs off (steady clock ticks):
   // until then the session's transactions fail as `connection` at submit, without being queued

@@ -59,15 +59,34 @@ void Mirror::spawn_worker() {
 
 std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
   auto channel = std::make_shared<Channel>(pin);
-  if (pin) {
-    ++workers_wanted_;
-    if (workers_running_.load() < workers_wanted_.load() && !queue_.closed()) spawn_worker();
-    // The worker goes once it has nothing left to do (see worker()).
-    channel->on_close = [weak = weak_from_this()] {
-      if (auto self = weak.lock()) --self->workers_wanted_;
-    };
-  }
+  if (pin) want_worker();
+  // A worker is kept for every channel that keeps a connection: the shared ones may all be
+  // waiting for a connection that such channels hold. It goes once it has nothing left to do
+  // (see worker()).
+  channel->on_close = [weak = weak_from_this(), ch = channel.get()] {
+    auto self = weak.lock();
+    if (self && (ch->pinned || ch->keeps_worker.load(std::memory_order_relaxed))) {
+      --self->workers_wanted_;
+    }
+  };
   return channel;
+}
+
+void Mirror::want_worker() {
+  ++workers_wanted_;
+  if (workers_running_.load() < workers_wanted_.load() && !queue_.closed()) spawn_worker();
+}
+
+void Mirror::keep_worker_for(Channel& channel) {
+  // A transaction-mode client that is pinned keeps its mirror connection (Replay::keep_lease).
+  if (channel.pinned) return;
+  const bool keeps = static_cast<bool>(channel.lease);
+  if (channel.keeps_worker.exchange(keeps, std::memory_order_relaxed) == keeps) return;
+  if (keeps) {
+    want_worker();
+  } else {
+    --workers_wanted_;
+  }
 }
 
 Task<void> Mirror::flush_logs(std::weak_ptr<Mirror> weak) {
@@ -195,6 +214,7 @@ Task<void> Mirror::replay(const Request& request, Channel& channel) {
   Replay replay(request, channel, std::move(pool), registry_, settings.timeout, settings.compare,
                 stats_->cluster());
   co_await replay.run(io_);
+  keep_worker_for(channel);
   auto& end = replay.end();
   if (settings.compare != config::MirrorCompare::off &&
       (end.outcome == MirrorOutcome::success || end.outcome == MirrorOutcome::query)) {

@@ -83,6 +83,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
 
  private:
   Task<void> worker();
+  void want_worker();
+  void keep_worker_for(Channel& channel);
   void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
   Task<void> replay(const Request& request, Channel& channel);

@@ -191,8 +191,10 @@ void Tap::finish_transaction(std::size_t end) {
   const bool rolled_back = last_tag_ == "ROLLBACK";
   const bool committed = !rolled_back && (errors_ == 0 || (explicit_ && last_tag_ == "COMMIT"));
   if (committed) {
-    RequestPtr shared;
-    for (auto& t : targets_) {
+    std::shared_ptr<Request> shared;
+    HeldBack* held = nullptr;
+    for (std::size_t i = 0; i < targets_.size(); ++i) {
+      auto& t = targets_[i];
       if (!t.mirror->admit(*t.channel, traits_)) continue;
       if (too_large_) {
         // admit() counted it as handed, as it does every transaction that the level filter and
@@ -204,6 +206,14 @@ void Tap::finish_transaction(std::size_t end) {
         continue;
       }
       if (!shared) shared = make_request(end);
+      // A transaction after a held-back one waits too: the mirror keeps the client's order.
+      if (keep_ == Keep::unknown || !held_back_.empty()) {
+        if (held == nullptr) {
+          held = &held_back_.emplace_back(HeldBack{shared, {}, keep_ == Keep::unknown});
+        }
+        held->targets.push_back(i);
+        continue;
+      }
       t.mirror->enqueue(t.channel, shared);
     }
   }
@@ -224,7 +234,22 @@ void Tap::finish_transaction(std::size_t end) {
   if (segments_.empty()) too_large_ = false;
 }
 
-RequestPtr Tap::make_request(std::size_t end) {
+Tap::~Tap() { pins_known(false); }
+
+void Tap::pins_known(bool keeps) {
+  // The first held-back transaction is the one whose Keep was unknown; it and those after it,
+  // up to the next unknown one, go to the mirror in the client's order.
+  std::size_t done = 0;
+  for (auto& held : held_back_) {
+    if (held.unknown && done > 0) break;
+    if (held.unknown) held.request->keep_server = keeps;
+    for (const auto i : held.targets) targets_[i].mirror->enqueue(targets_[i].channel, held.request);
+    ++done;
+  }
+  held_back_.erase(held_back_.begin(), held_back_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+std::shared_ptr<Request> Tap::make_request(std::size_t end) {
   if (!snapshot_ || snapshot_->hash() != params_.hash()) {
     snapshot_ = std::make_shared<const protocol::Params>(params_);
   }
@@ -244,7 +269,7 @@ RequestPtr Tap::make_request(std::size_t end) {
   request->primary_errors = errors_;
   request->results = std::move(results_);
   request->primary_us = busy_us_;
-  request->keep_server = keeps_server_;
+  request->keep_server = keep_ == Keep::yes;
   return request;
 }
 

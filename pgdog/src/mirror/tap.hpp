@@ -40,7 +40,9 @@ class Tap : public backend::FrameTap {
   void server_frame(const protocol::Frame& frame) override;
   // Pieces of a row too large to arrive whole (compare = results hashes them too).
   void server_piece(char type, std::string_view bytes) override;
-  void keeps_server(bool keeps) override { keeps_server_ = keeps; }
+  void keeps_server(Keep keep) override { keep_ = keep; }
+  void pins_known(bool keeps) override;
+  ~Tap() override;
 
   bool wants_server_frame(char type) const override {
     return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
@@ -54,7 +56,8 @@ class Tap : public backend::FrameTap {
     Traits traits;
   };
   void finish_transaction(std::size_t end);
-  RequestPtr make_request(std::size_t end);  // the transaction's first `end` buffered bytes
+  // The transaction's first `end` buffered bytes.
+  std::shared_ptr<Request> make_request(std::size_t end);
   void track_statement(const protocol::Frame& frame);
   Traits classify(const protocol::Frame& frame);
 
@@ -73,7 +76,14 @@ class Tap : public backend::FrameTap {
   bool classify_ = false;  // some mirror filters by level
   bool compare_tags_ = false;  // some mirror compares results: collect the primary's
   bool compare_rows_ = false;  // ... including a hash of the rows
-  bool keeps_server_ = false;  // the client's transaction ends pinned (see keeps_server())
+  Keep keep_ = Keep::no;  // whether the client keeps its server after this transaction
+  // Transactions whose Keep was unknown wait for pins_known() before they are handed over.
+  struct HeldBack {
+    std::shared_ptr<Request> request;
+    std::vector<std::size_t> targets;
+    bool unknown;  // its own Keep was unknown (else it only waits behind one that was)
+  };
+  std::vector<HeldBack> held_back_;
 
   std::string buffer_;
   std::deque<Segment> segments_;

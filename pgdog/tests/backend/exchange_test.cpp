@@ -330,8 +330,10 @@ struct RecordingTap : FrameTap {
   void server_frame(const protocol::Frame& f) override { server_types.push_back(f.type); }
   bool wants_pieces() const override { return false; }
   void server_piece(char, std::string_view) override {}
-  void keeps_server(bool keeps) override { kept.push_back(keeps); }
-  std::vector<bool> kept;
+  void keeps_server(Keep keep) override { kept.push_back(keep); }
+  void pins_known(bool keeps) override { known.push_back(keeps); }
+  std::vector<Keep> kept;
+  std::vector<bool> known;
 };
 
 TEST(Exchange, TapSeesWhatGoesAndTheAnswersItWants) {
@@ -545,8 +547,14 @@ TEST(ExchangeSession, WhatTheServerHoldsDecides) {
     c.client(wire::query(sql));
     c.answer(wire::complete("X") + wire::ready());
     ASSERT_EQ(c.next(), Next::settle) << sql;
-    c.exchange.settle_query(c.server);
-    c.exchange.settled(holding({kind}), c.server);
+    // Settings read back come first (SET SESSION AUTHORIZATION resets `role`).
+    const std::string query = c.exchange.settle_query(c.server);
+    auto row = holding({kind});
+    for (auto at = query.find("current_setting("); at != std::string::npos;
+         at = query.find("current_setting(", at + 1)) {
+      row.insert(row.begin(), std::string("none"));
+    }
+    c.exchange.settled(row, c.server);
     EXPECT_TRUE(c.exchange.pinned()) << sql;
     EXPECT_EQ(c.exchange.take_pins(), SessionEffects::bit(kind)) << sql;
     EXPECT_EQ(c.next(), Next::client) << sql;
@@ -646,7 +654,10 @@ TEST(ExchangeSession, TheTapHearsWhenTheClientKeepsItsServer) {
   run("INSERT INTO t VALUES (1)", {});                                   // pinned
   run("DROP TABLE t", {});                                               // may still have it
   run("SELECT 2", {});                                                   // gone
-  EXPECT_EQ(tap.kept, (std::vector<bool>{false, true, true, true, false}));
+  using Keep = FrameTap::Keep;
+  EXPECT_EQ(tap.kept, (std::vector<Keep>{Keep::no, Keep::unknown, Keep::yes, Keep::unknown,
+                                         Keep::no}));
+  EXPECT_EQ(tap.known, (std::vector<bool>{true, false}));  // after the CREATE, after the DROP
 }
 
 }  // namespace

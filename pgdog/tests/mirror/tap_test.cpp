@@ -122,6 +122,49 @@ TEST_F(TapTest, TransactionBlockIsOneRequest) {
   EXPECT_EQ(requests[0]->syncs, 3U);
 }
 
+TEST_F(TapTest, TransactionsWaitUntilItIsKnownWhetherTheClientKeepsItsServer) {
+  auto m = add_mirror();
+  auto run = [&](std::string_view sql, backend::FrameTap::Keep keep) {
+    client(query(sql));
+    server(complete("X"));
+    tap().keeps_server(keep);
+    server(rfq('I'));
+  };
+  using Keep = backend::FrameTap::Keep;
+  run("CREATE TEMP TABLE t1 (a int)", Keep::unknown);
+  run("INSERT INTO t1 VALUES (1)", Keep::yes);  // behind the unknown one: keeps the order
+  EXPECT_EQ(m->queue().size(), 0U);
+  EXPECT_EQ(m->stats().snapshot().handed, 2U);
+  tap().pins_known(true);
+  run("DROP TABLE t1", Keep::unknown);
+  run("SELECT 1", Keep::no);
+  tap().pins_known(false);
+  run("INSERT INTO t VALUES (2)", Keep::no);
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 5U);
+  EXPECT_EQ(requests[0]->frames, query("CREATE TEMP TABLE t1 (a int)"));
+  EXPECT_TRUE(requests[0]->keep_server);  // told by pins_known()
+  EXPECT_EQ(requests[1]->frames, query("INSERT INTO t1 VALUES (1)"));
+  EXPECT_TRUE(requests[1]->keep_server);
+  EXPECT_EQ(requests[2]->frames, query("DROP TABLE t1"));
+  EXPECT_FALSE(requests[2]->keep_server);
+  EXPECT_FALSE(requests[3]->keep_server);
+  EXPECT_EQ(requests[4]->frames, query("INSERT INTO t VALUES (2)"));
+}
+
+TEST_F(TapTest, AHeldBackTransactionIsHandedOverWhenTheTapGoes) {
+  auto m = add_mirror();
+  client(query("SELECT pg_advisory_lock(1)"));
+  server(complete("SELECT 1"));
+  tap().keeps_server(backend::FrameTap::Keep::unknown);
+  server(rfq('I'));
+  EXPECT_EQ(m->queue().size(), 0U);
+  tap_.reset();  // the client left before its server was read back
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_FALSE(requests[0]->keep_server);
+}
+
 TEST_F(TapTest, RolledBackAndFailedTransactionsAreNotMirrored) {
   auto m = add_mirror();
   client(query("BEGIN"));
