@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "frontend/app.hpp"
+#include "net/tls.hpp"
 
 namespace {
 
@@ -89,10 +90,15 @@ int main(int argc, char** argv) {
     std::cerr << "pgdog: configuration error: " << loaded.error().to_string() << "\n";
     return 1;
   }
+  // The TLS files too: a certificate that does not load would stop pgdog from starting.
+  if (auto tls = pgdog::net::check_tls(*loaded); !tls) {
+    std::cerr << "pgdog: configuration error: " << tls.error().to_string() << "\n";
+    return 1;
+  }
   if (opts.command == "configcheck") {
     std::cout << "pgdog: " << opts.config << " and " << opts.users << " are valid ("
-              << loaded->databases.size() << " databases, " << loaded->users.size()
-              << " users, " << loaded->mirroring.size() << " mirrors)\n";
+              << loaded->databases.size() << " databases, " << loaded->users.size() << " users, "
+              << loaded->mirroring.size() << " mirrors)\n";
     return 0;
   }
 
@@ -129,9 +135,11 @@ int main(int argc, char** argv) {
   signals.async_wait(on_signal);
 
   std::vector<std::thread> threads;
-  for (int i = 1; i < workers; ++i) threads.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < workers; ++i)
+    threads.emplace_back([&io] { io.run(); });
   io.run();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   spdlog::info("pgdog stopped");
   return 0;
 }
