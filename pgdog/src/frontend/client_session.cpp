@@ -67,13 +67,14 @@ void ClientSession::start(LoginResult login) {
       config->general.prepared_statements == config::PreparedStatements::extended) {
     exchange_.rewrite_statements(app_.statement_registry());
   }
-  if (auto mirrors = app_.mirrors_for(user_->user.database); !mirrors.empty()) {
-    tap_ = std::make_unique<mirror::Tap>(
-        std::move(mirrors), user_->user.name, exchange_.params(), exchange_.statements(),
-        exchange_.rewriter(), &app_.statement_registry(),
-        config->general.mirror_max_transaction_bytes, mode == config::PoolerMode::session);
-    exchange_.set_tap(tap_.get());
-  }
+  // Every session has a tap, mirrors or not: one added by a reload reaches it at its next
+  // transaction.
+  tap_ = std::make_unique<mirror::Tap>(
+      mirror::TapRoute{app_.mirror_set(), user_->user.database, &info_->mirror_version},
+      user_->user.name, exchange_.params(), exchange_.statements(), exchange_.rewriter(),
+      &app_.statement_registry(), config->general.mirror_max_transaction_bytes,
+      mode == config::PoolerMode::session);
+  exchange_.set_tap(tap_.get());
 }
 
 void ClientSession::terminate(bool graceful) {

@@ -80,14 +80,15 @@ Task<bool> Login::upgrade_tls(bool& negotiated_tls) {
     co_return false;
   }
   negotiated_tls = true;
-  if (app_.client_tls() == nullptr) co_return !co_await client_.write("N");
+  const auto tls = app_.client_tls();
+  if (!tls) co_return !co_await client_.write("N");
   // Bytes sent before the handshake would be plaintext pretending to be inside TLS.
   if (!in_.empty()) {
     co_await fatal("08P01", "received unencrypted data after SSL request");
     co_return false;
   }
   if (co_await client_.write("S")) co_return false;
-  if (auto ec = co_await client_.tls_accept(*app_.client_tls())) {
+  if (auto ec = co_await client_.tls_accept(*tls)) {
     spdlog::info("client {}: TLS handshake failed: {}", info_.address, ec.message());
     co_return false;
   }
@@ -148,9 +149,8 @@ Task<LoginResult> Login::startup() {
 Task<LoginResult> Login::admin_login(const std::string& user) {
   // The admin console never accepts trust: without its password nobody gets in.
   const bool known = user == config_->admin.user && config_->admin.password.has_value();
-  const auto method = config_->general.auth_type == config::AuthType::md5
-                          ? config::AuthType::md5
-                          : config::AuthType::scram;
+  const auto method = config_->general.auth_type == config::AuthType::md5 ? config::AuthType::md5
+                                                                          : config::AuthType::scram;
   // Derived once per configuration (PBKDF2 is slow on purpose), so a login attempt costs no
   // more than one for an unknown user.
   auth::ScramSecret secret;
@@ -307,11 +307,14 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
   if (const std::string* options = packet.param("options")) {
     auto parsed = protocol::parse_options(*options);
     if (!parsed) {
-      co_await fatal("08P01", "unsupported startup option in \"options\": only -c name=value "
-                              "and --name=value are supported (got \"" + *options + "\")");
+      co_await fatal("08P01",
+                     "unsupported startup option in \"options\": only -c name=value "
+                     "and --name=value are supported (got \"" +
+                         *options + "\")");
       co_return false;
     }
-    for (const auto& [name, value] : *parsed) params.set(name, value);
+    for (const auto& [name, value] : *parsed)
+      params.set(name, value);
   }
   std::string out;
   for (const auto& [name, value] : defaults->items()) {

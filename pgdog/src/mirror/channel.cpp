@@ -1,5 +1,7 @@
 #include "mirror/channel.hpp"
 
+#include "mirror/rate_limited_log.hpp"
+
 namespace pgdog::mirror {
 
 namespace {
@@ -17,7 +19,7 @@ Channel::~Channel() {
   if (!lease || lease->broken()) return;
   auto executor = lease->stream().socket().get_executor();
   asio::co_spawn(executor, reset_and_release(std::make_shared<backend::Lease>(std::move(lease))),
-                 log_errors("mirror session reset"));
+                 log_task_errors(cluster, "session reset"));
 }
 
 }  // namespace pgdog::mirror

@@ -27,6 +27,7 @@ struct Channel {
   bool in_flight = false;
   bool listed = false;  // in the queue's ready list
   const bool pinned;
+  std::string cluster;  // for the log
   backend::Lease lease;
   std::function<void()> on_close;  // run by the destructor
   // Set by a worker whose checkout failed while the mirror pool backs off (steady clock ticks):

@@ -1,5 +1,7 @@
 #include "mirror/tap.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "protocol/messages.hpp"
@@ -26,24 +28,45 @@ void merge(Traits& into, Traits from) {
 
 }  // namespace
 
-Tap::Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
-         const protocol::Params& params, const backend::ClientStatements& statements,
-         const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
-         std::size_t max_transaction_bytes, bool session_mode)
-    : user_(std::move(user)),
+Tap::Tap(TapRoute route, std::string user, const protocol::Params& params,
+         const backend::ClientStatements& statements, const backend::Rewriter* rewriter,
+         backend::StatementRegistry* registry, std::size_t max_transaction_bytes, bool session_mode)
+    : route_(std::move(route)),
+      session_mode_(session_mode),
+      user_(std::move(user)),
       params_(params),
       statements_live_(rewriter != nullptr ? statements : own_),
       rewriter_(rewriter),
       registry_(registry),
-      max_bytes_(max_transaction_bytes) {
-  for (auto& m : mirrors) {
+      max_bytes_(max_transaction_bytes) {}
+
+void Tap::begin() {
+  open_ = true;
+  if (route_.mirrors && route_.mirrors->version() != version_) {
+    refresh(*route_.mirrors->snapshot());
+  }
+  if (route_.open_version != nullptr) {
+    route_.open_version->store(version_, std::memory_order_relaxed);
+  }
+}
+
+void Tap::refresh(const MirrorSet::Snapshot& snapshot) {
+  std::vector<Target> next;
+  classify_ = compare_tags_ = compare_rows_ = false;
+  for (auto& m : snapshot.fed_by(route_.database)) {
     const auto settings = m->settings();
     classify_ = classify_ || settings.level != config::MirrorLevel::all;
     compare_tags_ = compare_tags_ || settings.compare != config::MirrorCompare::off;
     compare_rows_ = compare_rows_ || settings.compare == config::MirrorCompare::results;
-    auto channel = m->open_channel(session_mode);
-    targets_.push_back(Target{std::move(m), std::move(channel)});
+    // A mirror this session already feeds keeps its channel, and with it the client's order.
+    auto kept = std::find_if(targets_.begin(), targets_.end(),
+                             [&](const Target& t) { return t.mirror == m; });
+    auto channel =
+        kept != targets_.end() ? std::move(kept->channel) : m->open_channel(session_mode_);
+    next.push_back(Target{std::move(m), std::move(channel)});
   }
+  targets_ = std::move(next);
+  version_ = snapshot.version;
 }
 
 Traits Tap::classify(const protocol::Frame& f) {
@@ -89,28 +112,20 @@ void Tap::track_statement(const protocol::Frame& f) {
 }
 
 void Tap::client_frame(const protocol::Frame& f) {
+  if (!open_) begin();
   if (rewriter_ == nullptr && registry_ != nullptr) track_statement(f);
-  merge(open_traits_, classify(f));
-  if (!too_large_) {
-    if (buffer_.size() + f.raw.size() > max_bytes_) {
-      // Nothing in the buffer will be mirrored now (see finish_transaction): give its memory
-      // back at once rather than hold it until the transaction ends.
-      too_large_ = true;
-      std::string().swap(buffer_);
-      for (auto& s : segments_) s.end = 0;
-    } else {
-      buffer_.append(f.raw);
-    }
-  }
+  const bool keep = !targets_.empty();
+  if (keep) buffer(f);
   switch (f.type) {
     case protocol::fe::kQuery:
     case protocol::fe::kSync:
     case protocol::fe::kFunctionCall:
       // The primary is busy from the first request sent until the last answered: client think
       // time between requests does not count.
-      if (segments_.empty()) busy_since_ = Clock::now();
+      if (keep && segments_.empty()) busy_since_ = Clock::now();
       segments_.push_back(Segment{buffer_.size(), open_traits_});
       open_traits_ = {};
+      loose_ = false;
       break;
     case protocol::fe::kCopyDone:
     case protocol::fe::kCopyFail:
@@ -122,8 +137,26 @@ void Tap::client_frame(const protocol::Frame& f) {
         open_traits_ = {};
       }
       break;
-    default:
+    case protocol::fe::kCopyData:
+    case protocol::fe::kFlush:
       break;
+    default:
+      loose_ = true;
+  }
+}
+
+void Tap::buffer(const protocol::Frame& f) {
+  merge(open_traits_, classify(f));
+  if (too_large_) return;
+  if (buffer_.size() + f.raw.size() > max_bytes_) {
+    // Nothing in the buffer will be mirrored now (see finish_transaction): give its memory
+    // back at once rather than hold it until the transaction ends.
+    too_large_ = true;
+    std::string().swap(buffer_);
+    for (auto& s : segments_)
+      s.end = 0;
+  } else {
+    buffer_.append(f.raw);
   }
 }
 
@@ -166,14 +199,16 @@ void Tap::server_frame(const protocol::Frame& f) {
       segments_.pop_front();
       merge(traits_, segment.traits);
       ++syncs_;
-      if (segments_.empty()) {
-        busy_us_ += static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                   Clock::now() - busy_since_)
-                                                   .count());
+      if (segments_.empty() && !targets_.empty()) {
+        busy_us_ += static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - busy_since_)
+                .count());
       }
       const char status = f.body.size() == 1 ? f.body[0] : 'I';
       if (status == 'I') {
         finish_transaction(segment.end);
+        // Frames sent since the last Sync (a Parse, a Bind) begin the next transaction.
+        if (segments_.empty() && !loose_) end();
       } else {
         explicit_ = true;
       }
@@ -210,7 +245,8 @@ void Tap::finish_transaction(std::size_t end) {
   // Drop the finished transaction's bytes; pipelined frames after it move to the front.
   const std::size_t cut = std::min(end, buffer_.size());
   buffer_.erase(0, cut);
-  for (auto& s : segments_) s.end = s.end >= cut ? s.end - cut : 0;
+  for (auto& s : segments_)
+    s.end = s.end >= cut ? s.end - cut : 0;
   if (buffer_.empty() && buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
   traits_ = {};
   syncs_ = 0;
@@ -224,15 +260,21 @@ void Tap::finish_transaction(std::size_t end) {
   if (segments_.empty()) too_large_ = false;
 }
 
+void Tap::end() {
+  open_ = false;
+  if (route_.open_version != nullptr) route_.open_version->store(0, std::memory_order_relaxed);
+}
+
 RequestPtr Tap::make_request(std::size_t end) {
   if (!snapshot_ || snapshot_->hash() != params_.hash()) {
     snapshot_ = std::make_shared<const protocol::Params>(params_);
   }
   const std::uint64_t version = rewriter_ != nullptr ? rewriter_->version() : own_version_;
   if (statements_version_ != version) {
-    statements_snapshot_ = statements_live_.empty()
-                               ? nullptr
-                               : std::make_shared<const backend::ClientStatements>(statements_live_);
+    statements_snapshot_ =
+        statements_live_.empty()
+            ? nullptr
+            : std::make_shared<const backend::ClientStatements>(statements_live_);
     statements_version_ = version;
   }
   auto request = std::make_shared<Request>();

@@ -8,6 +8,7 @@
 
 #include "backend/exchange.hpp"
 #include "mirror/mirror.hpp"
+#include "mirror/mirror_set.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/params.hpp"
 
@@ -20,6 +21,11 @@ namespace pgdog::mirror {
 // Frames are grouped by the ReadyForQuery each Query/Sync will produce, so pipelined traffic
 // splits exactly; a group that ends with the server idle ('I') closes a transaction, which is
 // handed to the mirrors if it committed.
+//
+// Which mirrors: those of the session's database in the route's MirrorSet, taken again at the
+// first frame of a transaction whenever the set's version moved (a reload added or removed
+// one). A transaction goes to the mirrors in force when it began, never to one added while it
+// was open; the route's open_version says which version that was while it is open.
 class Tap : public backend::FrameTap {
  public:
   struct Target {
@@ -30,11 +36,12 @@ class Tap : public backend::FrameTap {
   // `params` and `statements` are the session's live state; each is snapshotted when it
   // changes (`rewriter` tells when statements changed; null when the session does not rewrite).
   // Without a rewriter (session mode) the tap keeps the client's statements itself, interned in
-  // `registry`, so a mirror worker can still prepare them wherever it replays.
-  Tap(std::vector<std::shared_ptr<Mirror>> mirrors, std::string user,
-      const protocol::Params& params, const backend::ClientStatements& statements,
-      const backend::Rewriter* rewriter, backend::StatementRegistry* registry,
-      std::size_t max_transaction_bytes, bool session_mode = false);
+  // `registry`, so a mirror worker can still prepare them wherever it replays, including a
+  // mirror added later.
+  Tap(TapRoute route, std::string user, const protocol::Params& params,
+      const backend::ClientStatements& statements, const backend::Rewriter* rewriter,
+      backend::StatementRegistry* registry, std::size_t max_transaction_bytes,
+      bool session_mode = false);
 
   void client_frame(const protocol::Frame& frame) override;
   void server_frame(const protocol::Frame& frame) override;
@@ -42,6 +49,8 @@ class Tap : public backend::FrameTap {
   void server_piece(char type, std::string_view bytes) override;
 
   bool wants_server_frame(char type) const override {
+    // Without mirrors only the transaction boundaries matter.
+    if (targets_.empty()) return type == 'Z';
     return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
            (compare_tags_ && (type == 'I' || type == 's')) || (compare_rows_ && type == 'D');
   }
@@ -52,11 +61,22 @@ class Tap : public backend::FrameTap {
     std::size_t end = 0;  // offset in buffer_ just past the Query/Sync closing the segment
     Traits traits;
   };
+  // The first frame of a transaction: take the mirrors in force if the set moved.
+  void begin();
+  void refresh(const MirrorSet::Snapshot& snapshot);
+  // The transaction ended with nothing sent after it.
+  void end();
+  void buffer(const protocol::Frame& frame);
   void finish_transaction(std::size_t end);
   RequestPtr make_request(std::size_t end);  // the transaction's first `end` buffered bytes
   void track_statement(const protocol::Frame& frame);
   Traits classify(const protocol::Frame& frame);
 
+  TapRoute route_;
+  std::uint64_t version_ = 0;  // of the set the targets come from
+  bool session_mode_;
+  bool open_ = false;   // a transaction has begun and not ended
+  bool loose_ = false;  // frames were sent after the last Query or Sync
   std::vector<Target> targets_;
   std::string user_;
   const protocol::Params& params_;
@@ -69,13 +89,13 @@ class Tap : public backend::FrameTap {
   backend::ClientStatements own_;  // when there is no rewriter
   std::uint64_t own_version_ = 0;
   std::size_t max_bytes_;
-  bool classify_ = false;  // some mirror filters by level
+  bool classify_ = false;      // some mirror filters by level
   bool compare_tags_ = false;  // some mirror compares results: collect the primary's
   bool compare_rows_ = false;  // ... including a hash of the rows
 
   std::string buffer_;
   std::deque<Segment> segments_;
-  Traits open_traits_;  // frames after the last boundary
+  Traits open_traits_;                                  // frames after the last boundary
   std::unordered_map<std::string, Traits> statements_;  // prepared statement -> traits
 
   // The transaction being assembled.
