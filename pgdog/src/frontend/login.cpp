@@ -22,15 +22,6 @@ Task<void> Login::fatal(std::string_view code, std::string_view message) {
 
 Task<LoginResult> Login::run() {
   using namespace asio::experimental::awaitable_operators;
-  if (app_.shutting_down()) {
-    co_await fatal("57P01", "pgdog is shutting down");
-    co_return LoginResult{};
-  }
-  if (app_.clients().size() > config_->general.max_client_conn) {
-    co_await fatal("53300", "too many client connections (max_client_conn = " +
-                                std::to_string(config_->general.max_client_conn) + ")");
-    co_return LoginResult{};
-  }
   asio::steady_timer timer(co_await asio::this_coro::executor,
                            config_->general.client_login_timeout);
   auto login = co_await (startup() || timer.async_wait(use_nothrow));
@@ -125,6 +116,18 @@ Task<bool> Login::negotiate(protocol::StartupPacket& packet) {
 Task<LoginResult> Login::startup() {
   protocol::StartupPacket packet;
   if (!co_await negotiate(packet)) co_return LoginResult{};
+  // Refused only now, as PostgreSQL does: after SSLRequest was answered, so that a client
+  // trying TLS first (psql's sslmode=prefer) reads the reason rather than an error in the
+  // middle of its TLS negotiation. A CancelRequest still gets through (negotiate).
+  if (app_.shutting_down()) {
+    co_await fatal("57P01", "pgdog is shutting down");
+    co_return LoginResult{};
+  }
+  if (app_.clients().size() > config_->general.max_client_conn) {
+    co_await fatal("53300", "too many client connections (max_client_conn = " +
+                                std::to_string(config_->general.max_client_conn) + ")");
+    co_return LoginResult{};
+  }
   // A newer 3.x minor version or protocol options: negotiated down to 3.0, as PostgreSQL does.
   if (std::string v; protocol::negotiate_protocol_version(packet, v), !v.empty()) {
     if (co_await client_.write(v)) co_return LoginResult{};
