@@ -1,5 +1,7 @@
 #include "frontend/app.hpp"
 
+#include <utility>
+
 #include <boost/asio/strand.hpp>
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -272,9 +274,11 @@ void App::apply(config::Config next) {
     for (auto& [key, pool] : mirror_pools_)
       removed.push_back(pool);
     mirror_pools_.clear();
-    config_ = cfg;
+    const auto previous = std::exchange(config_, cfg);
     if (!started_) added.clear();  // start() starts them
     apply_mirrors_locked(*cfg, start_mirrors, removed_mirrors);
+    for (const auto& m : removed_mirrors)
+      removed_configs_[m->settings().destination] = previous;
   }
   for (auto& p : removed)
     p->shutdown();
@@ -382,18 +386,28 @@ std::shared_ptr<backend::Pool> App::mirror_pool(const std::string& user,
   auto key = std::make_pair(user, destination);
   if (auto it = users_.find(key); it != users_.end()) return it->second->pool;
   if (auto it = mirror_pools_.find(key); it != mirror_pools_.end()) return it->second;
+  // A mirror a reload removed together with its [[databases]] entry still replays what it was
+  // handed, under the configuration it was removed from; the pool keeps nothing open after.
+  const config::Config* c = config_.get();
+  const bool removed = c->find_database(destination) == nullptr;
+  if (removed) {
+    auto it = removed_configs_.find(destination);
+    if (it == removed_configs_.end()) return nullptr;
+    c = it->second.get();
+  }
   // users.toml has no entry for this user on the mirror: log in there with the credentials the
   // user has on its source database.
   const config::User* source_user = nullptr;
-  for (const auto& u : config_->users) {
+  for (const auto& u : c->users) {
     if (u.name == user) {
       source_user = &u;
       break;
     }
   }
-  const auto* db = config_->find_database(destination);
+  const auto* db = c->find_database(destination);
   if (source_user == nullptr || db == nullptr) return nullptr;
-  auto settings = pool_settings(*config_, *source_user, *db);
+  auto settings = pool_settings(*c, *source_user, *db);
+  if (removed) settings.min_size = 0;
   auto pool = std::make_shared<backend::Pool>(io_.get_executor(), user, destination, settings);
   pool->start();
   mirror_pools_.emplace(key, pool);

@@ -130,6 +130,8 @@ class App {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> mirrors_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> removed_;
+  // The configuration each removed mirror's destination was last configured in (mirror_pool).
+  std::map<std::string, std::shared_ptr<const config::Config>> removed_configs_;
   const std::shared_ptr<mirror::MirrorSet> mirror_set_ = std::make_shared<mirror::MirrorSet>();
   std::map<std::string, std::shared_ptr<stats::MirrorStats>> mirror_stats_;
   // Pools for mirror destinations where users.toml has no entry for that user and database.
