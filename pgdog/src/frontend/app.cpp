@@ -454,7 +454,7 @@ config::Result<void> App::reload() {
   }
   apply(config::reloaded(*current, std::move(*next)));
   if (!pending.empty()) {
-    spdlog::warn("reload: {} take effect only after a restart (SHOW CONFIG shows them pending)",
+    spdlog::warn("reload: only a restart applies the new {} (SHOW CONFIG shows what is pending)",
                  fmt::join(pending, ", "));
   }
   const auto& g = config()->general;
