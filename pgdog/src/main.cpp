@@ -67,6 +67,15 @@ bool parse_args(int argc, char** argv, Options& o, std::string& error) {
   return true;
 }
 
+// Both files, and the TLS files they name: a certificate that does not load would stop pgdog
+// from starting, so configcheck must fail on it too.
+pgdog::config::Result<pgdog::config::Config> load(const Options& o) {
+  auto loaded = pgdog::config::load(o.config, o.users);
+  if (!loaded) return loaded;
+  if (auto tls = pgdog::net::check_tls(*loaded); !tls) return tls.error();
+  return loaded;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,14 +94,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto loaded = pgdog::config::load(opts.config, opts.users);
+  auto loaded = load(opts);
   if (!loaded) {
     std::cerr << "pgdog: configuration error: " << loaded.error().to_string() << "\n";
-    return 1;
-  }
-  // The TLS files too: a certificate that does not load would stop pgdog from starting.
-  if (auto tls = pgdog::net::check_tls(*loaded); !tls) {
-    std::cerr << "pgdog: configuration error: " << tls.error().to_string() << "\n";
     return 1;
   }
   if (opts.command == "configcheck") {

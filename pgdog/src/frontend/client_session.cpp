@@ -69,12 +69,11 @@ void ClientSession::start(LoginResult login) {
   }
   // Every session has a tap, mirrors or not: one added by a reload reaches it at its next
   // transaction.
-  tap_ = std::make_unique<mirror::Tap>(
-      mirror::TapRoute{app_.mirror_set(), user_->user.database, &info_->mirror_version},
-      user_->user.name, exchange_.params(), exchange_.statements(), exchange_.rewriter(),
-      &app_.statement_registry(), config->general.mirror_max_transaction_bytes,
-      mode == config::PoolerMode::session);
-  exchange_.set_tap(tap_.get());
+  tap_.emplace(mirror::TapRoute{app_.mirror_set(), &info_->mirror_version}, user_->user,
+               exchange_.params(), exchange_.statements(), exchange_.rewriter(),
+               &app_.statement_registry(), config->general.mirror_max_transaction_bytes,
+               mode == config::PoolerMode::session);
+  exchange_.set_tap(&*tap_);
 }
 
 void ClientSession::terminate(bool graceful) {

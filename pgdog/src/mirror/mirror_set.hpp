@@ -46,7 +46,6 @@ class MirrorSet {
 // transaction began under, so that the transactions a runtime change cannot reach are counted.
 struct TapRoute {
   std::shared_ptr<const MirrorSet> mirrors;
-  std::string database;  // the session's, the source_db of its mirrors
   // Written by the tap only: the version its open transaction began under, 0 between
   // transactions. Null when nobody reads it.
   std::atomic<std::uint64_t>* open_version = nullptr;

@@ -1,6 +1,8 @@
 #include "mirror/tap.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
@@ -26,50 +28,99 @@ void merge(Traits& into, Traits from) {
   into.ddl = into.ddl || from.ddl;
 }
 
-}  // namespace
-
-Tap::Tap(TapRoute route, std::string user, const protocol::Params& params,
-         const backend::ClientStatements& statements, const backend::Rewriter* rewriter,
-         backend::StatementRegistry* registry, std::size_t max_transaction_bytes, bool session_mode)
-    : route_(std::move(route)),
-      session_mode_(session_mode),
-      user_(std::move(user)),
-      params_(params),
-      statements_live_(rewriter != nullptr ? statements : own_),
-      rewriter_(rewriter),
-      registry_(registry),
-      max_bytes_(max_transaction_bytes) {}
-
-void Tap::begin() {
-  open_ = true;
-  if (route_.mirrors && route_.mirrors->version() != version_) {
-    refresh(*route_.mirrors->snapshot());
-  }
-  if (route_.open_version != nullptr) {
-    route_.open_version->store(version_, std::memory_order_relaxed);
-  }
+bool is_request(char type) {
+  return type == protocol::fe::kQuery || type == protocol::fe::kSync ||
+         type == protocol::fe::kFunctionCall;
 }
 
-void Tap::refresh(const MirrorSet::Snapshot& snapshot) {
+}  // namespace
+
+// Transactions assembled for the session's mirrors: the frames kept, grouped by the
+// ReadyForQuery each Query/Sync will produce, and what the primary answered.
+class Tap::Work {
+ public:
+  explicit Work(Tap& tap) : tap_(tap) {}
+
+  // The session's mirrors from now on; one it already feeds keeps its channel, and with it the
+  // client's order.
+  void set_targets(std::vector<std::shared_ptr<Mirror>> mirrors);
+  void client_frame(const protocol::Frame& f);
+  // False for a ReadyForQuery that answers none of the client's requests.
+  bool server_frame(const protocol::Frame& f);
+  void server_piece(char type, std::string_view bytes) {
+    if (type == protocol::be::kDataRow) hash_.update(bytes);
+  }
+  bool wants_server_frame(char type) const {
+    return type == 'C' || type == 'E' || type == 'Z' || type == 'G' ||
+           (compare_tags_ && (type == 'I' || type == 's')) || (compare_rows_ && type == 'D');
+  }
+  bool wants_pieces() const { return compare_rows_; }
+  std::size_t outstanding() const { return segments_.size(); }
+
+ private:
+  struct Target {
+    std::shared_ptr<Mirror> mirror;
+    std::shared_ptr<Channel> channel;
+  };
+  struct Segment {
+    std::size_t end = 0;  // offset in buffer_ just past the Query/Sync closing the segment
+    Traits traits;
+  };
+  void keep(const protocol::Frame& f);
+  bool ready(const protocol::Frame& f);
+  void finish_transaction(std::size_t end);
+  RequestPtr make_request(std::size_t end);  // the transaction's first `end` buffered bytes
+  Traits classify(const protocol::Frame& f);
+
+  Tap& tap_;
+  std::vector<Target> targets_;
+  bool classify_ = false;      // some mirror filters by level
+  bool compare_tags_ = false;  // some mirror compares results: collect the primary's
+  bool compare_rows_ = false;  // ... including a hash of the rows
+  std::shared_ptr<const protocol::Params> snapshot_;
+  std::shared_ptr<const backend::ClientStatements> statements_snapshot_;
+  std::uint64_t statements_version_ = ~std::uint64_t{0};
+
+  std::string buffer_;
+  std::deque<Segment> segments_;
+  Traits open_traits_;                                  // frames after the last boundary
+  std::unordered_map<std::string, Traits> statements_;  // prepared statement -> traits
+
+  // The transaction being assembled.
+  Traits traits_;
+  std::size_t syncs_ = 0;
+  std::uint32_t errors_ = 0;
+  std::string last_tag_;
+  bool explicit_ = false;  // the server reported 'T' or 'E' at some point
+  bool copy_in_ = false;
+  bool too_large_ = false;
+  std::vector<StatementResult> results_;
+  RowHash hash_;
+  Clock::time_point busy_since_{};
+  std::uint64_t busy_us_ = 0;
+};
+
+void Tap::Work::set_targets(std::vector<std::shared_ptr<Mirror>> mirrors) {
   std::vector<Target> next;
+  const bool classified = classify_;
   classify_ = compare_tags_ = compare_rows_ = false;
-  for (auto& m : snapshot.fed_by(route_.database)) {
+  for (auto& m : mirrors) {
     const auto settings = m->settings();
     classify_ = classify_ || settings.level != config::MirrorLevel::all;
     compare_tags_ = compare_tags_ || settings.compare != config::MirrorCompare::off;
     compare_rows_ = compare_rows_ || settings.compare == config::MirrorCompare::results;
-    // A mirror this session already feeds keeps its channel, and with it the client's order.
     auto kept = std::find_if(targets_.begin(), targets_.end(),
                              [&](const Target& t) { return t.mirror == m; });
     auto channel =
-        kept != targets_.end() ? std::move(kept->channel) : m->open_channel(session_mode_);
+        kept != targets_.end() ? std::move(kept->channel) : m->open_channel(tap_.session_mode_);
     next.push_back(Target{std::move(m), std::move(channel)});
   }
   targets_ = std::move(next);
-  version_ = snapshot.version;
+  // Statements parsed while nothing classified are classified again when bound (classify()).
+  if (classify_ && !classified) statements_.clear();
 }
 
-Traits Tap::classify(const protocol::Frame& f) {
+Traits Tap::Work::classify(const protocol::Frame& f) {
   // Classification costs a lexer pass; only level filters need it.
   if (!classify_) return {};
   switch (f.type) {
@@ -84,10 +135,16 @@ Traits Tap::classify(const protocol::Frame& f) {
       }
       break;
     case protocol::fe::kBind:
-      // A statement parsed in an earlier transaction still says what this one does.
+      // A statement parsed in an earlier transaction still says what this one does, also one
+      // parsed before this mirror was added (the session's statements have its text).
       if (auto b = protocol::decode_bind(f.body)) {
-        auto it = statements_.find(std::string(b->statement));
-        if (it != statements_.end()) return it->second;
+        std::string name(b->statement);
+        if (auto it = statements_.find(name); it != statements_.end()) return it->second;
+        const auto* known = tap_.statements();
+        if (known == nullptr) break;
+        if (auto s = known->find(name); s != known->end()) {
+          return statements_[name] = traits_of(s->second->query);
+        }
       }
       break;
     case protocol::fe::kCopyData:
@@ -99,56 +156,29 @@ Traits Tap::classify(const protocol::Frame& f) {
   return {};
 }
 
-void Tap::track_statement(const protocol::Frame& f) {
-  if (f.type == protocol::fe::kParse) {
-    auto p = protocol::decode_parse(f.body);
-    if (!p || p->name.empty()) return;
-    own_[std::string(p->name)] = registry_->intern(p->query, p->param_types);
-    ++own_version_;
-  } else if (f.type == protocol::fe::kClose) {
-    auto c = protocol::decode_describe(f.body);
-    if (c && c->kind == 'S' && own_.erase(std::string(c->name)) > 0) ++own_version_;
-  }
-}
-
-void Tap::client_frame(const protocol::Frame& f) {
-  if (!open_) begin();
-  if (rewriter_ == nullptr && registry_ != nullptr) track_statement(f);
-  const bool keep = !targets_.empty();
-  if (keep) buffer(f);
-  switch (f.type) {
-    case protocol::fe::kQuery:
-    case protocol::fe::kSync:
-    case protocol::fe::kFunctionCall:
-      // The primary is busy from the first request sent until the last answered: client think
-      // time between requests does not count.
-      if (keep && segments_.empty()) busy_since_ = Clock::now();
-      segments_.push_back(Segment{buffer_.size(), open_traits_});
+void Tap::Work::client_frame(const protocol::Frame& f) {
+  keep(f);
+  if (is_request(f.type)) {
+    // The primary is busy from the first request sent until the last answered: client think
+    // time between requests does not count.
+    if (segments_.empty()) busy_since_ = Clock::now();
+    segments_.push_back(Segment{buffer_.size(), open_traits_});
+    open_traits_ = {};
+  } else if (f.type == protocol::fe::kCopyDone || f.type == protocol::fe::kCopyFail) {
+    // COPY data comes after the Query that started it but belongs with it: the server
+    // answers that Query only once the copy ends.
+    if (copy_in_ && !segments_.empty()) {
+      segments_.back().end = buffer_.size();
+      merge(segments_.back().traits, open_traits_);
       open_traits_ = {};
-      loose_ = false;
-      break;
-    case protocol::fe::kCopyDone:
-    case protocol::fe::kCopyFail:
-      // COPY data comes after the Query that started it but belongs with it: the server
-      // answers that Query only once the copy ends.
-      if (copy_in_ && !segments_.empty()) {
-        segments_.back().end = buffer_.size();
-        merge(segments_.back().traits, open_traits_);
-        open_traits_ = {};
-      }
-      break;
-    case protocol::fe::kCopyData:
-    case protocol::fe::kFlush:
-      break;
-    default:
-      loose_ = true;
+    }
   }
 }
 
-void Tap::buffer(const protocol::Frame& f) {
+void Tap::Work::keep(const protocol::Frame& f) {
   merge(open_traits_, classify(f));
   if (too_large_) return;
-  if (buffer_.size() + f.raw.size() > max_bytes_) {
+  if (buffer_.size() + f.raw.size() > tap_.max_bytes_) {
     // Nothing in the buffer will be mirrored now (see finish_transaction): give its memory
     // back at once rather than hold it until the transaction ends.
     too_large_ = true;
@@ -160,11 +190,7 @@ void Tap::buffer(const protocol::Frame& f) {
   }
 }
 
-void Tap::server_piece(char type, std::string_view bytes) {
-  if (type == protocol::be::kDataRow) hash_.update(bytes);
-}
-
-void Tap::server_frame(const protocol::Frame& f) {
+bool Tap::Work::server_frame(const protocol::Frame& f) {
   switch (f.type) {
     case protocol::be::kCopyInResponse:
       copy_in_ = true;
@@ -192,34 +218,35 @@ void Tap::server_frame(const protocol::Frame& f) {
       }
       hash_.reset();
       break;
-    case protocol::be::kReadyForQuery: {
-      copy_in_ = false;
-      if (segments_.empty()) break;  // not ours (the session's own housekeeping)
-      const Segment segment = segments_.front();
-      segments_.pop_front();
-      merge(traits_, segment.traits);
-      ++syncs_;
-      if (segments_.empty() && !targets_.empty()) {
-        busy_us_ += static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - busy_since_)
-                .count());
-      }
-      const char status = f.body.size() == 1 ? f.body[0] : 'I';
-      if (status == 'I') {
-        finish_transaction(segment.end);
-        // Frames sent since the last Sync (a Parse, a Bind) begin the next transaction.
-        if (segments_.empty() && !loose_) end();
-      } else {
-        explicit_ = true;
-      }
-      break;
-    }
+    case protocol::be::kReadyForQuery:
+      return ready(f);
     default:
       break;
   }
+  return true;
 }
 
-void Tap::finish_transaction(std::size_t end) {
+bool Tap::Work::ready(const protocol::Frame& f) {
+  copy_in_ = false;
+  if (segments_.empty()) return false;  // not ours (the session's own housekeeping)
+  const Segment segment = segments_.front();
+  segments_.pop_front();
+  merge(traits_, segment.traits);
+  ++syncs_;
+  if (segments_.empty()) {
+    busy_us_ += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - busy_since_).count());
+  }
+  const char status = f.body.size() == 1 ? f.body[0] : 'I';
+  if (status == 'I') {
+    finish_transaction(segment.end);
+  } else {
+    explicit_ = true;
+  }
+  return true;
+}
+
+void Tap::Work::finish_transaction(std::size_t end) {
   // A rolled-back transaction changed nothing. A transaction block that recovered from errors
   // with savepoints and then committed did change data: the mirror is told how many errors
   // the primary had, so the same ones there are not failures.
@@ -234,8 +261,9 @@ void Tap::finish_transaction(std::size_t end) {
         // exposure send to this mirror: the mirror was meant to get it and will miss it. So it
         // must end in a status, dropped, for handed = success + failure + dropped + queue_depth
         // to hold, and so that the operator sees what the mirror lacks.
-        t.mirror->finish(stats::MirrorOutcome::dropped,
-                         fmt::format("larger than {} bytes (user {})", max_bytes_, user_));
+        t.mirror->finish(
+            stats::MirrorOutcome::dropped,
+            fmt::format("larger than {} bytes (user {})", tap_.max_bytes_, tap_.user_.name));
         continue;
       }
       if (!shared) shared = make_request(end);
@@ -260,33 +288,139 @@ void Tap::finish_transaction(std::size_t end) {
   if (segments_.empty()) too_large_ = false;
 }
 
-void Tap::end() {
-  open_ = false;
-  if (route_.open_version != nullptr) route_.open_version->store(0, std::memory_order_relaxed);
-}
-
-RequestPtr Tap::make_request(std::size_t end) {
-  if (!snapshot_ || snapshot_->hash() != params_.hash()) {
-    snapshot_ = std::make_shared<const protocol::Params>(params_);
+RequestPtr Tap::Work::make_request(std::size_t end) {
+  if (!snapshot_ || snapshot_->hash() != tap_.params_.hash()) {
+    snapshot_ = std::make_shared<const protocol::Params>(tap_.params_);
   }
-  const std::uint64_t version = rewriter_ != nullptr ? rewriter_->version() : own_version_;
-  if (statements_version_ != version) {
-    statements_snapshot_ =
-        statements_live_.empty()
-            ? nullptr
-            : std::make_shared<const backend::ClientStatements>(statements_live_);
+  if (const auto version = tap_.statements_version(); statements_version_ != version) {
+    const auto* live = tap_.statements();
+    statements_snapshot_ = live == nullptr || live->empty()
+                               ? nullptr
+                               : std::make_shared<const backend::ClientStatements>(*live);
     statements_version_ = version;
   }
   auto request = std::make_shared<Request>();
   request->statements = statements_snapshot_;
   request->frames.assign(buffer_, 0, end);
   request->params = snapshot_;
-  request->user = user_;
+  request->user = tap_.user_.name;
   request->syncs = syncs_;
   request->primary_errors = errors_;
   request->results = std::move(results_);
   request->primary_us = busy_us_;
   return request;
+}
+
+Tap::Tap(TapRoute route, const config::User& user, const protocol::Params& params,
+         const backend::ClientStatements& statements, const backend::Rewriter* rewriter,
+         backend::StatementRegistry* registry, std::size_t max_transaction_bytes, bool session_mode)
+    : route_(std::move(route)),
+      user_(user),
+      params_(params),
+      rewritten_(statements),
+      rewriter_(rewriter),
+      registry_(registry),
+      max_bytes_(max_transaction_bytes),
+      session_mode_(session_mode) {}
+
+Tap::~Tap() = default;
+
+void Tap::begin() {
+  open_ = true;
+  if (route_.mirrors && route_.mirrors->version() != version_) {
+    refresh(*route_.mirrors->snapshot());
+  }
+  if (route_.open_version != nullptr) {
+    route_.open_version->store(version_, std::memory_order_relaxed);
+  }
+}
+
+void Tap::refresh(const MirrorSet::Snapshot& snapshot) {
+  // Only at a boundary: nothing is outstanding, so nothing assembled is lost.
+  auto mirrors = snapshot.fed_by(user_.database);
+  if (mirrors.empty()) {
+    work_.reset();
+  } else {
+    if (!work_) work_ = std::make_unique<Work>(*this);
+    work_->set_targets(std::move(mirrors));
+  }
+  version_ = snapshot.version;
+}
+
+void Tap::end() {
+  open_ = false;
+  if (route_.open_version != nullptr) route_.open_version->store(0, std::memory_order_relaxed);
+}
+
+std::size_t Tap::outstanding() const {
+  return work_ ? work_->outstanding() : requests_;
+}
+
+const backend::ClientStatements* Tap::statements() const {
+  return rewriter_ != nullptr ? &rewritten_ : own_.get();
+}
+
+std::uint64_t Tap::statements_version() const {
+  return rewriter_ != nullptr ? rewriter_->version() : own_version_;
+}
+
+void Tap::track_statement(const protocol::Frame& f) {
+  if (f.type == protocol::fe::kParse) {
+    auto p = protocol::decode_parse(f.body);
+    if (!p || p->name.empty()) return;
+    if (!own_) own_ = std::make_unique<backend::ClientStatements>();
+    (*own_)[std::string(p->name)] = registry_->intern(p->query, p->param_types);
+    ++own_version_;
+  } else if (f.type == protocol::fe::kClose && own_) {
+    auto c = protocol::decode_describe(f.body);
+    if (c && c->kind == 'S' && own_->erase(std::string(c->name)) > 0) ++own_version_;
+  }
+}
+
+void Tap::client_frame(const protocol::Frame& f) {
+  if (!open_) begin();
+  if (rewriter_ == nullptr && registry_ != nullptr) track_statement(f);
+  if (work_) {
+    work_->client_frame(f);
+  } else if (is_request(f.type)) {
+    ++requests_;
+  }
+  switch (f.type) {
+    case protocol::fe::kQuery:
+    case protocol::fe::kSync:
+    case protocol::fe::kFunctionCall:
+      loose_ = false;
+      break;
+    case protocol::fe::kCopyData:
+    case protocol::fe::kCopyDone:
+    case protocol::fe::kCopyFail:
+    case protocol::fe::kFlush:
+      break;
+    default:
+      loose_ = true;
+  }
+}
+
+void Tap::server_frame(const protocol::Frame& f) {
+  const bool ours = work_ ? work_->server_frame(f) : requests_ > 0;
+  if (f.type != protocol::be::kReadyForQuery || !ours) return;
+  if (!work_) --requests_;
+  // Frames sent since the last Sync (a Parse, a Bind) begin the next transaction.
+  const char status = f.body.size() == 1 ? f.body[0] : 'I';
+  if (status == 'I' && outstanding() == 0 && !loose_) end();
+}
+
+void Tap::server_piece(char type, std::string_view bytes) {
+  if (work_) work_->server_piece(type, bytes);
+}
+
+bool Tap::wants_server_frame(char type) const {
+  // Without mirrors only where transactions end matters.
+  return work_ ? work_->wants_server_frame(type) : type == protocol::be::kReadyForQuery;
+}
+
+bool Tap::wants_pieces() const {
+  return work_ && work_->wants_pieces();
 }
 
 }  // namespace pgdog::mirror

@@ -56,8 +56,8 @@ class TapTest : public ::testing::Test {
   Tap& tap(std::size_t max_bytes = 1 << 20) {
     if (!tap_) {
       set_->publish(mirrors_);
-      tap_ = std::make_unique<Tap>(TapRoute{set_, "", &open_version_}, "alice", params_,
-                                   statements_, nullptr, &registry_, max_bytes);
+      tap_ = std::make_unique<Tap>(TapRoute{set_, &open_version_}, alice_, params_, statements_,
+                                   nullptr, &registry_, max_bytes);
     }
     return *tap_;
   }
@@ -93,6 +93,12 @@ class TapTest : public ::testing::Test {
   backend::ClientStatements statements_;
   backend::StatementRegistry registry_;
   std::vector<std::shared_ptr<Mirror>> mirrors_;
+  // Of the database "", the source of the mirrors add_mirror() makes.
+  config::User alice_ = [] {
+    config::User u;
+    u.name = "alice";
+    return u;
+  }();
   std::shared_ptr<MirrorSet> set_ = std::make_shared<MirrorSet>();
   std::atomic<std::uint64_t> open_version_{0};
   std::unique_ptr<Tap> tap_;
@@ -509,6 +515,62 @@ TEST_F(TapTest, FramesSentBeforeTheBoundaryBeginTheNextTransaction) {
   ASSERT_EQ(requests.size(), 2U);
   EXPECT_EQ(requests[1]->frames, parse + bind + execute_sync);
   EXPECT_EQ(b->stats().snapshot().handed, 0U);
+}
+
+// A dml-only mirror added after the client prepared a statement still classifies a later Bind
+// of it, from the session's statements.
+TEST_F(TapTest, LevelFilterAddedLaterKnowsStatementsParsedBefore) {
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  client(parse + empty('S'));
+  server(rfq('I'));
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto m = add_mirror(dml);
+  publish({m});
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  client(query("SELECT 1"));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 1U) << "the DELETE, not the SELECT";
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  ASSERT_TRUE(requests[0]->statements);
+  EXPECT_EQ(requests[0]->statements->at("s1")->query, "DELETE FROM t");
+}
+
+// What a statement does is learnt again after a time without level filters: the client may
+// have prepared the name anew meanwhile.
+TEST_F(TapTest, StatementRedefinedWhileNothingClassifiedIsClassifiedAgain) {
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto filtered = add_mirror(dml);
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  client(parse + empty('S'));
+  server(rfq('I'));
+  MirrorSettings all;
+  all.destination = "all";
+  auto everything = add_mirror(all);
+  publish({everything});
+  std::string close;
+  protocol::write_describe(close, 'C', 'S', "s1");
+  std::string reparse;
+  protocol::write_parse(reparse, "s1", "SELECT 1", {});
+  client(close + reparse + empty('S'));
+  server(rfq('I'));
+  publish({everything, filtered});
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  // The first transaction (its Parse is a DELETE), not the Bind: s1 is a SELECT now.
+  EXPECT_EQ(filtered->stats().snapshot().handed, 1U);
+  EXPECT_EQ(everything->stats().snapshot().handed, 2U);
 }
 
 // A mirror a reload removed gets nothing more, not even from a session that still holds it
