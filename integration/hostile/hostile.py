@@ -141,6 +141,19 @@ def open_connections(port):
     return n
 
 
+def connections_to(port):
+    """Established connections whose far end is 127.0.0.1:port (a proxy's server connections to
+    a cluster), from /proc/net/tcp."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":
+                n += 1
+    return n
+
+
 def unread_bytes(port, peer_port):
     """Bytes the accepting end of the connection 127.0.0.1:peer_port -> 127.0.0.1:port has
     received and not read yet (its receive queue in /proc/net/tcp); None when not found."""

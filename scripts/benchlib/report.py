@@ -15,6 +15,7 @@ COLORS = {
     "direct": "#000000",
     "pgbouncer": "#1f5fbf",
     "pgdog": "#2ca02c",
+    "pgdog-baseline": "#8c8c8c",
     "pgdog-mirror": "#ff7f0e",
     "pgdog-mirror-down": "#d62728",
     "pgdog-mirror-stalled": "#9467bd",

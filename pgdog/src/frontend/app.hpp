@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,7 +18,6 @@
 #include "http/server.hpp"
 #include "mirror/mirror.hpp"
 #include "mirror/mirror_set.hpp"
-#include "net/event.hpp"
 #include "net/tls.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
@@ -43,6 +43,9 @@ class App {
 
   // Binds the listener; throws if the port cannot be bound.
   void start();
+  // The port the listener is bound to: the configured one, or the one the system chose for
+  // port 0 (tests). 0 before start().
+  std::uint16_t port() const;
 
   // In force: a reload leaves the restart-only keys as they were at startup.
   std::shared_ptr<const config::Config> config() const;

@@ -60,8 +60,9 @@ void ClientSession::start(LoginResult login) {
   user_ = std::move(login.user);
   const auto config = app_.config();
   const auto mode = user_->pool->mode();
-  exchange_.configure(mode, config->general.max_message_size);
+  exchange_.configure(mode, config->general.max_message_size, config->general.pool_pinning);
   exchange_.params() = std::move(login.params);
+  exchange_.set_startup(login.startup);
   // In session mode the client keeps its server, and its statements with it.
   if (mode == config::PoolerMode::transaction &&
       config->general.prepared_statements == config::PreparedStatements::extended) {
@@ -137,13 +138,24 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
                           (!duplex_ || duplex_->server.idle());
     const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
     switch (next) {
-      case Next::client:
+      case Next::client: {
         if (can_park()) {
           park();  // idle between transactions: wait without this coroutine
           co_return;
         }
-        open = co_await read_client();
+        if (duplex_ && !duplex_->client.idle()) {
+          open = co_await read_client();
+          break;
+        }
+        // The common case awaits the socket here: no coroutine frame per read.
+        auto [read_ec, n] = co_await client_.read_some(in_.prepare(client_want()));
+        open = !read_ec;
+        if (open) {
+          in_.commit(n);
+          open = co_await on_client(n);
+        }
         break;
+      }
       case Next::server:
         open = co_await on_server();
         break;
@@ -153,8 +165,16 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
       case Next::answer:
         open = co_await deliver(exchange_.answer_now(server_->state()));
         break;
+      case Next::settle:
+        open = co_await settle();
+        break;
       case Next::release:
-        open = co_await release_server();
+        // A read Next::either left on the server is settled first: it may bring bytes.
+        if (duplex_ && duplex_->server.reading()) co_await settle_reads();
+        if (!server_->buffer().empty()) break;
+        // State that pinned the client is gone, but the server is reset before anyone else.
+        if (exchange_.dirty()) co_await reset_server();
+        release_server();
         break;
     }
   }
@@ -192,29 +212,19 @@ ClientSession::Duplex& ClientSession::duplex() {
 }
 
 Task<bool> ClientSession::read_client() {
-  error_code ec;
-  std::size_t n = 0;
-  if (duplex_ && !duplex_->client.idle()) {
-    while (!duplex_->client.ready()) co_await duplex_->wakeup.wait();
-    std::tie(ec, n) = duplex_->client.take();
-  } else {
-    std::tie(ec, n) = co_await client_.read_some(in_.prepare(client_want()));
-  }
+  // The read Next::either started.
+  while (!duplex_->client.ready()) co_await duplex_->wakeup.wait();
+  const auto [ec, n] = duplex_->client.take();
   if (ec) co_return false;
   in_.commit(n);
   co_return co_await on_client(n);
 }
 
 Task<bool> ClientSession::read_server() {
+  // The read Next::either started.
   auto& server = *server_;
-  error_code ec;
-  std::size_t n = 0;
-  if (duplex_ && !duplex_->server.idle()) {
-    while (!duplex_->server.ready()) co_await duplex_->wakeup.wait();
-    std::tie(ec, n) = duplex_->server.take();
-  } else {
-    std::tie(ec, n) = co_await server.stream().read_some(server.buffer().prepare(server_want()));
-  }
+  while (!duplex_->server.ready()) co_await duplex_->wakeup.wait();
+  const auto [ec, n] = duplex_->server.take();
   if (ec) {
     server.mark_broken();
     co_await report_lost("server connection lost: " + ec.message());
@@ -244,7 +254,26 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   if (received > 0) PoolCounters::add(counters().bytes_received, received);
   const auto batch = exchange_.read_client(in_.readable());
   if (batch.started) request_started_ = Clock::now();
-  if (batch.size > 0) co_await forward(in_.readable().substr(0, batch.size));
+  std::string_view frames = in_.readable().substr(0, batch.size);
+  if (!frames.empty() && !server_) {
+    // A client that only prepares what servers already know does not wait for one.
+    if (const auto answers = exchange_.answer_alone(frames)) {
+      frames = {};
+      if (!co_await deliver(*answers)) co_return false;
+    }
+  }
+  bool attached = !frames.empty() && (server_ || try_attach());
+  if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
+  if (attached) {
+    // The tap and the answer bookkeeping see the batch before it is written.
+    const std::string_view to_send = exchange_.prepare(frames, server_->state());
+    error_code ec;
+    const std::size_t sent = server_->stream().write_now_some(to_send, ec);
+    if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
+    // Noticed when the answer is read: the client is told the server was lost.
+    if (ec) server_->mark_broken();
+    note_pins();
+  }
   in_.consume(batch.size);
   if (!batch.violation.empty()) {
     co_await fatal("08P01", batch.violation);
@@ -253,31 +282,24 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   co_return !batch.terminate && !closing_;
 }
 
-Task<void> ClientSession::forward(std::string_view batch) {
-  if (!server_ && !try_attach()) {
-    if (auto failure = co_await attach()) {
-      // As PostgreSQL would answer the batch: each request fails with the reason.
-      PoolCounters::add(counters().errors);
-      const std::string message = failure->to_string();
-      co_await deliver(exchange_.fail(batch, {.code = failure->sqlstate, .message = message}));
-      co_return;
-    }
-  }
-  // The tap and the answer bookkeeping see the batch before it is written.
-  const std::string_view to_send = exchange_.prepare(batch, server_->state());
-  if (to_send.empty()) co_return;
-  error_code ec;
-  const std::size_t sent = server_->stream().write_now_some(to_send, ec);
-  if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
-  // Noticed when the answer is read: the client is told the server was lost.
-  if (ec) server_->mark_broken();
+Task<bool> ClientSession::attach_or_fail(std::string_view batch) {
+  auto failure = co_await attach();
+  if (!failure) co_return true;
+  // As PostgreSQL would answer the batch: each request fails with the reason.
+  PoolCounters::add(counters().errors);
+  const std::string message = failure->to_string();
+  co_await deliver(exchange_.fail(batch, {.code = failure->sqlstate, .message = message}));
+  co_return false;
 }
 
 Task<bool> ClientSession::on_server() {
   auto& server = *server_;
   auto& buffer = server.buffer();
   // A read started while both sides could speak completes first: its bytes come after these.
-  if (duplex_ && !duplex_->server.idle() && !co_await read_server()) co_return false;
+  if (duplex_ && !duplex_->server.idle()) {
+    const bool read = co_await read_server();
+    if (!read) co_return false;
+  }
   while (true) {
     const auto chunk = exchange_.read_server(buffer.readable(), server.state());
     if (!chunk.lost.empty()) {
@@ -286,22 +308,37 @@ Task<bool> ClientSession::on_server() {
     }
     count(chunk.events);
     if (chunk.done > 0 || !chunk.out.empty()) {
-      const bool delivered = co_await deliver(chunk.out);
+      std::size_t sent = 0;
+      error_code ec;
+      if (!deliver_now(chunk.out, sent, ec) && !ec) {
+        ec = co_await client_.write(chunk.out.substr(sent));
+      }
       buffer.consume(chunk.done);
-      co_return delivered;
+      closing_ = closing_ || ec.failed();
+      co_return !ec;
     }
-    if (!co_await read_server()) co_return false;
+    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(server_want()));
+    if (ec) {
+      server.mark_broken();
+      co_await report_lost("server connection lost: " + ec.message());
+      co_return false;
+    }
+    buffer.commit(n);
   }
 }
 
+bool ClientSession::deliver_now(std::string_view out, std::size_t& sent, error_code& ec) {
+  // Most answers fit in the socket buffer: written at once, without a coroutine.
+  if (!out.empty()) PoolCounters::add(counters().bytes_sent, out.size());
+  sent = client_.write_now_some(out, ec);
+  return !ec && sent == out.size();
+}
+
 Task<bool> ClientSession::deliver(std::string_view out) {
-  if (out.empty()) co_return true;
-  PoolCounters::add(counters().bytes_sent, out.size());
-  // Most answers fit in the socket buffer: written at once, without waiting.
+  std::size_t sent = 0;
   error_code ec;
-  const std::size_t sent = client_.write_now_some(out, ec);
-  if (!ec && sent < out.size()) ec = co_await client_.write(out.substr(sent));
-  if (ec) closing_ = true;
+  if (!deliver_now(out, sent, ec) && !ec) ec = co_await client_.write(out.substr(sent));
+  closing_ = closing_ || ec.failed();
   co_return !ec;
 }
 
@@ -355,6 +392,57 @@ Task<std::optional<backend::Failure>> ClientSession::attach() {
 }
 
 
+Task<bool> ClientSession::settle() {
+  auto& server = *server_;
+  const std::string sql = exchange_.settle_query(server.state());
+  backend::ServerConnection::Row row;
+  if (!sql.empty()) {
+    auto read = co_await server.execute(sql, &row);
+    if (!read) {
+      if (server.broken()) {
+        co_await report_lost("server connection lost: " + read.error().to_string());
+        co_return false;
+      }
+      spdlog::warn("client {}: could not read back its settings: {}", info_->address,
+                   read.error().to_string());
+      exchange_.settle_failed();
+      co_return true;
+    }
+  }
+  if (!exchange_.settled(row, server.state())) co_return true;
+  // A RESET returned a parameter to the server's default: the client's own comes back, and the
+  // client hears of it as it would from PostgreSQL.
+  const protocol::Params before = server.params();
+  co_await sync_parameters();
+  std::string out;
+  for (const auto& [name, value] : server.params().items()) {
+    if (protocol::is_reported_parameter(name) && before.get(name) != value) {
+      protocol::write_parameter_status(out, name, value);
+    }
+  }
+  co_return co_await deliver(out);
+}
+
+Task<void> ClientSession::reset_server() {
+  const bool reset = co_await server_->reset_session();
+  if (!reset) server_->mark_broken();
+  exchange_.cleaned();
+}
+
+void ClientSession::note_pins() {
+  auto& c = counters();
+  if (const auto bits = exchange_.take_pins(); bits != 0) {
+    for (std::size_t k = 0; k < c.pins.size(); ++k) {
+      if ((bits & (1U << k)) != 0) PoolCounters::add(c.pins[k]);
+    }
+  }
+  const bool pinned = exchange_.pinned();
+  if (pinned != counted_pinned_) {
+    c.pinned.fetch_add(pinned ? 1 : -1, std::memory_order_relaxed);
+    counted_pinned_ = pinned;
+  }
+}
+
 Task<void> ClientSession::sync_parameters() {
   auto r = co_await backend::sync_parameters(*server_, exchange_.params());
   if (!r) {
@@ -365,14 +453,11 @@ Task<void> ClientSession::sync_parameters() {
   }
 }
 
-Task<bool> ClientSession::release_server() {
-  co_await settle_reads();
-  if (!server_->buffer().empty()) co_return true;  // the server spoke meanwhile: handle it first
+void ClientSession::release_server() {
   server_->buffer().shrink_if_larger();
   exchange_.detach(server_->state());
   server_.release();
   set_state(ClientState::idle);
-  co_return true;
 }
 
 Task<void> ClientSession::settle_reads() {
@@ -396,15 +481,17 @@ Task<void> ClientSession::finish() {
   closing_ = true;
   co_await settle_reads();
   if (server_) {
-    bool clean = server_->buffer().empty() && exchange_.clean(server_->state());
+    const bool clean = server_->buffer().empty() && exchange_.clean(server_->state());
     // The next client must not inherit this one's session state.
-    if (clean && exchange_.mode() == config::PoolerMode::session) {
-      clean = co_await server_->reset_session();
+    if (!clean) {
+      server_->mark_broken();
+    } else if (exchange_.mode() == config::PoolerMode::session || exchange_.dirty()) {
+      co_await reset_server();
     }
-    if (!clean) server_->mark_broken();
     exchange_.detach(server_->state());
     server_.release();
   }
+  if (counted_pinned_) counters().pinned.fetch_sub(1, std::memory_order_relaxed);
   app_.clients().remove(*info_);
   client_.close();
 }

@@ -46,19 +46,22 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Task<void> relay(std::shared_ptr<ClientSession> self, error_code ec, std::size_t parked);
   void park();
   bool can_park() const;
-  Task<bool> step();
   Task<bool> read_client();
   Task<bool> read_server();
   Task<bool> read_either();
   Task<bool> on_client(std::size_t received);
   Task<bool> on_server();
-  Task<void> forward(std::string_view batch);
+  Task<bool> attach_or_fail(std::string_view batch);
   Task<bool> deliver(std::string_view out);
+  bool deliver_now(std::string_view out, std::size_t& sent, error_code& ec);
   void count(const backend::ServerEvents& events);
   Task<std::optional<backend::Failure>> attach();
   bool try_attach();
   Task<void> sync_parameters();
-  Task<bool> release_server();
+  Task<bool> settle();
+  Task<void> reset_server();
+  void note_pins();
+  void release_server();
   Task<void> settle_reads();
   Task<void> finish();
   Task<void> report_lost(const std::string& lost);
@@ -87,6 +90,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Clock::time_point transaction_started_{};
   bool closing_ = false;  // the client is going away
   bool terminate_after_transaction_ = false;
+  bool counted_pinned_ = false;  // counted in the pool's pinned gauge
 };
 
 }  // namespace pgdog::frontend

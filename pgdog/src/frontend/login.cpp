@@ -1,11 +1,10 @@
 #include "frontend/login.hpp"
 
-#include <array>
-
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
 #include "auth/auth.hpp"
+#include "auth/server_handshake.hpp"
 
 namespace pgdog::frontend {
 
@@ -186,21 +185,19 @@ Task<LoginResult> Login::user_login(const protocol::StartupPacket& packet, const
     co_await fatal("28000", "no such user \"" + user + "\" for database \"" + database + "\"");
     co_return result;
   }
-  if (!co_await send_parameters(packet, *entry, result.params)) co_return result;
+  if (!co_await send_parameters(packet, *entry, result)) co_return result;
   result.kind = LoginResult::Kind::proceed;
   result.user = std::move(entry);
   co_return result;
 }
 
-Task<bool> Login::read_password_frame(std::string& body) {
+// The next whole message from the client; false (the client told why) when it breaks the protocol.
+Task<bool> Login::read_frame(protocol::Frame& frame) {
   while (true) {
     auto f = protocol::next_frame(in_.readable(), 64 * 1024);
     if (f) {
-      const bool ok = f->type == protocol::fe::kPassword;
-      body.assign(f->body);
-      in_.consume(f->size());
-      if (!ok) co_await fatal("08P01", "expected a password message during authentication");
-      co_return ok;
+      frame = *f;
+      co_return true;
     }
     if (f.error() != protocol::Error::need_more) {
       co_await fatal("08P01", "invalid message during authentication");
@@ -214,85 +211,32 @@ Task<bool> Login::read_password_frame(std::string& body) {
 
 Task<bool> Login::authenticate(const std::string& user, const std::optional<std::string>& password,
                                const auth::ScramSecret* scram, config::AuthType method) {
-  // What is left to send goes with AuthenticationOk in one write (SCRAM's server-final).
-  std::string out;
-  bool ok = true;
-  if (method == config::AuthType::md5) {
-    ok = co_await authenticate_md5(user, password);
-  } else if (method != config::AuthType::trust) {
-    ok = co_await authenticate_scram(user, password, scram, out);
+  using Status = auth::ServerHandshake::Status;
+  const auto m = method == config::AuthType::trust ? auth::Method::trust
+                 : method == config::AuthType::md5 ? auth::Method::md5
+                                                   : auth::Method::scram;
+  auth::ServerHandshake handshake(m, user, password, scram);
+  auto step = handshake.start();
+  while (step.status == Status::reply) {
+    const error_code ec = co_await client_.write(step.out);
+    if (ec) co_return false;
+    protocol::Frame frame;
+    const bool read = co_await read_frame(frame);
+    if (!read) co_return false;
+    step = handshake.feed(frame);  // copies what it keeps
+    in_.consume(frame.size());
   }
-  if (!ok) co_return false;
-  protocol::write_auth(out, protocol::auth_code::kOk);
-  co_return !co_await client_.write(out);
-}
-
-Task<bool> Login::authenticate_md5(const std::string& user,
-                                   const std::optional<std::string>& password) {
-  std::array<std::uint8_t, 4> salt;
-  auth::random_bytes(salt);
-  std::string out;
-  protocol::write_auth(out, protocol::auth_code::kMd5,
-                       std::string_view(reinterpret_cast<const char*>(salt.data()), 4));
-  if (co_await client_.write(out)) co_return false;
-  std::string body;
-  if (!co_await read_password_frame(body)) co_return false;
-  auto response = protocol::decode_password(body);
-  if (!response || !password || !auth::md5_verify(user, *password, salt, *response)) {
-    co_await fatal("28P01", "password authentication failed for user \"" + user + "\"");
+  if (step.status == Status::failed) {
+    co_await fatal(step.sqlstate, step.message);
     co_return false;
   }
-  co_return true;
-}
-
-Task<bool> Login::authenticate_scram(const std::string& user,
-                                     const std::optional<std::string>& password,
-                                     const auth::ScramSecret* scram, std::string& out) {
-  protocol::write_auth_sasl(out, auth::kScramMechanism);
-  if (co_await client_.write(out)) co_return false;
-  out.clear();
-  std::string body;
-  if (!co_await read_password_frame(body)) co_return false;
-  auto initial = protocol::decode_sasl_initial_response(body);
-  if (!initial) {
-    co_await fatal("08P01", "malformed SASLInitialResponse");
-    co_return false;
-  }
-  if (initial->mechanism != auth::kScramMechanism) {
-    co_await fatal("28000",
-                   "unsupported SASL mechanism \"" + std::string(initial->mechanism) + "\"");
-    co_return false;
-  }
-  // An unknown user runs the same exchange against a throwaway secret, so the answer does not
-  // tell whether the user exists.
-  auth::ScramSecret dummy;
-  if (scram == nullptr || !password) dummy = auth::mock_scram_secret(user);
-  auth::ScramServer server(scram != nullptr && password ? *scram : dummy);
-  auto first = server.client_first(initial->data);
-  if (!first) {
-    co_await fatal("08P01", "malformed SCRAM client-first-message");
-    co_return false;
-  }
-  out.clear();
-  protocol::write_auth(out, protocol::auth_code::kSaslContinue, *first);
-  if (co_await client_.write(out)) co_return false;
-  if (!co_await read_password_frame(body)) co_return false;
-  auto final_message = server.client_final(body);
-  if (!final_message) {
-    if (final_message.error() == auth::Error::wrong_password) {
-      co_await fatal("28P01", "password authentication failed for user \"" + user + "\"");
-    } else {
-      co_await fatal("08P01", "malformed SCRAM client-final-message");
-    }
-    co_return false;
-  }
-  out.clear();
-  protocol::write_auth(out, protocol::auth_code::kSaslFinal, *final_message);
-  co_return true;
+  const error_code ec = co_await client_.write(step.out);
+  co_return !ec;
 }
 
 Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEntry& user,
-                                  protocol::Params& params) {
+                                  LoginResult& result) {
+  protocol::Params& params = result.params;
   auto defaults = co_await user.pool->server_defaults();
   if (!defaults) {
     const auto& f = defaults.error();
@@ -303,7 +247,7 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
     if (protocol::is_session_parameter(name)) params.set(name, value);
   }
   for (const auto& [name, value] : packet.params) {
-    if (protocol::is_session_parameter(name)) params.set(name, value);
+    if (protocol::is_session_parameter(name)) result.startup.set(name, value);
   }
   // "options" carries command-line style settings (-c name=value, --name=value), which the
   // server would apply at login: they become session parameters like the others.
@@ -316,9 +260,9 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
                          *options + "\")");
       co_return false;
     }
-    for (const auto& [name, value] : *parsed)
-      params.set(name, value);
+    for (const auto& [name, value] : *parsed) result.startup.set(name, value);
   }
+  for (const auto& [name, value] : result.startup.items()) params.set(name, value);
   std::string out;
   for (const auto& [name, value] : defaults->items()) {
     const auto mine = params.get(name);

@@ -1,5 +1,7 @@
 #include "mirror/replay.hpp"
 
+#include <array>
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
@@ -26,22 +28,47 @@ Replay::Replay(const Request& request, Channel& channel, std::shared_ptr<backend
 
 Task<void> Replay::run(Executor io) {
   using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout_);
-  auto winner = co_await (exchange() || timer.async_wait(use_nothrow));
-  if (winner.index() == 1) {
-    time_out(std::move(io));
+  co_await (exchange() || watchdog(std::move(io)));
+  if (timed_out_) {
+    time_out();
     co_return;
   }
   keep_lease();
+}
+
+// Past mirror_timeout the request counts as a timeout and its query is cancelled, again and
+// again until the server has answered it: a cancel that reaches the server before the query
+// started does nothing, and a query left running (waiting for a lock, say) would apply on the
+// mirror later, behind the client's next transactions.
+Task<void> Replay::watchdog(Executor io) {
+  static constexpr std::array<std::chrono::milliseconds, 4> kPauses{
+      std::chrono::milliseconds(50), std::chrono::milliseconds(100),
+      std::chrono::milliseconds(200), std::chrono::milliseconds(400)};
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout_);
+  if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
+  timed_out_ = true;
+  if (!sent_) co_return;  // nothing runs on the mirror yet: the exchange stops here
+  for (const auto pause : kPauses) {
+    const auto& address = lease_->address();
+    asio::co_spawn(io,
+                   backend::ServerConnection::cancel(io, address.host, address.port, lease_->key()),
+                   log_task_errors(cluster_, "cancel request"));
+    timer.expires_after(pause);
+    if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
+  }
+  spdlog::warn("mirror {}: a timed-out query did not end after {} cancel requests; its "
+               "connection is closed",
+               cluster_, kPauses.size());
 }
 
 Task<void> Replay::exchange() {
   const bool leased = co_await lease();
   if (!leased) co_return;
   const bool prepared = co_await prepare();
-  if (!prepared) co_return;
+  if (!prepared || timed_out_) co_return;
   auto& server = *lease_;
   const auto started = Clock::now();
+  sent_ = true;
   if (auto ec = co_await server.stream().write(to_send_)) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
@@ -143,17 +170,12 @@ void Replay::conclude(ReplayReader& reader) {
   if (!reader.reusable(server.buffer().empty())) server.mark_broken();
 }
 
-void Replay::time_out(Executor io) {
+void Replay::time_out() {
   end_.outcome = MirrorOutcome::timeout;
   end_.reason =
       "no ReadyForQuery within mirror_timeout (" + std::to_string(timeout_.count()) + " ms)";
-  if (!lease_) return;
-  // The query may still be running: cancel it, and never reuse this connection.
-  const auto& address = lease_->address();
-  asio::co_spawn(io,
-                 backend::ServerConnection::cancel(io, address.host, address.port, lease_->key()),
-                 log_task_errors(cluster_, "cancel request"));
-  lease_->mark_broken();
+  // Never reused: it may have been stopped in the middle of anything.
+  if (lease_) lease_->mark_broken();
 }
 
 void Replay::keep_lease() {

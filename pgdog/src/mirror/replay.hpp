@@ -45,7 +45,8 @@ class Replay {
   void rewrite();
   Task<bool> read(ReplayReader& reader);
   void conclude(ReplayReader& reader);
-  void time_out(Executor io);
+  Task<void> watchdog(Executor io);
+  void time_out();
   void keep_lease();
   void fail(backend::ServerConnection* server, std::string why);
 
@@ -68,6 +69,8 @@ class Replay {
   std::size_t ready_ = 0;  // ReadyForQuery messages the server will send
   backend::Lease lease_;
   ReplayEnd end_;
+  bool sent_ = false;       // the request went to the mirror server
+  bool timed_out_ = false;  // mirror_timeout passed first
 };
 
 }  // namespace pgdog::mirror
