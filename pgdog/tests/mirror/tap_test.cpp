@@ -517,6 +517,33 @@ TEST_F(TapTest, FramesSentBeforeTheBoundaryBeginTheNextTransaction) {
   EXPECT_EQ(b->stats().snapshot().handed, 0U);
 }
 
+// A ReadyForQuery the client did not ask for (the session's own exchange with the server) ends
+// nothing, whether the session has mirrors or not: the Flush began the transaction.
+TEST_F(TapTest, AReadyForQueryNobodyAskedForEndsNothing) {
+  auto m = add_mirror();
+  tap();
+  client(empty('H'));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 1U);
+  client(query("INSERT INTO t VALUES (1)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U);
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames, empty('H') + query("INSERT INTO t VALUES (1)"));
+}
+
+TEST_F(TapTest, AReadyForQueryNobodyAskedForEndsNothingWithoutMirrors) {
+  tap();
+  client(empty('H'));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 1U);
+  client(query("INSERT INTO t VALUES (1)"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U);
+}
+
 // A dml-only mirror added after the client prepared a statement still classifies a later Bind
 // of it, from the session's statements.
 TEST_F(TapTest, LevelFilterAddedLaterKnowsStatementsParsedBefore) {
