@@ -71,6 +71,8 @@ class Tap::Work {
   void finish_transaction(std::size_t end);
   RequestPtr make_request(std::size_t end);  // the transaction's first `end` buffered bytes
   Traits classify(const protocol::Frame& f);
+  Traits bound(const std::string& name);  // what a Bind of statement `name` does
+  backend::StatementPtr session_statement(const std::string& name) const;
 
   Tap& tap_;
   std::vector<Target> targets_;
@@ -83,8 +85,14 @@ class Tap::Work {
 
   std::string buffer_;
   std::deque<Segment> segments_;
-  Traits open_traits_;                                  // frames after the last boundary
-  std::unordered_map<std::string, Traits> statements_;  // prepared statement -> traits
+  Traits open_traits_;  // frames after the last boundary
+  // What each prepared statement does, and the session's statement it was learnt from (null
+  // when learnt from a Parse the session does not keep, the unnamed one).
+  struct Known {
+    backend::StatementPtr statement;
+    Traits traits;
+  };
+  std::unordered_map<std::string, Known> statements_;
 
   // The transaction being assembled.
   Traits traits_;
@@ -129,23 +137,14 @@ Traits Tap::Work::classify(const protocol::Frame& f) {
       break;
     case protocol::fe::kParse:
       if (auto p = protocol::decode_parse(f.body)) {
+        std::string name(p->name);
         auto t = traits_of(p->query);
-        statements_[std::string(p->name)] = t;
+        statements_[name] = Known{session_statement(name), t};
         return t;
       }
       break;
     case protocol::fe::kBind:
-      // A statement parsed in an earlier transaction still says what this one does, also one
-      // parsed before this mirror was added (the session's statements have its text).
-      if (auto b = protocol::decode_bind(f.body)) {
-        std::string name(b->statement);
-        if (auto it = statements_.find(name); it != statements_.end()) return it->second;
-        const auto* known = tap_.statements();
-        if (known == nullptr) break;
-        if (auto s = known->find(name); s != known->end()) {
-          return statements_[name] = traits_of(s->second->query);
-        }
-      }
+      if (auto b = protocol::decode_bind(f.body)) return bound(std::string(b->statement));
       break;
     case protocol::fe::kCopyData:
     case protocol::fe::kCopyDone:
@@ -154,6 +153,27 @@ Traits Tap::Work::classify(const protocol::Frame& f) {
       break;
   }
   return {};
+}
+
+backend::StatementPtr Tap::Work::session_statement(const std::string& name) const {
+  const auto* known = tap_.statements();
+  if (known == nullptr) return nullptr;
+  auto it = known->find(name);
+  return it != known->end() ? it->second : nullptr;
+}
+
+Traits Tap::Work::bound(const std::string& name) {
+  // The session's statements say what the name means now: it may have been parsed before this
+  // mirror was added, or prepared again in a batch the proxy answered without a server (which
+  // the tap never sees). A statement parsed in an earlier transaction still says what this one
+  // does.
+  auto live = session_statement(name);
+  auto it = statements_.find(name);
+  if (it != statements_.end() && (!live || it->second.statement == live)) {
+    return it->second.traits;
+  }
+  if (!live) return {};
+  return (statements_[name] = Known{live, traits_of(live->query)}).traits;
 }
 
 void Tap::Work::client_frame(const protocol::Frame& f) {

@@ -57,7 +57,7 @@ class TapTest : public ::testing::Test {
     if (!tap_) {
       set_->publish(mirrors_);
       tap_ = std::make_unique<Tap>(TapRoute{set_, &open_version_}, alice_, params_, statements_,
-                                   nullptr, &registry_, max_bytes);
+                                   rewriter_.get(), &registry_, max_bytes);
     }
     return *tap_;
   }
@@ -101,6 +101,8 @@ class TapTest : public ::testing::Test {
   }();
   std::shared_ptr<MirrorSet> set_ = std::make_shared<MirrorSet>();
   std::atomic<std::uint64_t> open_version_{0};
+  // Transaction mode's: it keeps statements_ (set before tap() to have one).
+  std::unique_ptr<backend::Rewriter> rewriter_;
   std::unique_ptr<Tap> tap_;
 };
 
@@ -567,6 +569,34 @@ TEST_F(TapTest, LevelFilterAddedLaterKnowsStatementsParsedBefore) {
   ASSERT_EQ(requests.size(), 1U);
   ASSERT_TRUE(requests[0]->statements);
   EXPECT_EQ(requests[0]->statements->at("s1")->query, "DELETE FROM t");
+}
+
+// In transaction mode the proxy answers a Parse of a statement a server already knows without
+// a server, and the tap never sees it: a Bind is classified by what the session's statement is
+// now, not by an earlier Parse of the same name.
+TEST_F(TapTest, StatementPreparedAgainWithoutAServerIsClassifiedByItsNewText) {
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto m = add_mirror(dml);
+  rewriter_ = std::make_unique<backend::Rewriter>(registry_, statements_);
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  statements_["s1"] = registry_.intern("DELETE FROM t", "");  // as the rewriter does
+  client(parse + empty('S'));
+  server(rfq('I'));
+  ASSERT_EQ(m->stats().snapshot().handed, 1U);
+  // Closed and prepared as a SELECT in a batch answered without a server.
+  statements_["s1"] = registry_.intern("SELECT 1", "");
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 1U) << "a SELECT is not dml";
+  statements_["s1"] = registry_.intern("UPDATE t SET a = 1", "");
+  client(bind + empty('S'));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 2U) << "an UPDATE is";
 }
 
 // What a statement does is learnt again after a time without level filters: the client may
