@@ -579,7 +579,8 @@ def connection_flood():
             ok, errors = await pgwire.open_many("127.0.0.1", p.port, "pgdog", "pgdog", "pgdog",
                                                 200, time.monotonic() + 30, concurrency=200)
             log(f"burst of 200: {len(ok)} in, refusals {errors}")
-            check(0 < len(ok) <= 50, f"{len(ok)} of the burst got in")
+            # Counted as they arrive: the first 50 get in, whoever else is still logging in.
+            check(len(ok) == 50, f"{len(ok)} of the burst got in")
             check(all("53300" in k for k in errors), f"unexpected errors in the burst: {errors}")
             check(sum(errors.values()) + len(ok) == 200, "lost connections in the burst")
             rows = await asyncio.gather(*(c.query("SELECT 1") for c in ok))

@@ -41,6 +41,9 @@ struct ClientInfo {
   // The mirror set version (mirror::MirrorSet) the client's open transaction began under, 0
   // between transactions: a transaction begun before a mirror was added misses that mirror.
   std::atomic<std::uint64_t> mirror_version{0};
+  // Clients connected when this one arrived, itself included: what max_client_conn is checked
+  // against (login waits for the startup packet, by when a burst is all connected).
+  std::size_t connected_on_arrival = 0;
 
   // Set once at login, read by the admin console.
   void set_identity(std::string user, std::string database, std::string application_name);

@@ -117,12 +117,14 @@ Task<LoginResult> Login::startup() {
   if (!co_await negotiate(packet)) co_return LoginResult{};
   // Refused only now, as PostgreSQL does: after SSLRequest was answered, so that a client
   // trying TLS first (psql's sslmode=prefer) reads the reason rather than an error in the
-  // middle of its TLS negotiation. A CancelRequest still gets through (negotiate).
+  // middle of its TLS negotiation. A CancelRequest still gets through (negotiate). Counted as
+  // the client arrived: counted now, each client of a burst would count all the others still
+  // logging in, and every one of them would be refused.
   if (app_.shutting_down()) {
     co_await fatal("57P01", "pgdog is shutting down");
     co_return LoginResult{};
   }
-  if (app_.clients().size() > config_->general.max_client_conn) {
+  if (info_.connected_on_arrival > config_->general.max_client_conn) {
     co_await fatal("53300", "too many client connections (max_client_conn = " +
                                 std::to_string(config_->general.max_client_conn) + ")");
     co_return LoginResult{};
