@@ -1,5 +1,7 @@
-// The CLI's configuration handling: configcheck, a bad config at startup, SIGHUP reload.
+// The CLI's configuration handling: configcheck (TLS files included), a bad config at startup,
+// SIGHUP reload, SHOW CONFIG after a reload.
 #include <algorithm>
+#include <map>
 #include <signal.h>
 #include <thread>
 
@@ -176,6 +178,101 @@ TEST_F(ConfigTest, AdminReloadAppliesTheFiles) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error->message.find("it_bogus_key"), std::string::npos) << r.describe();
   EXPECT_TRUE(admin.exec("SHOW VERSION").ok());
+}
+
+// configcheck loads the TLS files, as the start would: a file that does not load fails the
+// check naming the key and the file (the systemd unit's ExecStartPre relies on it).
+TEST_F(ConfigTest, ConfigcheckLoadsTheTlsFilesAndNamesTheKey) {
+  const std::string missing = dir_.path() + "/it-missing.crt";
+  auto r = configcheck(kValidConfig, kValidUsers);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::string config = kValidConfig;
+  config.insert(config.find("\n[admin]"),
+                "tls_certificate = " + toml_string(missing) +
+                    "\ntls_private_key = " + toml_string(dir_.path() + "/it-missing.key") + "\n");
+  r = configcheck(config, kValidUsers);
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  std::string all = r.out + r.err;
+  EXPECT_NE(all.find("general.tls_certificate"), std::string::npos) << r.describe();
+  EXPECT_NE(all.find(missing + ": No such file or directory"), std::string::npos) << r.describe();
+
+  // A file that is there but holds no certificate.
+  const std::string garbage = dir_.write("it-garbage.crt", "not a certificate\n");
+  config = kValidConfig;
+  config.insert(config.find("\n[admin]"), "tls_certificate = " + toml_string(garbage) +
+                                              "\ntls_private_key = " + toml_string(garbage) + "\n");
+  r = configcheck(config, kValidUsers);
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  all = r.out + r.err;
+  EXPECT_NE(all.find("general.tls_certificate: cannot load the certificate " + garbage),
+            std::string::npos)
+      << r.describe();
+
+  // The CA file pgdog verifies servers with.
+  const std::string missing_ca = dir_.path() + "/it-missing-ca.crt";
+  config = kValidConfig;
+  config.insert(config.find("\n[admin]"),
+                "tls_verify = \"verify_full\"\n"
+                "tls_server_ca_certificate = " +
+                    toml_string(missing_ca) + "\n");
+  r = configcheck(config, kValidUsers);
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  all = r.out + r.err;
+  EXPECT_NE(all.find("general.tls_server_ca_certificate"), std::string::npos) << r.describe();
+  EXPECT_NE(all.find(missing_ca), std::string::npos) << r.describe();
+}
+
+// The same error stops the start, naming the key and the file, before anything listens.
+TEST_F(ConfigTest, StartWithAMissingCertificateNamesTheKeyAndFile) {
+  const std::string missing = dir_.path() + "/it-missing.crt";
+  Pgdog pgdog(PgdogConfig()
+                  .set_string("tls_certificate", missing)
+                  .set_string("tls_private_key", dir_.path() + "/it-missing.key"),
+              /*wait_ready=*/false);
+  auto status = pgdog.wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << "pgdog kept running without its certificate";
+  EXPECT_EQ(*status, 1);
+  EXPECT_FALSE(port_open(pgdog.port()));
+  const auto log = pgdog.log();
+  EXPECT_NE(log.find("general.tls_certificate"), std::string::npos) << log;
+  EXPECT_NE(log.find(missing + ": No such file or directory"), std::string::npos) << log;
+}
+
+// After a reload that changes port (restart-only), SHOW CONFIG shows the port pgdog listens on,
+// with the one the files ask for as pending; a reloadable key shows its new value at once.
+TEST_F(ConfigTest, ShowConfigAfterAReloadShowsThePortInForceAndThePendingOne) {
+  auto cfg = PgdogConfig().with_pool_size(3);
+  Pgdog pgdog(cfg);
+  ASSERT_TRUE(pgdog.started());
+  const int other = free_port();
+  cfg.set("port", std::to_string(other)).set("default_pool_size", "7");
+  pgdog.rewrite(cfg);
+  auto admin = pgdog.admin();
+  ASSERT_TRUE(admin.ok()) << admin.connect_error().message;
+  auto r = admin.exec("RELOAD");
+  ASSERT_TRUE(r.ok()) << r.describe();
+
+  r = admin.exec("SHOW CONFIG");
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.columns, (std::vector<std::string>{"key", "value", "pending", "changeable"}));
+  std::map<std::string, Row> rows;
+  for (const auto& row : r.rows)
+    rows[row[0].value_or("")] = row;
+  ASSERT_TRUE(rows.count("port")) << r.describe();
+  EXPECT_EQ(rows["port"], (Row{"port", std::to_string(pgdog.port()), std::to_string(other), "no"}));
+  EXPECT_EQ(rows["default_pool_size"], (Row{"default_pool_size", "7", std::nullopt, "yes"}));
+  EXPECT_EQ(rows["host"], (Row{"host", "127.0.0.1", std::nullopt, "no"}));
+  for (const auto& [key, row] : rows) {
+    if (key == "port") continue;
+    EXPECT_FALSE(row[2].has_value()) << key << " pending: " << row[2].value_or("");
+  }
+  // What SHOW CONFIG says is what pgdog does.
+  EXPECT_TRUE(port_open(pgdog.port()));
+  EXPECT_FALSE(port_open(other));
+  auto c = pgdog.connect();
+  ASSERT_TRUE(c.ok()) << c.connect_error().message;
+  EXPECT_NE(pgdog.log().find("reload: only a restart applies the new port"), std::string::npos)
+      << pgdog.log();
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // TLS: clients to pgdog (certificates made with the openssl CLI at test time), TLS 1.2
-// minimum, tls_client_required, and pgdog to PostgreSQL with tls_verify = verify_full.
+// minimum, tls_client_required, certificates rotated by RELOAD, the max_client_conn refusal
+// after SSLRequest, and pgdog to PostgreSQL with tls_verify = verify_full.
 #include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
@@ -223,6 +224,94 @@ TEST_F(TlsTest, IdleTlsClientIsToldOnShutdown) {
   auto status = pgdog.wait_exit(5s);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(*status, 0);
+}
+
+// Certificates rotated in place (same paths, new files) and RELOAD: a new connection gets the
+// new certificate, one made before keeps its session. A reload whose certificate does not load
+// is refused naming the key and the file, and the previous certificate stays in use.
+TEST_F(TlsTest, CertificateRotatedByReloadServesNewConnections) {
+  auto next = make_pki(*dir_, "rotated_");
+  ASSERT_EQ(next.error, "");
+  TempDir live;
+  auto copy = [&](const std::string& from, const std::string& to) {
+    auto r =
+        run_command("cp " + shell_quote(from) + " " + shell_quote(live.path() + "/" + to), 10s);
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+  };
+  ASSERT_NO_FATAL_FAILURE(copy(pki_.server_crt, "server.crt"));
+  ASSERT_NO_FATAL_FAILURE(copy(pki_.server_key, "server.key"));
+  auto cfg = PgdogConfig()
+                 .set_string("tls_certificate", live.path() + "/server.crt")
+                 .set_string("tls_private_key", live.path() + "/server.key");
+  Pgdog pgdog(cfg);
+  ASSERT_TRUE(pgdog.started());
+  auto verified_by = [&](const std::string& ca) {
+    return Conn::connect(pgdog.conninfo() +
+                         " sslmode=verify-full sslrootcert=" + quote_conninfo(ca));
+  };
+  auto before = verified_by(pki_.ca_crt);
+  ASSERT_TRUE(before.ok()) << before.connect_error().message;
+  EXPECT_FALSE(verified_by(next.ca_crt).ok()) << "the new CA verified the old certificate";
+
+  ASSERT_NO_FATAL_FAILURE(copy(next.server_crt, "server.crt"));
+  ASSERT_NO_FATAL_FAILURE(copy(next.server_key, "server.key"));
+  auto admin = pgdog.admin();
+  ASSERT_TRUE(admin.ok()) << admin.connect_error().message;
+  auto r = admin.exec("RELOAD");
+  ASSERT_TRUE(r.ok()) << r.describe();
+  auto after = verified_by(next.ca_crt);
+  ASSERT_TRUE(after.ok()) << after.connect_error().message;
+  EXPECT_EQ(after.exec("SELECT 'new certificate'").at(0), "new certificate");
+  auto stale = verified_by(pki_.ca_crt);
+  EXPECT_FALSE(stale.ok()) << "pgdog still presents the old certificate to new connections";
+  EXPECT_NE(lower(stale.connect_error().message).find("certificate"), std::string::npos)
+      << stale.connect_error().message;
+  EXPECT_EQ(before.exec("SELECT 'old session'").at(0), "old session");
+
+  // Files that do not load: refused, named, and nothing changes.
+  const std::string missing = live.path() + "/missing.crt";
+  cfg.set_string("tls_certificate", missing).set("default_pool_size", "3");
+  pgdog.rewrite(cfg);
+  r = admin.exec("RELOAD");
+  ASSERT_FALSE(r.ok()) << "a reload with a missing certificate was accepted";
+  EXPECT_NE(r.error->message.find("general.tls_certificate"), std::string::npos) << r.describe();
+  EXPECT_NE(r.error->message.find(missing), std::string::npos) << r.describe();
+  auto still = verified_by(next.ca_crt);
+  EXPECT_TRUE(still.ok()) << still.connect_error().message;
+  auto config = admin.exec("SHOW CONFIG");
+  for (std::size_t i = 0; i < config.rows.size(); ++i) {
+    if (config.at(i, 0) == "default_pool_size") {
+      EXPECT_EQ(config.at(i, 1), "10");
+    }
+    if (config.at(i, 0) == "tls_certificate") {
+      EXPECT_EQ(config.at(i, 1), live.path() + "/server.crt");
+    }
+  }
+}
+
+// Over max_client_conn, psql with its default sslmode=prefer (SSLRequest first) reads pgdog's
+// reason, with TLS configured or not: the refusal comes after the SSLRequest was answered.
+TEST_F(TlsTest, PsqlWithSslmodePreferSeesTooManyClientConnections) {
+  for (bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "with TLS" : "without TLS");
+    auto cfg = tls ? client_tls_config(pki_) : PgdogConfig();
+    Pgdog pgdog(cfg.set("max_client_conn", "1"));
+    ASSERT_TRUE(pgdog.started());
+    // The one slot, once the harness's probe of the port has left it.
+    std::optional<Conn> holder;
+    ASSERT_TRUE(wait_until([&] { return (holder = pgdog.connect())->ok(); }, 5s))
+        << holder->connect_error().message;
+    auto r = run_command("psql -X -At -c 'SELECT 1' " +
+                             shell_quote("host=127.0.0.1 port=" + std::to_string(pgdog.port()) +
+                                         " user=pgdog password=pgdog dbname=pgdog "
+                                         "sslmode=prefer connect_timeout=10"),
+                         30s);
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find("too many client connections (max_client_conn = 1)"), std::string::npos)
+        << r.describe();
+    EXPECT_EQ(r.err.find("SSL exchange"), std::string::npos) << r.describe();
+    EXPECT_EQ(holder->exec("SELECT 'still in'").at(0), "still in");
+  }
 }
 
 // --- pgdog to PostgreSQL ---------------------------------------------------------------------

@@ -88,7 +88,8 @@ def show_config(port):
                    "sslmode=disable connect_timeout=5"])
     if rc != 0:
         return None, out
-    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line), out
+    # key|value|pending|changeable: the value in force.
+    return {f[0]: f[1] for f in (line.split("|") for line in out.splitlines()) if len(f) > 1}, out
 
 
 def body(c):

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "frontend/app.hpp"
+#include "net/tls.hpp"
 
 namespace {
 
@@ -66,6 +67,15 @@ bool parse_args(int argc, char** argv, Options& o, std::string& error) {
   return true;
 }
 
+// Both files, and the TLS files they name: a certificate that does not load would stop pgdog
+// from starting, so configcheck must fail on it too.
+pgdog::config::Result<pgdog::config::Config> load(const Options& o) {
+  auto loaded = pgdog::config::load(o.config, o.users);
+  if (!loaded) return loaded;
+  if (auto tls = pgdog::net::check_tls(*loaded); !tls) return tls.error();
+  return loaded;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,15 +94,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto loaded = pgdog::config::load(opts.config, opts.users);
+  auto loaded = load(opts);
   if (!loaded) {
     std::cerr << "pgdog: configuration error: " << loaded.error().to_string() << "\n";
     return 1;
   }
   if (opts.command == "configcheck") {
     std::cout << "pgdog: " << opts.config << " and " << opts.users << " are valid ("
-              << loaded->databases.size() << " databases, " << loaded->users.size()
-              << " users, " << loaded->mirroring.size() << " mirrors)\n";
+              << loaded->databases.size() << " databases, " << loaded->users.size() << " users, "
+              << loaded->mirroring.size() << " mirrors)\n";
     return 0;
   }
 
@@ -129,9 +139,11 @@ int main(int argc, char** argv) {
   signals.async_wait(on_signal);
 
   std::vector<std::thread> threads;
-  for (int i = 1; i < workers; ++i) threads.emplace_back([&io] { io.run(); });
+  for (int i = 1; i < workers; ++i)
+    threads.emplace_back([&io] { io.run(); });
   io.run();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   spdlog::info("pgdog stopped");
   return 0;
 }

@@ -196,16 +196,34 @@ void throw_exception_from_error(const Error& error, const boost::source_location
 std::vector<Setting> settings(const Config& config) {
   std::vector<Setting> out;
 #define PGDOG_SHOW_KEY(key, read, apply) \
-  out.push_back(Setting{#key, show(config.general.key), Apply::apply});
+  out.push_back(Setting{#key, show(config.general.key), Apply::apply, std::nullopt});
   PGDOG_GENERAL_KEYS(PGDOG_SHOW_KEY)
 #undef PGDOG_SHOW_KEY
-#define PGDOG_SHOW_KEY(key, read, visibility)                                     \
-  if (shown(detail::Visibility::visibility)) {                                    \
-    out.push_back(Setting{"admin." #key, show(config.admin.key), Apply::reload}); \
+#define PGDOG_SHOW_KEY(key, read, visibility)                                                   \
+  if (shown(detail::Visibility::visibility)) {                                                  \
+    out.push_back(Setting{"admin." #key, show(config.admin.key), Apply::reload, std::nullopt}); \
   }
   PGDOG_ADMIN_KEYS(PGDOG_SHOW_KEY)
 #undef PGDOG_SHOW_KEY
   return out;
+}
+
+std::vector<Setting> settings(const Config& in_force, const Config& on_disk) {
+  auto out = settings(in_force);
+  const auto disk = settings(on_disk);
+  // Both lists come from the same key list, in the same order.
+  for (std::size_t i = 0; i < out.size() && i < disk.size(); ++i) {
+    if (restart_only(out[i].apply) && out[i].value != disk[i].value) out[i].pending = disk[i].value;
+  }
+  return out;
+}
+
+Config reloaded(const Config& running, Config loaded) {
+#define PGDOG_KEEP_KEY(key, read, apply) \
+  if (restart_only(Apply::apply)) loaded.general.key = running.general.key;
+  PGDOG_GENERAL_KEYS(PGDOG_KEEP_KEY)
+#undef PGDOG_KEEP_KEY
+  return loaded;
 }
 
 std::vector<std::string> pending_restart(const Config& running, const Config& loaded) {

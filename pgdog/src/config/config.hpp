@@ -152,15 +152,25 @@ struct Setting {
   std::string key;  // "port", "admin.user"
   std::string value;
   Apply apply = Apply::reload;
+  // A restart-only key the files set to another value than the one in force: what the next
+  // start applies.
+  std::optional<std::string> pending;
 };
 
 // Every [general] key (every key the parser accepts there), then admin.name and admin.user;
 // never a password. Unset optional keys have an empty value.
 std::vector<Setting> settings(const Config& config);
+// The same for the configuration in force, with the pending value of each restart-only key
+// that `on_disk` (the files as last loaded) sets otherwise.
+std::vector<Setting> settings(const Config& in_force, const Config& on_disk);
 
 // The restart-only keys whose values differ between the configuration in force and one just
 // loaded: what a reload leaves pending until the next start.
 std::vector<std::string> pending_restart(const Config& running, const Config& loaded);
+
+// What a reload puts in force: `loaded`, except the restart-only keys, which keep the values
+// of `running`.
+Config reloaded(const Config& running, Config loaded);
 
 // Where a configuration problem is: the file, the 1-based line (0 when unknown), the key path
 // ("general.port", "databases[1].name") and what is wrong.

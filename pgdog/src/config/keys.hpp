@@ -7,7 +7,8 @@
 // Each [general] entry: the member of General (named as the key); how it is read, a call on
 // parse.cpp's KeyReader, which says its type and range; and when a change takes effect: `reload`
 // (SIGHUP or RELOAD applies it) or `restart` (a reload reads and validates it, but what uses it
-// was built at startup: the listeners, the worker threads, the TLS contexts, the log level).
+// was built at startup: the listeners, the worker threads, the TLS context for servers, the log
+// level). The clients' TLS certificate and key are read again at every reload.
 // Each [admin] entry: the member of Admin, how it is read, and whether SHOW CONFIG shows it.
 
 #include <array>
@@ -40,8 +41,8 @@ enum class Visibility { shown, hidden };
   X(shutdown_timeout,                millis(),                     reload)  \
   X(server_lifetime,                 millis(),                     reload)  \
   X(client_login_timeout,            millis(),                     reload)  \
-  X(tls_certificate,                 text(),                       restart) \
-  X(tls_private_key,                 text(),                       restart) \
+  X(tls_certificate,                 text(),                       reload)  \
+  X(tls_private_key,                 text(),                       reload)  \
   X(tls_client_required,             flag(),                       reload)  \
   X(tls_verify,                      choice<TlsVerify>(),          restart) \
   X(tls_server_ca_certificate,       text(),                       restart) \

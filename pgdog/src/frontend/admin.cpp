@@ -158,26 +158,41 @@ AdminResult show_stats(App& app) {
 }
 
 AdminResult show_config(App& app) {
-  AdminResult r{{"key", "value"}, {}, "SHOW"};
-  for (auto& setting : config::settings(*app.config())) {
-    r.rows.push_back(Row{std::move(setting.key), std::move(setting.value)});
+  // As PgBouncer's `changeable`: whether a reload applies a change (else a restart does, and
+  // the value the files hold meanwhile is `pending`).
+  AdminResult r{{"key", "value", "pending", "changeable"}, {}, "SHOW"};
+  for (auto& setting : config::settings(*app.config(), *app.on_disk())) {
+    r.rows.push_back(Row{std::move(setting.key), std::move(setting.value),
+                         std::move(setting.pending),
+                         setting.apply == config::Apply::reload ? "yes" : "no"});
   }
   return r;
+}
+
+// A mirror removed by a reload keeps its row, with its final counts, as on /metrics and
+// /mirrors: `draining` while what it was handed still replays, `removed` after.
+std::string_view mirror_state(const mirror::Mirror& m) {
+  if (!m.draining()) return "active";
+  return m.drained() ? "removed" : "draining";
 }
 
 AdminResult show_mirrors(App& app) {
   AdminResult r{{"source", "cluster"}, {}, "SHOW"};
   for (auto& c : stats::mirror_columns())
     r.columns.push_back(std::move(c));
-  for (const char* c : {"exposure", "level", "queue_length"})
+  for (const char* c : {"exposure", "level", "queue_length", "state"})
     r.columns.emplace_back(c);
-  for (const auto& m : app.mirrors()) {
+  auto mirrors = app.mirrors();
+  for (auto& m : app.removed_mirrors())
+    mirrors.push_back(std::move(m));
+  for (const auto& m : mirrors) {
     const auto settings = m->settings();
     Row row{settings.source, settings.destination};
     stats::append_mirror_cells(m->stats().snapshot(), row);
     row.emplace_back(stats::three_decimals(settings.exposure));
     row.emplace_back(std::string(config::to_string(settings.level)));
     row.emplace_back(std::to_string(settings.queue_length));
+    row.emplace_back(std::string(mirror_state(*m)));
     r.rows.push_back(std::move(row));
   }
   return r;

@@ -1,6 +1,9 @@
 #include "frontend/app.hpp"
 
+#include <utility>
+
 #include <boost/asio/strand.hpp>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "frontend/client_session.hpp"
@@ -11,8 +14,8 @@ namespace pgdog::frontend {
 
 namespace {
 
-const std::string& first_of(const std::optional<std::string>& a, const std::optional<std::string>& b,
-                            const std::string& fallback) {
+const std::string& first_of(const std::optional<std::string>& a,
+                            const std::optional<std::string>& b, const std::string& fallback) {
   if (a) return *a;
   if (b) return *b;
   return fallback;
@@ -22,7 +25,10 @@ const std::string& first_of(const std::optional<std::string>& a, const std::opti
 
 App::App(asio::io_context& io, config::Config config) : io_(io), acceptor_(io) {
   threads_ = config.general.workers;
-  build_tls(config);
+  // value() throws the error, which names the key and the file.
+  server_tls_ = net::connect_context(config).value();
+  client_tls_ = net::accept_context(config).value();
+  on_disk_ = std::make_shared<const config::Config>(config);
   apply(std::move(config));
   add_metrics();
 }
@@ -63,15 +69,46 @@ stats::ReadinessSettings App::readiness_settings(const std::string& cluster) con
   s.failure_threshold = g.mirror_failure_threshold;
   // Several sources may feed one cluster: it has seen everything only if all send everything.
   s.exposure = 1.0;
+  s.configured = false;
   for (const auto& m : cfg->mirroring) {
-    if (m.destination_db == cluster) s.exposure = std::min(s.exposure, cfg->exposure(m));
+    if (m.destination_db != cluster) continue;
+    s.exposure = std::min(s.exposure, cfg->exposure(m));
+    s.configured = true;
   }
+  s.spanning_sessions = spanning_sessions(cluster);
   return s;
+}
+
+std::size_t App::spanning_sessions(const std::string& cluster) const {
+  // The mirrors to the cluster that some open transaction may have missed: those added after
+  // the first version (sessions' versions start there).
+  std::vector<std::pair<std::string, std::uint64_t>> added;
+  const auto snapshot = mirror_set_->snapshot();
+  for (const auto& e : snapshot->entries) {
+    const auto settings = e.mirror->settings();
+    if (settings.destination == cluster && e.since > 1)
+      added.emplace_back(settings.source, e.since);
+  }
+  if (added.empty()) return 0;
+  std::size_t n = 0;
+  for (const auto& c : clients_.list()) {
+    const auto open = c->mirror_version.load(std::memory_order_relaxed);
+    if (open == 0) continue;
+    const auto database = c->database();
+    for (const auto& [source, since] : added) {
+      if (source == database && mirror::spans_change(open, since)) {
+        ++n;
+        break;
+      }
+    }
+  }
+  return n;
 }
 
 std::vector<stats::Verdict> App::readiness() const {
   std::vector<stats::Verdict> out;
-  for (const auto& st : mirror_stats()) out.push_back(stats::evaluate(*st, readiness_settings(st->cluster())));
+  for (const auto& st : mirror_stats())
+    out.push_back(stats::evaluate(*st, readiness_settings(st->cluster())));
   return out;
 }
 
@@ -121,38 +158,6 @@ std::vector<stats::PoolSample> App::pool_samples() const {
   return out;
 }
 
-void App::build_tls(const config::Config& c) {
-  const auto& g = c.general;
-  if (g.tls_certificate && g.tls_private_key) {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                     asio::ssl::context::no_tlsv1_1);
-    ctx->use_certificate_chain_file(*g.tls_certificate);
-    ctx->use_private_key_file(*g.tls_private_key, asio::ssl::context::pem);
-    client_tls_ = std::move(ctx);
-  }
-  if (g.tls_verify != config::TlsVerify::disabled) {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                     asio::ssl::context::no_tlsv1_1);
-    const bool verify =
-        g.tls_verify == config::TlsVerify::verify_ca || g.tls_verify == config::TlsVerify::verify_full;
-    if (verify) {
-      if (g.tls_server_ca_certificate) {
-        ctx->load_verify_file(*g.tls_server_ca_certificate);
-      } else {
-        ctx->set_default_verify_paths();
-      }
-      ctx->set_verify_mode(asio::ssl::verify_peer);
-    } else {
-      ctx->set_verify_mode(asio::ssl::verify_none);
-    }
-    server_tls_ = std::move(ctx);
-  }
-}
-
 void App::start() {
   auto cfg = config();
   const auto& g = cfg->general;
@@ -167,8 +172,10 @@ void App::start() {
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
   }
   asio::co_spawn(io_, accept_loop(), log_errors("listener"));
-  for (const auto& pool : pools()) pool->start();
-  for (const auto& m : mirrors()) m->start();
+  for (const auto& pool : pools())
+    pool->start();
+  for (const auto& m : mirrors())
+    m->start();
   std::lock_guard lock(mutex_);
   started_ = true;
 }
@@ -203,6 +210,16 @@ Task<void> App::accept_loop() {
 std::shared_ptr<const config::Config> App::config() const {
   std::lock_guard g(mutex_);
   return config_;
+}
+
+std::shared_ptr<const config::Config> App::on_disk() const {
+  std::lock_guard g(mutex_);
+  return on_disk_;
+}
+
+net::TlsContext App::client_tls() const {
+  std::lock_guard g(mutex_);
+  return client_tls_;
 }
 
 std::shared_ptr<UserEntry> App::find_user(std::string_view user, std::string_view database) const {
@@ -247,94 +264,126 @@ backend::PoolSettings App::pool_settings(const config::Config& c, const config::
 
 void App::apply(config::Config next) {
   auto cfg = std::make_shared<const config::Config>(std::move(next));
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users;
   std::vector<std::shared_ptr<backend::Pool>> removed;
   std::vector<std::shared_ptr<backend::Pool>> added;
   std::vector<std::shared_ptr<mirror::Mirror>> start_mirrors;
-  std::vector<std::shared_ptr<mirror::Mirror>> stop_mirrors;
+  std::vector<std::shared_ptr<mirror::Mirror>> removed_mirrors;
   {
     std::lock_guard g(mutex_);
     if (cfg->admin.password != admin_scram_password_) {
       admin_scram_password_ = cfg->admin.password;
-      admin_scram_ = cfg->admin.password ? auth::make_scram_secret(*cfg->admin.password)
-                                         : auth::ScramSecret{};
+      admin_scram_ =
+          cfg->admin.password ? auth::make_scram_secret(*cfg->admin.password) : auth::ScramSecret{};
     }
-    for (const auto& u : cfg->users) {
-      auto key = std::make_pair(u.name, u.database);
-      auto settings = pool_settings(*cfg, u, *cfg->find_database(u.database));
-      auto entry = std::make_shared<UserEntry>();
-      entry->user = u;
-      auto old = users_.find(key);
-      if (old != users_.end()) {
-        entry->pool = old->second->pool;
-        entry->pool->update(settings);
-        // PBKDF2 is slow on purpose: derive again only when the password changed.
-        entry->scram = old->second->user.password == u.password ? old->second->scram
-                                                                : auth::ScramSecret{};
-      } else {
-        entry->pool =
-            std::make_shared<backend::Pool>(io_.get_executor(), u.name, u.database, settings);
-        added.push_back(entry->pool);
-      }
-      if (u.password && entry->scram.salt.empty()) {
-        entry->scram = auth::make_scram_secret(*u.password);
-      }
-      users.emplace(std::move(key), std::move(entry));
-    }
-    for (const auto& [key, entry] : users_) {
-      if (!users.contains(key)) removed.push_back(entry->pool);
-    }
+    apply_users_locked(*cfg, added, removed);
     // Fallback mirror pools are rebuilt from the new configuration on first use.
-    for (auto& [key, pool] : mirror_pools_) removed.push_back(pool);
+    for (auto& [key, pool] : mirror_pools_)
+      removed.push_back(pool);
     mirror_pools_.clear();
-    users_ = std::move(users);
-    config_ = cfg;
+    const auto previous = std::exchange(config_, cfg);
     if (!started_) added.clear();  // start() starts them
-    apply_mirrors_locked(*cfg, start_mirrors, stop_mirrors);
+    apply_mirrors_locked(*cfg, start_mirrors, removed_mirrors);
+    for (const auto& m : removed_mirrors)
+      removed_configs_[m->settings().destination] = previous;
   }
-  for (auto& p : removed) p->shutdown();
-  for (auto& p : added) p->start();
-  for (auto& m : stop_mirrors) m->stop();
-  for (auto& m : start_mirrors) m->start();
+  for (auto& p : removed)
+    p->shutdown();
+  for (auto& p : added)
+    p->start();
+  for (auto& m : removed_mirrors) {
+    const auto settings = m->settings();
+    spdlog::info("mirror {}: removed (source {}); the {} transactions handed to it still replay",
+                 settings.destination, settings.source, m->queue().size());
+    m->drain();
+  }
+  for (auto& m : start_mirrors) {
+    const auto settings = m->settings();
+    spdlog::info("mirror {}: added (source {}); every session mirrors its next transactions",
+                 settings.destination, settings.source);
+    m->start();
+  }
+}
+
+void App::apply_users_locked(const config::Config& c,
+                             std::vector<std::shared_ptr<backend::Pool>>& added,
+                             std::vector<std::shared_ptr<backend::Pool>>& removed) {
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users;
+  for (const auto& u : c.users) {
+    auto key = std::make_pair(u.name, u.database);
+    auto settings = pool_settings(c, u, *c.find_database(u.database));
+    auto entry = std::make_shared<UserEntry>();
+    entry->user = u;
+    auto old = users_.find(key);
+    if (old != users_.end()) {
+      entry->pool = old->second->pool;
+      entry->pool->update(settings);
+      // PBKDF2 is slow on purpose: derive again only when the password changed.
+      entry->scram =
+          old->second->user.password == u.password ? old->second->scram : auth::ScramSecret{};
+    } else {
+      entry->pool =
+          std::make_shared<backend::Pool>(io_.get_executor(), u.name, u.database, settings);
+      added.push_back(entry->pool);
+    }
+    if (u.password && entry->scram.salt.empty())
+      entry->scram = auth::make_scram_secret(*u.password);
+    users.emplace(std::move(key), std::move(entry));
+  }
+  for (const auto& [key, entry] : users_) {
+    if (!users.contains(key)) removed.push_back(entry->pool);
+  }
+  users_ = std::move(users);
+}
+
+std::shared_ptr<mirror::Mirror> App::make_mirror(const config::Config& c,
+                                                 const config::Mirroring& m) {
+  mirror::MirrorSettings s;
+  s.source = m.source_db;
+  s.destination = m.destination_db;
+  s.queue_length = c.queue_length(m);
+  s.queue_bytes = c.queue_bytes(m);
+  s.exposure = c.exposure(m);
+  s.level = m.level;
+  s.timeout = c.mirror_timeout(m);
+  s.compare = c.compare(m);
+  const auto* dest = c.find_database(m.destination_db);
+  s.workers = dest->pool_size ? *dest->pool_size : c.general.default_pool_size;
+  auto& stats = mirror_stats_[m.destination_db];
+  if (!stats) stats = std::make_shared<stats::MirrorStats>(m.destination_db);
+  stats->set_failure_threshold(c.general.mirror_failure_threshold);
+  const auto key = std::make_pair(m.source_db, m.destination_db);
+  if (auto it = mirrors_.find(key); it != mirrors_.end()) {
+    it->second->update(std::move(s));
+    return it->second;
+  }
+  const std::string destination = m.destination_db;
+  return std::make_shared<mirror::Mirror>(
+      io_.get_executor(), threads_, std::move(s), stats,
+      [this, destination](const std::string& user) { return mirror_pool(user, destination); },
+      statements_);
 }
 
 void App::apply_mirrors_locked(const config::Config& c,
                                std::vector<std::shared_ptr<mirror::Mirror>>& start,
-                               std::vector<std::shared_ptr<mirror::Mirror>>& stop) {
+                               std::vector<std::shared_ptr<mirror::Mirror>>& removed) {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> next;
+  std::vector<std::shared_ptr<mirror::Mirror>> in_force;
   for (const auto& m : c.mirroring) {
-    mirror::MirrorSettings s;
-    s.source = m.source_db;
-    s.destination = m.destination_db;
-    s.queue_length = c.queue_length(m);
-    s.queue_bytes = c.queue_bytes(m);
-    s.exposure = c.exposure(m);
-    s.level = m.level;
-    s.timeout = c.mirror_timeout(m);
-    s.compare = c.compare(m);
-    const auto* dest = c.find_database(m.destination_db);
-    s.workers = dest->pool_size ? *dest->pool_size : c.general.default_pool_size;
     auto key = std::make_pair(m.source_db, m.destination_db);
-    auto& stats = mirror_stats_[m.destination_db];
-    if (!stats) stats = std::make_shared<stats::MirrorStats>(m.destination_db);
-    stats->set_failure_threshold(c.general.mirror_failure_threshold);
-    if (auto it = mirrors_.find(key); it != mirrors_.end()) {
-      it->second->update(std::move(s));
-      next.emplace(key, it->second);
-      continue;
-    }
-    const std::string destination = m.destination_db;
-    auto mirror = std::make_shared<mirror::Mirror>(
-        io_.get_executor(), threads_, std::move(s), stats,
-        [this, destination](const std::string& user) { return mirror_pool(user, destination); },
-        statements_);
-    next.emplace(key, mirror);
-    if (started_) start.push_back(mirror);
+    auto mirror = make_mirror(c, m);
+    if (started_ && !mirrors_.contains(key)) start.push_back(mirror);
+    removed_.erase(key);  // added again: the removed one only drains what it had
+    in_force.push_back(mirror);
+    next.emplace(std::move(key), std::move(mirror));
   }
   for (const auto& [key, m] : mirrors_) {
-    if (!next.contains(key)) stop.push_back(m);
+    if (next.contains(key)) continue;
+    removed.push_back(m);
+    removed_[key] = m;
   }
   mirrors_ = std::move(next);
+  // Every reload: sessions also take changed levels and compare modes at their next transaction.
+  mirror_set_->publish(in_force);
 }
 
 std::shared_ptr<backend::Pool> App::mirror_pool(const std::string& user,
@@ -343,44 +392,55 @@ std::shared_ptr<backend::Pool> App::mirror_pool(const std::string& user,
   auto key = std::make_pair(user, destination);
   if (auto it = users_.find(key); it != users_.end()) return it->second->pool;
   if (auto it = mirror_pools_.find(key); it != mirror_pools_.end()) return it->second;
+  // A mirror a reload removed together with its [[databases]] entry still replays what it was
+  // handed, under the configuration it was removed from; the pool keeps nothing open after.
+  const config::Config* c = config_.get();
+  const bool removed = c->find_database(destination) == nullptr;
+  if (removed) {
+    auto it = removed_configs_.find(destination);
+    if (it == removed_configs_.end()) return nullptr;
+    c = it->second.get();
+  }
   // users.toml has no entry for this user on the mirror: log in there with the credentials the
   // user has on its source database.
   const config::User* source_user = nullptr;
-  for (const auto& u : config_->users) {
+  for (const auto& u : c->users) {
     if (u.name == user) {
       source_user = &u;
       break;
     }
   }
-  const auto* db = config_->find_database(destination);
+  const auto* db = c->find_database(destination);
   if (source_user == nullptr || db == nullptr) return nullptr;
-  auto settings = pool_settings(*config_, *source_user, *db);
+  auto settings = pool_settings(*c, *source_user, *db);
+  if (removed) settings.min_size = 0;
   auto pool = std::make_shared<backend::Pool>(io_.get_executor(), user, destination, settings);
   pool->start();
   mirror_pools_.emplace(key, pool);
   return pool;
 }
 
-std::vector<std::shared_ptr<mirror::Mirror>> App::mirrors_for(std::string_view database) const {
-  std::lock_guard g(mutex_);
-  std::vector<std::shared_ptr<mirror::Mirror>> out;
-  for (const auto& [key, m] : mirrors_) {
-    if (key.first == database) out.push_back(m);
-  }
-  return out;
-}
-
 std::vector<std::shared_ptr<mirror::Mirror>> App::mirrors() const {
   std::lock_guard g(mutex_);
   std::vector<std::shared_ptr<mirror::Mirror>> out;
-  for (const auto& [key, m] : mirrors_) out.push_back(m);
+  for (const auto& [key, m] : mirrors_)
+    out.push_back(m);
+  return out;
+}
+
+std::vector<std::shared_ptr<mirror::Mirror>> App::removed_mirrors() const {
+  std::lock_guard g(mutex_);
+  std::vector<std::shared_ptr<mirror::Mirror>> out;
+  for (const auto& [key, m] : removed_)
+    out.push_back(m);
   return out;
 }
 
 std::vector<std::shared_ptr<stats::MirrorStats>> App::mirror_stats() const {
   std::lock_guard g(mutex_);
   std::vector<std::shared_ptr<stats::MirrorStats>> out;
-  for (const auto& [name, st] : mirror_stats_) out.push_back(st);
+  for (const auto& [name, st] : mirror_stats_)
+    out.push_back(st);
   return out;
 }
 
@@ -388,34 +448,48 @@ config::Result<void> App::reload() {
   auto current = config();
   auto next = config::load(current->config_path, current->users_path);
   if (!next) return next.error();
-  const auto& a = current->general;
-  const auto& b = next->general;
-  if (a.host != b.host || a.port != b.port || a.workers != b.workers) {
-    spdlog::warn("reload: host, port and workers take effect only after a restart");
+  // Read again even when the paths did not change: certificates are rotated in place.
+  auto tls = net::accept_context(*next);
+  if (!tls) return tls.error();
+  const auto pending = config::pending_restart(*current, *next);
+  auto disk = std::make_shared<const config::Config>(*next);
+  {
+    std::lock_guard g(mutex_);
+    client_tls_ = std::move(*tls);
+    on_disk_ = std::move(disk);
   }
-  if (a.openmetrics_host != b.openmetrics_host || a.openmetrics_port != b.openmetrics_port) {
-    spdlog::warn("reload: openmetrics_host and openmetrics_port take effect only after a restart");
+  apply(config::reloaded(*current, std::move(*next)));
+  if (!pending.empty()) {
+    spdlog::warn("reload: only a restart applies the new {} (SHOW CONFIG shows what is pending)",
+                 fmt::join(pending, ", "));
   }
-  apply(std::move(*next));
-  spdlog::info("configuration reloaded from {} and {}", current->config_path,
-               current->users_path);
+  const auto& g = config()->general;
+  if (g.tls_certificate) {
+    spdlog::info("reload: new client connections use the TLS certificate {} and key {}",
+                 *g.tls_certificate, *g.tls_private_key);
+  }
+  spdlog::info("configuration reloaded from {} and {}", current->config_path, current->users_path);
   return {};
 }
 
 std::vector<std::shared_ptr<backend::Pool>> App::pools() const {
   std::lock_guard g(mutex_);
   std::vector<std::shared_ptr<backend::Pool>> out;
-  for (const auto& [key, entry] : users_) out.push_back(entry->pool);
-  for (const auto& [key, pool] : mirror_pools_) out.push_back(pool);
+  for (const auto& [key, entry] : users_)
+    out.push_back(entry->pool);
+  for (const auto& [key, pool] : mirror_pools_)
+    out.push_back(pool);
   return out;
 }
 
 void App::pause() {
-  for (auto& p : pools()) p->pause();
+  for (auto& p : pools())
+    p->pause();
 }
 
 void App::resume() {
-  for (auto& p : pools()) p->resume();
+  for (auto& p : pools())
+    p->resume();
 }
 
 void App::shutdown(bool graceful) {
@@ -450,15 +524,22 @@ Task<void> App::drain(config::Millis timeout) {
   // Committed transactions still queued for the mirrors get the rest of the time to replay.
   auto queued = [this] {
     std::size_t n = 0;
-    for (const auto& m : mirrors()) n += m->queue().size();
+    for (const auto& m : mirrors())
+      n += m->queue().size();
+    for (const auto& m : removed_mirrors())
+      n += m->queue().size();
     return n;
   };
   while (queued() > 0 && std::chrono::steady_clock::now() < deadline) {
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(use_nothrow);
   }
-  for (auto& m : mirrors()) m->stop();
-  for (auto& p : pools()) p->shutdown();
+  for (auto& m : mirrors())
+    m->stop();
+  for (auto& m : removed_mirrors())
+    m->stop();
+  for (auto& p : pools())
+    p->shutdown();
   if (http_) http_->stop();
 }
 

@@ -17,6 +17,8 @@
 #include "frontend/clients.hpp"
 #include "http/server.hpp"
 #include "mirror/mirror.hpp"
+#include "mirror/mirror_set.hpp"
+#include "net/tls.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"
@@ -31,9 +33,11 @@ struct UserEntry {
 };
 
 // Everything the proxy runs: the configuration in force, pools, clients, listeners. Sessions
-// look things up here at login; reload swaps the lookups atomically.
+// look things up here at login, and their mirrors at each transaction; reload swaps the lookups
+// atomically.
 class App {
  public:
+  // Throws (naming the key and the file) when the TLS files do not load.
   App(asio::io_context& io, config::Config config);
   ~App();
 
@@ -43,7 +47,10 @@ class App {
   // port 0 (tests). 0 before start().
   std::uint16_t port() const;
 
+  // In force: a reload leaves the restart-only keys as they were at startup.
   std::shared_ptr<const config::Config> config() const;
+  // As the files said at the last (re)load; its restart-only keys are pending.
+  std::shared_ptr<const config::Config> on_disk() const;
   std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;
   // The admin console's SCRAM secret, derived once per admin password.
   auth::ScramSecret admin_scram() const;
@@ -51,21 +58,28 @@ class App {
   ClientRegistry& clients() { return clients_; }
   // Named prepared statements, interned across every client (transaction mode).
   backend::StatementRegistry& statement_registry() { return statements_; }
-  asio::ssl::context* client_tls() { return client_tls_.get(); }
+  // Null without tls_certificate. A reload replaces it for new clients; a connection's SSL holds
+  // its own reference to the OpenSSL context it was made with.
+  net::TlsContext client_tls() const;
   // Sessions run here: a strand when several threads run the io_context.
   Executor session_executor();
   Executor io_executor() { return io_.get_executor(); }
 
   // Validated configuration in; pools, users and passwords change without dropping clients.
   void apply(config::Config next);
-  // Loads the files the current configuration came from and applies them; the error, if any,
-  // names the file, line and key, and nothing changes.
+  // Loads the files the current configuration came from and the TLS files they name, and
+  // applies them; the error, if any, names the file (line) and key, and nothing changes.
   config::Result<void> reload();
 
   std::vector<std::shared_ptr<backend::Pool>> pools() const;
-  // The mirrors fed by traffic to `database`.
-  std::vector<std::shared_ptr<mirror::Mirror>> mirrors_for(std::string_view database) const;
+  // The mirrors in force, versioned: what every session's tap follows.
+  std::shared_ptr<const mirror::MirrorSet> mirror_set() const { return mirror_set_; }
   std::vector<std::shared_ptr<mirror::Mirror>> mirrors() const;
+  // Mirrors a reload removed: draining what was handed to them, then kept for their final
+  // counts (until a reload adds them again).
+  std::vector<std::shared_ptr<mirror::Mirror>> removed_mirrors() const;
+  // Sessions with a transaction open since before a mirror to `cluster` was added.
+  std::size_t spanning_sessions(const std::string& cluster) const;
   // One per destination cluster; they survive reloads so counters never go backwards.
   std::vector<std::shared_ptr<stats::MirrorStats>> mirror_stats() const;
   // The readiness verdict of every mirror cluster, under the configuration in force.
@@ -94,25 +108,34 @@ class App {
   Task<void> drain(config::Millis timeout);
   backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
                                       const config::Database& db) const;
-  void apply_mirrors_locked(const config::Config& c, std::vector<std::shared_ptr<mirror::Mirror>>& start,
+  void apply_users_locked(const config::Config& c,
+                          std::vector<std::shared_ptr<backend::Pool>>& added,
+                          std::vector<std::shared_ptr<backend::Pool>>& removed);
+  void apply_mirrors_locked(const config::Config& c,
+                            std::vector<std::shared_ptr<mirror::Mirror>>& start,
                             std::vector<std::shared_ptr<mirror::Mirror>>& stop);
+  std::shared_ptr<mirror::Mirror> make_mirror(const config::Config& c, const config::Mirroring& m);
   std::shared_ptr<backend::Pool> mirror_pool(const std::string& user,
                                              const std::string& destination);
-  void build_tls(const config::Config& c);
 
   asio::io_context& io_;
   tcp::acceptor acceptor_;
   ClientRegistry clients_;
   backend::StatementRegistry statements_;
-  std::unique_ptr<asio::ssl::context> client_tls_;
-  std::unique_ptr<asio::ssl::context> server_tls_;
+  net::TlsContext server_tls_;  // fixed at startup (tls_verify and its CA are restart-only)
 
   mutable std::mutex mutex_;
   auth::ScramSecret admin_scram_;
   std::optional<std::string> admin_scram_password_;
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const config::Config> on_disk_;
+  net::TlsContext client_tls_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<UserEntry>, std::less<>> users_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> mirrors_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<mirror::Mirror>> removed_;
+  // The configuration each removed mirror's destination was last configured in (mirror_pool).
+  std::map<std::string, std::shared_ptr<const config::Config>> removed_configs_;
+  const std::shared_ptr<mirror::MirrorSet> mirror_set_ = std::make_shared<mirror::MirrorSet>();
   std::map<std::string, std::shared_ptr<stats::MirrorStats>> mirror_stats_;
   // Pools for mirror destinations where users.toml has no entry for that user and database.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<backend::Pool>> mirror_pools_;

@@ -12,10 +12,6 @@ namespace {
 using stats::PoolCounters;
 using Next = backend::Exchange::Next;
 
-std::uint64_t micros(std::chrono::steady_clock::duration d) {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
-}
-
 std::string peer_address(const tcp::socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -67,13 +63,13 @@ void ClientSession::start(LoginResult login) {
       config->general.prepared_statements == config::PreparedStatements::extended) {
     exchange_.rewrite_statements(app_.statement_registry());
   }
-  if (auto mirrors = app_.mirrors_for(user_->user.database); !mirrors.empty()) {
-    tap_ = std::make_unique<mirror::Tap>(
-        std::move(mirrors), user_->user.name, exchange_.params(), exchange_.statements(),
-        exchange_.rewriter(), &app_.statement_registry(),
-        config->general.mirror_max_transaction_bytes, mode == config::PoolerMode::session);
-    exchange_.set_tap(tap_.get());
-  }
+  // Every session has a tap, mirrors or not: one added by a reload reaches it at its next
+  // transaction.
+  tap_.emplace(mirror::TapRoute{app_.mirror_set(), &info_->mirror_version}, user_->user,
+               exchange_.params(), exchange_.statements(), exchange_.rewriter(),
+               &app_.statement_registry(), config->general.mirror_max_transaction_bytes,
+               mode == config::PoolerMode::session);
+  exchange_.set_tap(&*tap_);
 }
 
 void ClientSession::terminate(bool graceful) {
@@ -339,63 +335,6 @@ Task<bool> ClientSession::deliver(std::string_view out) {
   if (!deliver_now(out, sent, ec) && !ec) ec = co_await client_.write(out.substr(sent));
   closing_ = closing_ || ec.failed();
   co_return !ec;
-}
-
-void ClientSession::count(const backend::ServerEvents& e) {
-  if (e.queries == 0 && e.errors == 0) return;
-  auto& c = counters();
-  const auto now = Clock::now();
-  PoolCounters::add(c.errors, e.errors);
-  PoolCounters::add(c.queries, e.queries);
-  info_->queries.fetch_add(e.queries, std::memory_order_relaxed);
-  if (e.request_done) {
-    const auto us = micros(now - request_started_);
-    PoolCounters::add(c.query_time_us, us);
-    c.query_duration.observe_us(us);
-  }
-  if (e.transactions > 0) {
-    PoolCounters::add(c.transactions, e.transactions);
-    info_->transactions.fetch_add(e.transactions, std::memory_order_relaxed);
-  }
-  // A block that began in this pass started with the request; if one also ended, the one that
-  // is open now began after it.
-  const bool began_last = e.began && e.ended && exchange_.busy();
-  if (e.began && !began_last) transaction_started_ = request_started_;
-  if (e.ended) PoolCounters::add(c.transaction_time_us, micros(now - transaction_started_));
-  if (began_last) transaction_started_ = request_started_;
-}
-
-bool ClientSession::try_attach() {
-  // The common case: an idle server already set up for this client's parameters.
-  auto lease = user_->pool->try_checkout();
-  if (!lease) return false;
-  if ((*lease)->synced_hash() != exchange_.params().hash()) return false;  // attach() syncs
-  server_ = std::move(*lease);
-  exchange_.attached();
-  set_state(ClientState::active);
-  return true;
-}
-
-Task<std::optional<backend::Failure>> ClientSession::attach() {
-  set_state(ClientState::waiting);
-  auto lease = co_await user_->pool->checkout();
-  if (!lease) {
-    set_state(ClientState::idle);
-    co_return std::move(lease.error());
-  }
-  server_ = std::move(*lease);
-  exchange_.attached();
-  set_state(ClientState::active);
-  if (server_->synced_hash() != exchange_.params().hash()) co_await sync_parameters();
-  co_return std::nullopt;
-}
-
-
-void ClientSession::release_server() {
-  server_->buffer().shrink_if_larger();
-  exchange_.detach(server_->state());
-  server_.release();
-  set_state(ClientState::idle);
 }
 
 Task<void> ClientSession::settle_reads() {

@@ -84,7 +84,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   protocol::Buffer in_{std::span<char>(idle_read_)};
   backend::Lease server_;
   backend::Exchange exchange_{config::PoolerMode::transaction, 0};
-  std::unique_ptr<mirror::Tap> tap_;  // null unless the database has mirrors
+  std::optional<mirror::Tap> tap_;  // from login on; after user_, which it refers to
   std::unique_ptr<Duplex> duplex_;
   Clock::time_point request_started_{};
   Clock::time_point transaction_started_{};

@@ -63,6 +63,7 @@ std::shared_ptr<ClientInfo> ClientRegistry::add(std::string address) {
   } while (c->process_id == 0 || by_pid_.contains(c->process_id));
   RAND_bytes(reinterpret_cast<unsigned char*>(&c->secret_key), sizeof(c->secret_key));
   by_pid_.emplace(c->process_id, c);
+  c->connected_on_arrival = by_pid_.size();
   return c;
 }
 

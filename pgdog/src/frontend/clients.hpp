@@ -18,7 +18,6 @@ namespace pgdog::frontend {
 enum class ClientState : std::uint8_t { login, idle, waiting, active };
 std::string_view to_string(ClientState s);
 
-
 // A session as the registry sees it: something it can ask to end.
 class Terminable {
  public:
@@ -39,6 +38,12 @@ struct ClientInfo {
   std::atomic<ClientState> state{ClientState::login};
   std::atomic<std::uint64_t> transactions{0};
   std::atomic<std::uint64_t> queries{0};
+  // The mirror set version (mirror::MirrorSet) the client's open transaction began under, 0
+  // between transactions: a transaction begun before a mirror was added misses that mirror.
+  std::atomic<std::uint64_t> mirror_version{0};
+  // Clients connected when this one arrived, itself included: what max_client_conn is checked
+  // against (login waits for the startup packet, by when a burst is all connected).
+  std::size_t connected_on_arrival = 0;
 
   // Set once at login, read by the admin console.
   void set_identity(std::string user, std::string database, std::string application_name);
@@ -48,7 +53,6 @@ struct ClientInfo {
 
   void set_session(std::weak_ptr<Terminable> s);
   std::shared_ptr<Terminable> session() const;
-
 
  private:
   mutable std::mutex mutex_;

@@ -21,15 +21,6 @@ Task<void> Login::fatal(std::string_view code, std::string_view message) {
 
 Task<LoginResult> Login::run() {
   using namespace asio::experimental::awaitable_operators;
-  if (app_.shutting_down()) {
-    co_await fatal("57P01", "pgdog is shutting down");
-    co_return LoginResult{};
-  }
-  if (app_.clients().size() > config_->general.max_client_conn) {
-    co_await fatal("53300", "too many client connections (max_client_conn = " +
-                                std::to_string(config_->general.max_client_conn) + ")");
-    co_return LoginResult{};
-  }
   asio::steady_timer timer(co_await asio::this_coro::executor,
                            config_->general.client_login_timeout);
   auto login = co_await (startup() || timer.async_wait(use_nothrow));
@@ -79,14 +70,15 @@ Task<bool> Login::upgrade_tls(bool& negotiated_tls) {
     co_return false;
   }
   negotiated_tls = true;
-  if (app_.client_tls() == nullptr) co_return !co_await client_.write("N");
+  const auto tls = app_.client_tls();
+  if (!tls) co_return !co_await client_.write("N");
   // Bytes sent before the handshake would be plaintext pretending to be inside TLS.
   if (!in_.empty()) {
     co_await fatal("08P01", "received unencrypted data after SSL request");
     co_return false;
   }
   if (co_await client_.write("S")) co_return false;
-  if (auto ec = co_await client_.tls_accept(*app_.client_tls())) {
+  if (auto ec = co_await client_.tls_accept(*tls)) {
     spdlog::info("client {}: TLS handshake failed: {}", info_.address, ec.message());
     co_return false;
   }
@@ -123,6 +115,20 @@ Task<bool> Login::negotiate(protocol::StartupPacket& packet) {
 Task<LoginResult> Login::startup() {
   protocol::StartupPacket packet;
   if (!co_await negotiate(packet)) co_return LoginResult{};
+  // Refused only now, as PostgreSQL does: after SSLRequest was answered, so that a client
+  // trying TLS first (psql's sslmode=prefer) reads the reason rather than an error in the
+  // middle of its TLS negotiation. A CancelRequest still gets through (negotiate). Counted as
+  // the client arrived: counted now, each client of a burst would count all the others still
+  // logging in, and every one of them would be refused.
+  if (app_.shutting_down()) {
+    co_await fatal("57P01", "pgdog is shutting down");
+    co_return LoginResult{};
+  }
+  if (info_.connected_on_arrival > config_->general.max_client_conn) {
+    co_await fatal("53300", "too many client connections (max_client_conn = " +
+                                std::to_string(config_->general.max_client_conn) + ")");
+    co_return LoginResult{};
+  }
   // A newer 3.x minor version or protocol options: negotiated down to 3.0, as PostgreSQL does.
   if (std::string v; protocol::negotiate_protocol_version(packet, v), !v.empty()) {
     if (co_await client_.write(v)) co_return LoginResult{};
@@ -147,9 +153,8 @@ Task<LoginResult> Login::startup() {
 Task<LoginResult> Login::admin_login(const std::string& user) {
   // The admin console never accepts trust: without its password nobody gets in.
   const bool known = user == config_->admin.user && config_->admin.password.has_value();
-  const auto method = config_->general.auth_type == config::AuthType::md5
-                          ? config::AuthType::md5
-                          : config::AuthType::scram;
+  const auto method = config_->general.auth_type == config::AuthType::md5 ? config::AuthType::md5
+                                                                          : config::AuthType::scram;
   // Derived once per configuration (PBKDF2 is slow on purpose), so a login attempt costs no
   // more than one for an unknown user.
   auth::ScramSecret secret;
@@ -251,8 +256,10 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
   if (const std::string* options = packet.param("options")) {
     auto parsed = protocol::parse_options(*options);
     if (!parsed) {
-      co_await fatal("08P01", "unsupported startup option in \"options\": only -c name=value "
-                              "and --name=value are supported (got \"" + *options + "\")");
+      co_await fatal("08P01",
+                     "unsupported startup option in \"options\": only -c name=value "
+                     "and --name=value are supported (got \"" +
+                         *options + "\")");
       co_return false;
     }
     for (const auto& [name, value] : *parsed) result.startup.set(name, value);

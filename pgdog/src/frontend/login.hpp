@@ -34,7 +34,7 @@ class Login {
       : app_(app), client_(client), in_(in), info_(info), config_(std::move(config)) {}
 
   // Bounded by client_login_timeout; refuses clients while shutting down or over
-  // max_client_conn.
+  // max_client_conn (counted as they arrived) once their startup packet arrived.
   Task<LoginResult> run();
 
  private:

@@ -1,5 +1,7 @@
 #include "mirror/channel.hpp"
 
+#include "mirror/rate_limited_log.hpp"
+
 namespace pgdog::mirror {
 
 namespace {
@@ -14,14 +16,14 @@ Task<void> reset(std::shared_ptr<backend::Lease> lease) {
 
 Channel::~Channel() {
   if (on_close) on_close();
-  reset_and_release(std::move(lease));
+  reset_and_release(std::move(lease), cluster);
 }
 
-void reset_and_release(backend::Lease lease) {
+void reset_and_release(backend::Lease lease, std::string_view cluster) {
   if (!lease || lease->broken()) return;
   auto executor = lease->stream().socket().get_executor();
   asio::co_spawn(executor, reset(std::make_shared<backend::Lease>(std::move(lease))),
-                 log_errors("mirror session reset"));
+                 log_task_errors(cluster, "session reset"));
 }
 
 }  // namespace pgdog::mirror

@@ -27,6 +27,7 @@ struct Channel {
   bool in_flight = false;
   bool listed = false;  // in the queue's ready list
   const bool pinned;
+  std::string cluster;  // for the log
   backend::Lease lease;
   // Transaction mode: the channel keeps `lease` for a pinned client, and a worker with it.
   std::atomic<bool> keeps_worker{false};
@@ -39,6 +40,6 @@ struct Channel {
 
 // Resets a mirror connection that held a session's state (DISCARD ALL) and gives it back to its
 // pool, in the background; a connection that cannot be reset is closed.
-void reset_and_release(backend::Lease lease);
+void reset_and_release(backend::Lease lease, std::string_view cluster);
 
 }  // namespace pgdog::mirror

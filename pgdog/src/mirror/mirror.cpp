@@ -20,7 +20,7 @@ double uniform() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-constexpr std::string_view kStopped = "mirror stopped (reload or shutdown)";
+constexpr std::string_view kStopped = "mirror stopped at shutdown or removed by a reload";
 
 }  // namespace
 
@@ -47,7 +47,8 @@ void Mirror::start() {
   });
   const int workers = std::max(1, settings().workers);
   workers_wanted_ += workers;
-  for (int i = 0; i < workers; ++i) spawn_worker();
+  for (int i = 0; i < workers; ++i)
+    spawn_worker();
   asio::co_spawn(io_, flush_logs(weak), log_task_errors(stats_->cluster(), "log"));
 }
 
@@ -59,6 +60,7 @@ void Mirror::spawn_worker() {
 
 std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
   auto channel = std::make_shared<Channel>(pin);
+  channel->cluster = stats_->cluster();
   if (pin) want_worker();
   // A worker is kept for every channel that keeps a connection: the shared ones may all be
   // waiting for a connection that such channels hold. It goes once it has nothing left to do
@@ -112,6 +114,11 @@ void Mirror::stop() {
   }
 }
 
+void Mirror::drain() {
+  draining_.store(true, std::memory_order_relaxed);
+  queue_.close_when_empty();
+}
+
 void Mirror::update(MirrorSettings settings) {
   queue_.set_capacity(settings.queue_length, settings.queue_bytes);
   std::lock_guard g(mutex_);
@@ -125,6 +132,7 @@ MirrorSettings Mirror::settings() const {
 }
 
 bool Mirror::admit(Channel& channel, Traits traits) {
+  if (draining()) return false;
   double exposure;
   config::MirrorLevel level;
   {
@@ -152,16 +160,21 @@ bool Mirror::admit(Channel& channel, Traits traits) {
 }
 
 void Mirror::enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request) {
-  if (!queue_.try_push(channel, request)) {
-    finish(MirrorOutcome::dropped,
-           fmt::format("queue full ({} requests, {} bytes queued or in flight)", queue_.size(),
-                       queue_.bytes()));
+  if (queue_.try_push(channel, request)) return;
+  // Closed between admit() and here (shutdown, or a removed mirror that ran dry meanwhile).
+  if (queue_.closed()) {
+    finish(MirrorOutcome::dropped, kStopped);
+    return;
   }
+  finish(MirrorOutcome::dropped,
+         fmt::format("queue full ({} requests, {} bytes queued or in flight)", queue_.size(),
+                     queue_.bytes()));
 }
 
 void Mirror::finish(MirrorOutcome outcome, std::string_view reason, std::size_t count,
                     std::optional<Durations> durations) {
-  for (std::size_t i = 0; i < count; ++i) stats_->record(outcome);
+  for (std::size_t i = 0; i < count; ++i)
+    stats_->record(outcome);
   switch (outcome) {
     case MirrorOutcome::success:
       if (durations) stats_->observe_durations(durations->primary_us, durations->mirror_us);

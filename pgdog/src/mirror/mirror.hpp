@@ -50,6 +50,13 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void start();
   // Stops taking requests; queued ones are counted as dropped. Workers finish what they run.
   void stop();
+  // Removed by a reload: no transaction is handed to it any more (sessions that still hold it
+  // until their next transaction are turned away by admit(), uncounted), and what was handed
+  // replays to the end before the workers go.
+  void drain();
+  // drain() was called; and once what was queued then has ended.
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  bool drained() const { return draining() && queue_.closed(); }
   void update(MirrorSettings settings);
   MirrorSettings settings() const;
 
@@ -62,7 +69,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // A committed transaction in two steps, so that its request is built only when some mirror
   // takes it. admit(): the level filter and exposure sampling; then, for a transaction that
   // goes, it is counted (handed) and, while the mirror is known down, failed at once as
-  // `connection`. True when the caller must enqueue() the request. Neither waits.
+  // `connection`; a draining mirror takes nothing. True when the caller must enqueue() the
+  // request. Neither waits.
   bool admit(Channel& channel, Traits traits);
   // try_push, or a drop when the queue is full.
   void enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request);
@@ -100,6 +108,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   PoolLookup pools_;
   backend::StatementRegistry& registry_;
   Queue queue_;
+  std::atomic<bool> draining_{false};
   std::atomic<int> workers_wanted_{0};
   std::atomic<int> workers_running_{0};
   RateLimitedLog drop_log_;

@@ -6,7 +6,8 @@ bool Queue::try_push(const std::shared_ptr<Channel>& channel, RequestPtr request
   std::shared_ptr<Waiter> wake;
   {
     std::lock_guard g(mutex_);
-    if (closed_ || size_ >= capacity_ || request->frames.size() > byte_capacity_ - std::min(bytes_, byte_capacity_)) {
+    if (closed_ || size_ >= capacity_ ||
+        request->frames.size() > byte_capacity_ - std::min(bytes_, byte_capacity_)) {
       return false;
     }
     ++size_;
@@ -66,14 +67,17 @@ Task<std::optional<Queue::Item>> Queue::pop() {
 
 std::size_t Queue::done(const Item& item) {
   std::shared_ptr<Waiter> wake;
+  std::deque<std::shared_ptr<Waiter>> closing;
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);
     forget_locked(item.request);
+    if (close_when_empty_ && size_ == 0) closing = close_locked();
     item.channel->in_flight = false;
     if (closed_) {
       abandoned = item.channel->pending.size();
-      for (const auto& r : item.channel->pending) forget_locked(r);
+      for (const auto& r : item.channel->pending)
+        forget_locked(r);
       item.channel->pending.clear();
     }
     if (!item.channel->pending.empty() && !item.channel->listed) {
@@ -90,6 +94,8 @@ std::size_t Queue::done(const Item& item) {
     }
   }
   if (wake) asio::post(wake->timer.get_executor(), [wake] { wake->timer.cancel(); });
+  for (auto& w : closing)
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
   return abandoned;
 }
 
@@ -105,22 +111,41 @@ void Queue::set_capacity(std::size_t capacity, std::size_t byte_capacity) {
   byte_capacity_ = byte_capacity;
 }
 
+std::deque<std::shared_ptr<Queue::Waiter>> Queue::close_locked() {
+  closed_ = true;
+  std::deque<std::shared_ptr<Waiter>> waiters;
+  waiters.swap(waiters_);
+  return waiters;
+}
+
+void Queue::close_when_empty() {
+  std::deque<std::shared_ptr<Waiter>> waiters;
+  {
+    std::lock_guard g(mutex_);
+    close_when_empty_ = true;
+    if (size_ == 0) waiters = close_locked();
+  }
+  for (auto& w : waiters)
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+}
+
 std::size_t Queue::close() {
   std::deque<std::shared_ptr<Waiter>> waiters;
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);
-    closed_ = true;
-    waiters.swap(waiters_);
+    waiters = close_locked();
     for (auto& channel : ready_) {
       abandoned += channel->pending.size();
-      for (const auto& r : channel->pending) forget_locked(r);
+      for (const auto& r : channel->pending)
+        forget_locked(r);
       channel->pending.clear();
       channel->listed = false;
     }
     ready_.clear();
   }
-  for (auto& w : waiters) asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+  for (auto& w : waiters)
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
   return abandoned;
 }
 

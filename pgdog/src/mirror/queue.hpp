@@ -40,6 +40,9 @@ class Queue {
   // Wakes idle workers with nothing; returns the requests still queued (not in flight), which
   // the caller accounts for.
   std::size_t close();
+  // Closes once every request queued or in flight now is done: workers keep taking them, then
+  // get nothing. Pushes are still taken until then.
+  void close_when_empty();
   bool closed() const;
 
   std::size_t size() const;
@@ -55,6 +58,8 @@ class Queue {
     bool done = false;
   };
   std::optional<Item> take_locked();
+  // Closed: the waiters, to be woken with nothing.
+  std::deque<std::shared_ptr<Waiter>> close_locked();
 
   mutable std::mutex mutex_;
   void forget_locked(const RequestPtr& r);
@@ -64,6 +69,7 @@ class Queue {
   std::size_t size_ = 0;
   std::size_t bytes_ = 0;
   bool closed_ = false;
+  bool close_when_empty_ = false;
   std::deque<std::shared_ptr<Channel>> ready_;
   std::deque<std::shared_ptr<Waiter>> waiters_;
   std::multiset<Clock::time_point> ages_;

@@ -188,7 +188,7 @@ void Replay::keep_lease() {
   } else if (reused_) {
     // A transaction-mode client that was pinned is no longer: its connection is reset before
     // the pool shares it, as on the primary.
-    reset_and_release(std::move(lease_));
+    reset_and_release(std::move(lease_), cluster_);
   }
 }
 

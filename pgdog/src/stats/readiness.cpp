@@ -166,6 +166,24 @@ Criterion latency_p99(const Figures& f) {
   return c;
 }
 
+Criterion every_session(const Figures& f) {
+  const auto n = static_cast<double>(f.s.spanning_sessions);
+  Criterion c{"every_session", f.s.spanning_sessions == 0, n, 0, {}};
+  c.reason = c.ok ? "every session's transactions reach the mirror"
+                  : fmt("%.0f sessions have a transaction open since before the mirror was added "
+                        "at runtime: it will not be mirrored (their next ones will)",
+                        n);
+  return c;
+}
+
+Criterion configured(const Figures& f) {
+  Criterion c{"configured", f.s.configured, f.s.configured ? 1.0 : 0.0, 1, {}};
+  c.reason = c.ok ? "a [[mirroring]] entry feeds this cluster"
+                  : "no [[mirroring]] entry feeds this cluster any more (removed by a reload): "
+                    "its counts are final";
+  return c;
+}
+
 }  // namespace
 
 Verdict evaluate(const MirrorStats& stats, const ReadinessSettings& s) {
@@ -176,8 +194,8 @@ Verdict evaluate(const MirrorStats& stats, const ReadinessSettings& s) {
   v.window_seconds = w.seconds;
   v.totals = w;
   const Figures f{w, now, s, fmt("over the last %.0f s", w.seconds)};
-  for (auto* criterion :
-       {traffic_mirrored, success_ratio, no_drops, no_divergences, lag, latency_p99}) {
+  for (auto* criterion : {traffic_mirrored, success_ratio, no_drops, no_divergences, lag,
+                          latency_p99, every_session, configured}) {
     v.criteria.push_back(criterion(f));
   }
   v.ready = true;

@@ -19,6 +19,10 @@ struct ReadinessSettings {
   double latency_factor = 2.0;
   std::optional<double> failure_threshold;  // unset: any failure fails the check
   double exposure = 1.0;                    // of the mirror's configuration
+  // Client sessions with a transaction open since before the mirror was added at runtime: it
+  // will not reach the mirror.
+  std::size_t spanning_sessions = 0;
+  bool configured = true;  // false once a reload removed every [[mirroring]] entry to it
 };
 
 struct Criterion {

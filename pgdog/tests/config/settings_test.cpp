@@ -178,13 +178,12 @@ TEST(Settings, UnsetOptionalKeysAreEmptyAndPasswordsNeverShown) {
 }
 
 TEST(Settings, RestartOnlyKeys) {
-  // What App builds once at startup: the listeners, the worker threads, the TLS contexts and
-  // the log level (frontend/app.cpp, main.cpp).
+  // What App builds once at startup: the listeners, the worker threads, the TLS context for
+  // servers and the log level (frontend/app.cpp, main.cpp). The clients' certificate and key
+  // are read again at each reload.
   const std::set<std::string> restart = {"host",
                                          "port",
                                          "workers",
-                                         "tls_certificate",
-                                         "tls_private_key",
                                          "tls_verify",
                                          "tls_server_ca_certificate",
                                          "openmetrics_port",
@@ -206,6 +205,33 @@ TEST(Settings, PendingRestartListsOnlyChangedRestartOnlyKeys) {
       "log_level = \"warn\"\n");
   EXPECT_EQ(pending_restart(running, moved),
             (std::vector<std::string>{"port", "openmetrics_port", "log_level"}));
+}
+
+// SHOW CONFIG after a reload: the value in force, and for a restart-only key the files changed,
+// the value the next start applies; a reloadable key changes at once and has nothing pending.
+TEST(Settings, PendingValuesBesideTheValuesInForce) {
+  const auto running = valid("[general]\nport = 7000\nhost = \"127.0.0.1\"\n");
+  const auto disk = valid(
+      "[general]\nport = 7001\nhost = \"127.0.0.1\"\ndefault_pool_size = 4\n"
+      "tls_certificate = \"/tls/new.crt\"\ntls_private_key = \"/tls/new.key\"\n");
+  const auto in_force = reloaded(running, disk);
+  EXPECT_EQ(in_force.general.port, 7000);
+  EXPECT_EQ(in_force.general.default_pool_size, 4);
+  EXPECT_EQ(in_force.general.tls_certificate, "/tls/new.crt");
+  std::map<std::string, Setting> shown;
+  for (auto& s : settings(in_force, disk)) shown[s.key] = s;
+  EXPECT_EQ(shown.at("port").value, "7000");
+  EXPECT_EQ(shown.at("port").pending, "7001");
+  EXPECT_EQ(shown.at("host").pending, std::nullopt) << "unchanged";
+  EXPECT_EQ(shown.at("default_pool_size").value, "4");
+  EXPECT_EQ(shown.at("default_pool_size").pending, std::nullopt);
+  EXPECT_EQ(shown.at("tls_certificate").value, "/tls/new.crt");
+  EXPECT_EQ(shown.at("tls_certificate").pending, std::nullopt);
+  std::vector<std::string> pending;
+  for (const auto& s : settings(in_force, disk)) {
+    if (s.pending) pending.push_back(s.key);
+  }
+  EXPECT_EQ(pending, pending_restart(in_force, disk));
 }
 
 }  // namespace

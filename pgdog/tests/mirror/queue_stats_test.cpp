@@ -117,6 +117,49 @@ TEST(Queue, WaitingWorkerWakesOnPushAndCloseAbandonsQueued) {
   EXPECT_EQ(q.size(), 0U);
 }
 
+// A mirror removed by a reload: what it holds still goes to its workers, then they get nothing.
+TEST(Queue, CloseWhenEmptyLetsWhatIsQueuedRunFirst) {
+  asio::io_context io;
+  Queue q(10);
+  auto a = std::make_shared<Channel>();
+  auto b = std::make_shared<Channel>();
+  ASSERT_TRUE(q.try_push(a, request("a1")));
+  ASSERT_TRUE(q.try_push(a, request("a2")));
+  auto first = pop_now(io, q);
+  ASSERT_TRUE(first);
+  q.close_when_empty();
+  EXPECT_FALSE(q.closed());
+  EXPECT_TRUE(q.try_push(b, request("b1"))) << "a push racing the removal still runs";
+  std::vector<std::string> ran{first->request->frames};
+  EXPECT_EQ(q.done(*first), 0U);
+  while (auto item = pop_now(io, q)) {
+    ran.push_back(item->request->frames);
+    EXPECT_EQ(q.done(*item), 0U) << "nothing abandoned";
+  }
+  std::sort(ran.begin(), ran.end());
+  EXPECT_EQ(ran, (std::vector<std::string>{"a1", "a2", "b1"}));
+  EXPECT_TRUE(q.closed());
+  EXPECT_EQ(q.size(), 0U);
+  EXPECT_FALSE(q.try_push(a, request("late")));
+}
+
+TEST(Queue, CloseWhenEmptyWakesIdleWorkersWithNothing) {
+  asio::io_context io;
+  Queue q(10);
+  bool finished = false;
+  std::optional<Queue::Item> got;
+  asio::co_spawn(io, q.pop(), [&](std::exception_ptr, std::optional<Queue::Item> i) {
+    got = std::move(i);
+    finished = true;
+  });
+  io.poll();
+  EXPECT_FALSE(finished);
+  q.close_when_empty();
+  io.run_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(finished);
+  EXPECT_FALSE(got);
+}
+
 TEST(Queue, OldestAgeTracksQueuedAndInFlight) {
   asio::io_context io;
   Queue q(10);

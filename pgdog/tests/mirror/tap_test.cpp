@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <sstream>
 
 #include <boost/asio/io_context.hpp>
@@ -54,11 +55,14 @@ class TapTest : public ::testing::Test {
   }
   Tap& tap(std::size_t max_bytes = 1 << 20) {
     if (!tap_) {
-      tap_ = std::make_unique<Tap>(mirrors_, "alice", params_, statements_, nullptr, &registry_,
-                                   max_bytes);
+      set_->publish(mirrors_);
+      tap_ = std::make_unique<Tap>(TapRoute{set_, &open_version_}, alice_, params_, statements_,
+                                   rewriter_.get(), &registry_, max_bytes);
     }
     return *tap_;
   }
+  // What a reload does: the mirrors in force from now on.
+  void publish(const std::vector<std::shared_ptr<Mirror>>& mirrors) { set_->publish(mirrors); }
   void client(const std::string& bytes) {
     for (std::string_view rest = bytes; !rest.empty();) {
       auto f = *protocol::next_frame(rest, 1 << 20);
@@ -89,6 +93,16 @@ class TapTest : public ::testing::Test {
   backend::ClientStatements statements_;
   backend::StatementRegistry registry_;
   std::vector<std::shared_ptr<Mirror>> mirrors_;
+  // Of the database "", the source of the mirrors add_mirror() makes.
+  config::User alice_ = [] {
+    config::User u;
+    u.name = "alice";
+    return u;
+  }();
+  std::shared_ptr<MirrorSet> set_ = std::make_shared<MirrorSet>();
+  std::atomic<std::uint64_t> open_version_{0};
+  // Transaction mode's: it keeps statements_ (set before tap() to have one).
+  std::unique_ptr<backend::Rewriter> rewriter_;
   std::unique_ptr<Tap> tap_;
 };
 
@@ -449,6 +463,242 @@ TEST_F(TapTest, NoResultsCollectedWithCompareOff) {
   auto requests = drain(*m);
   ASSERT_EQ(requests.size(), 1U);
   EXPECT_TRUE(requests[0]->results.empty());
+}
+
+// A mirror published while a transaction is open does not get it (it never saw its start),
+// and the session says so through its open version until the transaction ends; the next
+// transaction goes to both.
+TEST_F(TapTest, MirrorAddedMidTransactionTakesTheNextOne) {
+  auto a = add_mirror();
+  tap();
+  EXPECT_EQ(open_version_.load(), 0U);
+  client(query("BEGIN"));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  EXPECT_EQ(open_version_.load(), 1U);
+  MirrorSettings later;
+  later.destination = "later";
+  auto b = add_mirror(later);
+  publish({a, b});
+  const auto since = set_->snapshot()->entries[1].since;
+  EXPECT_EQ(since, 2U);
+  EXPECT_TRUE(spans_change(open_version_.load(), since));
+  client(query("INSERT INTO t VALUES (1)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('T'));
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U) << "the transaction ended";
+  EXPECT_EQ(drain(*a).size(), 1U);
+  EXPECT_EQ(b->stats().snapshot().handed, 0U);
+
+  client(query("INSERT INTO t VALUES (2)"));
+  EXPECT_EQ(open_version_.load(), 2U);
+  EXPECT_FALSE(spans_change(open_version_.load(), since));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  for (auto* m : {a.get(), b.get()}) {
+    auto requests = drain(*m);
+    ASSERT_EQ(requests.size(), 1U) << m->stats().cluster();
+    EXPECT_EQ(requests[0]->frames, query("INSERT INTO t VALUES (2)"));
+    EXPECT_EQ(m->stats().snapshot().handed, m == a.get() ? 2U : 1U);
+  }
+}
+
+// A session that had no mirror keeps nothing, then mirrors whole transactions once one is
+// published.
+TEST_F(TapTest, SessionWithoutMirrorsTakesOneAtItsNextTransaction) {
+  tap();
+  client(query("INSERT INTO t VALUES (1)"));
+  EXPECT_FALSE(tap().wants_server_frame('C')) << "nothing to collect without mirrors";
+  EXPECT_TRUE(tap().wants_server_frame('Z'));
+  server(rfq('I'));
+  auto m = add_mirror();
+  publish({m});
+  client(query("BEGIN"));
+  EXPECT_TRUE(tap().wants_server_frame('C'));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  client(query("INSERT INTO t VALUES (2)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('T'));
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames,
+            query("BEGIN") + query("INSERT INTO t VALUES (2)") + query("COMMIT"));
+  EXPECT_EQ(m->stats().snapshot().handed, 1U);
+}
+
+// Frames sent after the last Sync (a Parse and a Bind pipelined behind a query) belong to the
+// next transaction, which has begun: a mirror published before its Sync does not get it.
+TEST_F(TapTest, FramesSentBeforeTheBoundaryBeginTheNextTransaction) {
+  auto a = add_mirror();
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "", "INSERT INTO t VALUES ($1)", {});
+  std::string bind;
+  protocol::write_bind(bind, "", "", std::string("\0\0\0\1\0\0\0\1" "2\0\0", 11));
+  const std::string execute_sync =
+      empty('E').substr(0, 1) + std::string("\0\0\0\x09\0\0\0\0\0", 9) + empty('S');
+  client(query("INSERT INTO t VALUES (1)") + parse + bind);
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 1U) << "the Parse and Bind began a transaction";
+  MirrorSettings later;
+  later.destination = "later";
+  auto b = add_mirror(later);
+  publish({a, b});
+  client(execute_sync);
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U);
+  auto requests = drain(*a);
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(requests[1]->frames, parse + bind + execute_sync);
+  EXPECT_EQ(b->stats().snapshot().handed, 0U);
+}
+
+// A ReadyForQuery the client did not ask for (the session's own exchange with the server) ends
+// nothing, whether the session has mirrors or not: the Flush began the transaction.
+TEST_F(TapTest, AReadyForQueryNobodyAskedForEndsNothing) {
+  auto m = add_mirror();
+  tap();
+  client(empty('H'));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 1U);
+  client(query("INSERT INTO t VALUES (1)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U);
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0]->frames, empty('H') + query("INSERT INTO t VALUES (1)"));
+}
+
+TEST_F(TapTest, AReadyForQueryNobodyAskedForEndsNothingWithoutMirrors) {
+  tap();
+  client(empty('H'));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 1U);
+  client(query("INSERT INTO t VALUES (1)"));
+  server(rfq('I'));
+  EXPECT_EQ(open_version_.load(), 0U);
+}
+
+// A dml-only mirror added after the client prepared a statement still classifies a later Bind
+// of it, from the session's statements.
+TEST_F(TapTest, LevelFilterAddedLaterKnowsStatementsParsedBefore) {
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  client(parse + empty('S'));
+  server(rfq('I'));
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto m = add_mirror(dml);
+  publish({m});
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  client(query("SELECT 1"));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 1U) << "the DELETE, not the SELECT";
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 1U);
+  ASSERT_TRUE(requests[0]->statements);
+  EXPECT_EQ(requests[0]->statements->at("s1")->query, "DELETE FROM t");
+}
+
+// In transaction mode the proxy answers a Parse of a statement a server already knows without
+// a server, and the tap never sees it: a Bind is classified by what the session's statement is
+// now, not by an earlier Parse of the same name.
+TEST_F(TapTest, StatementPreparedAgainWithoutAServerIsClassifiedByItsNewText) {
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto m = add_mirror(dml);
+  rewriter_ = std::make_unique<backend::Rewriter>(registry_, statements_);
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  statements_["s1"] = registry_.intern("DELETE FROM t", "");  // as the rewriter does
+  client(parse + empty('S'));
+  server(rfq('I'));
+  ASSERT_EQ(m->stats().snapshot().handed, 1U);
+  // Closed and prepared as a SELECT in a batch answered without a server.
+  statements_["s1"] = registry_.intern("SELECT 1", "");
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 1U) << "a SELECT is not dml";
+  statements_["s1"] = registry_.intern("UPDATE t SET a = 1", "");
+  client(bind + empty('S'));
+  server(rfq('I'));
+  EXPECT_EQ(m->stats().snapshot().handed, 2U) << "an UPDATE is";
+}
+
+// What a statement does is learnt again after a time without level filters: the client may
+// have prepared the name anew meanwhile.
+TEST_F(TapTest, StatementRedefinedWhileNothingClassifiedIsClassifiedAgain) {
+  MirrorSettings dml;
+  dml.level = config::MirrorLevel::dml;
+  auto filtered = add_mirror(dml);
+  tap();
+  std::string parse;
+  protocol::write_parse(parse, "s1", "DELETE FROM t", {});
+  client(parse + empty('S'));
+  server(rfq('I'));
+  MirrorSettings all;
+  all.destination = "all";
+  auto everything = add_mirror(all);
+  publish({everything});
+  std::string close;
+  protocol::write_describe(close, 'C', 'S', "s1");
+  std::string reparse;
+  protocol::write_parse(reparse, "s1", "SELECT 1", {});
+  client(close + reparse + empty('S'));
+  server(rfq('I'));
+  publish({everything, filtered});
+  std::string bind;
+  protocol::write_bind(bind, "", "s1", std::string("\0\0\0\0\0\0", 6));
+  client(bind + empty('S'));
+  server(rfq('I'));
+  // The first transaction (its Parse is a DELETE), not the Bind: s1 is a SELECT now.
+  EXPECT_EQ(filtered->stats().snapshot().handed, 1U);
+  EXPECT_EQ(everything->stats().snapshot().handed, 2U);
+}
+
+// A mirror a reload removed gets nothing more, not even from a session that still holds it
+// until its next transaction, and nothing is counted as dropped; what it had queued still
+// replays.
+TEST_F(TapTest, RemovedMirrorIsHandedNothingAndDropsNothing) {
+  auto a = add_mirror();
+  client(query("INSERT INTO t VALUES (1)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  client(query("BEGIN"));
+  server(complete("BEGIN"));
+  server(rfq('T'));
+  publish({});
+  a->drain();
+  client(query("COMMIT"));
+  server(complete("COMMIT"));
+  server(rfq('I'));
+  client(query("INSERT INTO t VALUES (2)"));
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  auto s = a->stats().snapshot();
+  EXPECT_EQ(s.handed, 1U);
+  EXPECT_EQ(s.dropped, 0U);
+  auto requests = drain(*a);
+  ASSERT_EQ(requests.size(), 1U) << "the queued one still replays";
+  EXPECT_EQ(requests[0]->frames, query("INSERT INTO t VALUES (1)"));
+  EXPECT_TRUE(a->drained());
 }
 
 }  // namespace

@@ -100,9 +100,13 @@ class MirrorDatabase {
 // primary and the primary's answers. Each transaction that commits is handed to the mirror.
 class Client {
  public:
-  Client(std::shared_ptr<Mirror> mirror, backend::StatementRegistry& registry, bool session_mode)
-      : tap_(std::make_unique<Tap>(std::vector{std::move(mirror)}, "bob", params_, statements_,
-                                   nullptr, &registry, std::size_t{1} << 20, session_mode)) {}
+  Client(std::shared_ptr<Mirror> mirror, backend::StatementRegistry& registry, bool session_mode) {
+    // The mirror's source_db is the default "", bob's database too.
+    user_.name = "bob";
+    set_->publish({std::move(mirror)});
+    tap_ = std::make_unique<Tap>(TapRoute{set_}, user_, params_, statements_, nullptr, &registry,
+                                 std::size_t{1} << 20, session_mode);
+  }
 
   // The client sends `sql`; the primary answers `primary`.
   void send(std::string_view sql, const std::string& primary) {
@@ -140,6 +144,8 @@ class Client {
  private:
   protocol::Params params_;
   backend::ClientStatements statements_;
+  std::shared_ptr<MirrorSet> set_ = std::make_shared<MirrorSet>();
+  config::User user_;
   std::unique_ptr<Tap> tap_;
 };
 

@@ -37,6 +37,34 @@ TEST(Readiness, ReadyWhenEverythingHolds) {
   EXPECT_EQ(criterion(v, "traffic_mirrored").value, 100);
 }
 
+// A mirror added at runtime that some session's open transaction will not reach, and a
+// cluster no mirror feeds any more: neither is ready, however healthy its figures.
+TEST(Readiness, SpanningSessionsAndRemovedMirrorsAreNotReady) {
+  MirrorStats s("m");
+  for (int i = 0; i < 100; ++i) {
+    s.handed();
+    s.record(MirrorOutcome::success);
+    s.observe_durations(1000, 1000);
+  }
+  ASSERT_TRUE(evaluate(s, {}).ready);
+  ReadinessSettings spanning;
+  spanning.spanning_sessions = 2;
+  auto v = evaluate(s, spanning);
+  EXPECT_FALSE(v.ready);
+  EXPECT_FALSE(criterion(v, "every_session").ok);
+  EXPECT_EQ(criterion(v, "every_session").value, 2);
+  EXPECT_NE(criterion(v, "every_session").reason.find("2 sessions"), std::string::npos);
+  EXPECT_NE(to_json({v}).find("\"name\":\"every_session\",\"ok\":false,\"value\":2"),
+            std::string::npos)
+      << to_json({v});
+  ReadinessSettings removed;
+  removed.configured = false;
+  v = evaluate(s, removed);
+  EXPECT_FALSE(v.ready);
+  EXPECT_FALSE(criterion(v, "configured").ok);
+  EXPECT_TRUE(criterion(v, "every_session").ok);
+}
+
 TEST(Readiness, EachFailureFlipsTheVerdict) {
   auto healthy = [](MirrorStats& s) {
     for (int i = 0; i < 100; ++i) {
