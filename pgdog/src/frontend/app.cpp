@@ -20,7 +20,8 @@ const std::string& first_of(const std::optional<std::string>& a, const std::opti
 
 }  // namespace
 
-App::App(asio::io_context& io, config::Config config) : io_(io), acceptor_(io) {
+App::App(asio::io_context& io, config::Config config)
+    : io_(io), acceptor_(io), unix_listener_(io.get_executor()) {
   threads_ = config.general.workers;
   build_tls(config);
   apply(std::move(config));
@@ -162,11 +163,15 @@ void App::start() {
   acceptor_.bind(endpoint);
   acceptor_.listen(asio::socket_base::max_listen_connections);
   spdlog::info("pgdog listening on {}:{}", g.host, g.port);
+  listen_unix(*cfg);
   if (http_) {
     http_->start();  // a port that cannot be bound is a startup error
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
   }
   asio::co_spawn(io_, accept_loop(), log_errors("listener"));
+  if (unix_listener_.is_open()) {
+    asio::co_spawn(io_, accept_unix_loop(), log_errors("unix socket listener"));
+  }
   for (const auto& pool : pools()) pool->start();
   for (const auto& m : mirrors()) m->start();
   std::lock_guard lock(mutex_);
@@ -177,6 +182,20 @@ std::uint16_t App::port() const {
   error_code ec;
   const auto endpoint = acceptor_.local_endpoint(ec);
   return ec ? 0 : endpoint.port();
+}
+
+void App::listen_unix(const config::Config& c) {
+  const auto dir = c.general.unix_socket_dir.value_or("");
+  if (dir.empty()) return;
+  // The TCP port names the socket, as with PostgreSQL; port 0 (tests) means the one bound.
+  if (auto failed = unix_listener_.open(dir, port())) {
+    throw std::runtime_error(c.config_path + ": general.unix_socket_dir: " + *failed);
+  }
+  spdlog::info("pgdog listening on {}", unix_listener_.path());
+}
+
+std::string App::unix_socket_path() const {
+  return unix_listener_.is_open() ? unix_listener_.path() : std::string();
 }
 
 Executor App::session_executor() {
@@ -191,6 +210,22 @@ Task<void> App::accept_loop() {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // Out of file descriptors and the like: back off instead of spinning.
       spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(use_nothrow);
+      continue;
+    }
+    auto session = std::make_shared<ClientSession>(*this, net::Socket(std::move(socket)));
+    asio::co_spawn(session_executor(), session->run(), log_errors("client session"));
+  }
+}
+
+Task<void> App::accept_unix_loop() {
+  auto& acceptor = unix_listener_.acceptor();
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      spdlog::warn("accept on {} failed: {}", unix_listener_.path(), ec.message());
       asio::steady_timer t(io_, std::chrono::milliseconds(50));
       co_await t.async_wait(use_nothrow);
       continue;
@@ -390,8 +425,9 @@ config::Result<void> App::reload() {
   if (!next) return next.error();
   const auto& a = current->general;
   const auto& b = next->general;
-  if (a.host != b.host || a.port != b.port || a.workers != b.workers) {
-    spdlog::warn("reload: host, port and workers take effect only after a restart");
+  if (a.host != b.host || a.port != b.port || a.workers != b.workers ||
+      a.unix_socket_dir != b.unix_socket_dir) {
+    spdlog::warn("reload: host, port, unix_socket_dir and workers take effect only after a restart");
   }
   if (a.openmetrics_host != b.openmetrics_host || a.openmetrics_port != b.openmetrics_port) {
     spdlog::warn("reload: openmetrics_host and openmetrics_port take effect only after a restart");
@@ -428,6 +464,7 @@ void App::shutdown(bool graceful) {
   asio::post(io_, [this, graceful] {
     error_code ec;
     acceptor_.close(ec);
+    unix_listener_.close();
     spdlog::info("shutting down ({})", graceful ? "waiting for transactions to finish" : "now");
     for (const auto& c : clients_.list()) {
       if (auto s = c->session()) s->terminate(graceful);

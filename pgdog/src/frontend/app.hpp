@@ -17,6 +17,7 @@
 #include "frontend/clients.hpp"
 #include "http/server.hpp"
 #include "mirror/mirror.hpp"
+#include "net/unix_socket.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"
@@ -37,11 +38,14 @@ class App {
   App(asio::io_context& io, config::Config config);
   ~App();
 
-  // Binds the listener; throws if the port cannot be bound.
+  // Binds the listeners (TCP, and the Unix socket when unix_socket_dir is set); throws if the
+  // port cannot be bound or the socket cannot be created, naming the key and the path.
   void start();
   // The port the listener is bound to: the configured one, or the one the system chose for
   // port 0 (tests). 0 before start().
   std::uint16_t port() const;
+  // The Unix socket clients may connect to; empty when there is none.
+  std::string unix_socket_path() const;
 
   std::shared_ptr<const config::Config> config() const;
   std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;
@@ -91,6 +95,8 @@ class App {
  private:
   void add_metrics();
   Task<void> accept_loop();
+  Task<void> accept_unix_loop();
+  void listen_unix(const config::Config& c);
   Task<void> drain(config::Millis timeout);
   backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
                                       const config::Database& db) const;
@@ -102,6 +108,7 @@ class App {
 
   asio::io_context& io_;
   tcp::acceptor acceptor_;
+  net::UnixListener unix_listener_;
   ClientRegistry clients_;
   backend::StatementRegistry statements_;
   std::unique_ptr<asio::ssl::context> client_tls_;
