@@ -161,9 +161,12 @@ void App::start() {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint);
+  // Between bind (which fixes the port naming the socket) and listen: once TCP accepts, the
+  // Unix socket does too.
+  listen_unix(*cfg);
   acceptor_.listen(asio::socket_base::max_listen_connections);
   spdlog::info("pgdog listening on {}:{}", g.host, g.port);
-  listen_unix(*cfg);
+  if (unix_listener_.is_open()) spdlog::info("pgdog listening on {}", unix_listener_.path());
   if (http_) {
     http_->start();  // a port that cannot be bound is a startup error
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
@@ -191,7 +194,6 @@ void App::listen_unix(const config::Config& c) {
   if (auto failed = unix_listener_.open(dir, port())) {
     throw std::runtime_error(c.config_path + ": general.unix_socket_dir: " + *failed);
   }
-  spdlog::info("pgdog listening on {}", unix_listener_.path());
 }
 
 std::string App::unix_socket_path() const {
