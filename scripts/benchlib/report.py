@@ -19,6 +19,9 @@ COLORS = {
     "pgdog-mirror": "#ff7f0e",
     "pgdog-mirror-down": "#d62728",
     "pgdog-mirror-stalled": "#9467bd",
+    "direct-unix": "#555555",
+    "pgbouncer-unix": "#17becf",
+    "pgdog-unix": "#98df8a",
 }
 
 
@@ -155,6 +158,13 @@ def goals_table(results) -> str:
         add("2. CPU/txn pgdog / pgbouncer", "select-simple, %d clients" % c,
             ratio(get("pgdog", "select-simple", c, "cpu_us_per_txn"),
                   get("pgbouncer", "select-simple", c, "cpu_us_per_txn")), 0.75, False)
+    for c in (16, 64):
+        add("2u. TPS pgdog / pgbouncer, Unix sockets", "select-simple, %d clients" % c,
+            ratio(get("pgdog-unix", "select-simple", c, "tps_median"),
+                  get("pgbouncer-unix", "select-simple", c, "tps_median")), 1.0, True)
+        add("2u. CPU/txn pgdog / pgbouncer, Unix sockets", "select-simple, %d clients" % c,
+            ratio(get("pgdog-unix", "select-simple", c, "cpu_us_per_txn"),
+                  get("pgbouncer-unix", "select-simple", c, "cpu_us_per_txn")), 1.0, False)
     for w in ("select-simple", "tpcb"):
         for c in (16, 64):
             add("3. CPU/txn mirror on / off", "%s, %d clients" % (w, c),
@@ -340,7 +350,7 @@ def charts(results, out_dir, gnuplot="gnuplot"):
         ("tps.png", "tps_median", "transactions per second (median of rounds)", False,
          results["settings"]["targets"]),
         ("cpu.png", "cpu_us_per_txn", "proxy CPU µs per transaction", False,
-         [t for t in results["settings"]["targets"] if t != "direct"]),
+         [t for t in results["settings"]["targets"] if t not in ("direct", "direct-unix")]),
         ("p99.png", "p99_ms", "p99 latency, ms (log scale)", True, results["settings"]["targets"]),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-plot-") as tmp:

@@ -203,9 +203,14 @@ void Pgdog::write_files() {
       {"port", std::to_string(port_)},
       // Tests end with clients still connected; a drain of the default 60 s would only wait.
       {"shutdown_timeout", "2000"},
+      // Its own socket directory: every test's pgdog listens on a Unix socket too, and none
+      // writes to the host's /var/run/postgresql.
+      {"unix_socket_dir", toml_string(dir_.path())},
   };
   for (const auto& [k, v] : config_.general)
     general[k] = v;
+  // An empty literal leaves the key out of the file (the built-in default applies).
+  std::erase_if(general, [](const auto& kv) { return kv.second.empty(); });
   std::ostringstream cfg;
   cfg << "[general]\n";
   for (const auto& [k, v] : general)
@@ -275,6 +280,18 @@ void Pgdog::stop(Millis grace) {
 std::string Pgdog::conninfo(const std::string& user, const std::optional<std::string>& password,
                             const std::string& dbname) const {
   return it::conninfo(port_, user, password, dbname);
+}
+
+std::string Pgdog::socket_dir() const {
+  auto it = config_.general.find("unix_socket_dir");
+  if (it == config_.general.end()) return dir_.path();
+  const std::string& literal = it->second;
+  return literal.size() >= 2 ? literal.substr(1, literal.size() - 2) : std::string();
+}
+
+std::string Pgdog::unix_conninfo(const std::string& user, const std::optional<std::string>& password,
+                                 const std::string& dbname) const {
+  return conninfo(user, password, dbname) + " host=" + socket_dir();
 }
 
 std::string Pgdog::admin_conninfo(const std::optional<std::string>& password) const {

@@ -41,7 +41,8 @@ std::string user_toml(const std::string& name, const std::string& database,
 
 struct PgdogConfig {
   // [general] keys as TOML literals ({"pooler_mode", "\"session\""}); these replace the
-  // defaults below key by key: host 127.0.0.1, a free port, shutdown_timeout 2000.
+  // defaults below key by key: host 127.0.0.1, a free port, shutdown_timeout 2000, and
+  // unix_socket_dir its own directory. An empty literal leaves the key out of the file.
   std::map<std::string, std::string> general;
   std::optional<std::string> admin_password = "admin_secret";
   // [[databases]] entries; empty: one database "pgdog" on the primary.
@@ -93,6 +94,12 @@ class Pgdog {
   std::string conninfo(const std::string& user = "pgdog",
                        const std::optional<std::string>& password = std::string("pgdog"),
                        const std::string& dbname = "pgdog") const;
+  // The directory of its Unix socket (unix_socket_dir as configured here), and a conninfo
+  // reaching it there.
+  std::string socket_dir() const;
+  std::string unix_conninfo(const std::string& user = "pgdog",
+                            const std::optional<std::string>& password = std::string("pgdog"),
+                            const std::string& dbname = "pgdog") const;
   std::string admin_conninfo(const std::optional<std::string>& password = std::nullopt) const;
   Conn connect(const std::string& user = "pgdog",
                const std::optional<std::string>& password = std::string("pgdog"),

@@ -3,13 +3,13 @@
 #include <atomic>
 #include <sys/socket.h>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include "auth/client_handshake.hpp"
+#include "net/unix_socket.hpp"
 
 namespace pgdog::backend {
 
@@ -18,9 +18,9 @@ namespace {
 std::atomic<std::uint64_t> next_id{1};
 
 Failure io_failure(const error_code& ec, const ServerAddress& address) {
-  return Failure::from(Error::connection_closed, "server " + address.host + ":" +
-                                                     std::to_string(address.port) +
-                                                     " connection lost: " + ec.message());
+  return Failure::from(Error::connection_closed,
+                       "server " + net::describe_server(address.host, address.port) +
+                           " connection lost: " + ec.message());
 }
 
 Failure server_failure(const protocol::ErrorFields& e) {
@@ -58,10 +58,10 @@ Failure login_failure(const auth::LoginFailure& login) {
 }  // namespace
 
 std::string ServerAddress::to_string() const {
-  return user + "@" + host + ":" + std::to_string(port) + "/" + database;
+  return user + "@" + net::describe_server(host, port) + "/" + database;
 }
 
-ServerConnection::ServerConnection(tcp::socket socket, ServerAddress address,
+ServerConnection::ServerConnection(net::Socket socket, ServerAddress address,
                                    std::size_t max_message_size)
     : stream_(std::move(socket)),
       address_(std::move(address)),
@@ -84,25 +84,9 @@ Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
   using namespace asio::experimental::awaitable_operators;
 
   auto attempt = [&]() -> Task<Result<std::unique_ptr<ServerConnection>>> {
-    tcp::socket socket(ex);
-    error_code ec;
-    auto ip = asio::ip::make_address(address.host, ec);
-    if (!ec) {
-      std::tie(ec) = co_await socket.async_connect(tcp::endpoint(ip, address.port), use_nothrow);
-    } else {
-      tcp::resolver resolver(ex);
-      auto [rec, endpoints] =
-          co_await resolver.async_resolve(address.host, std::to_string(address.port), use_nothrow);
-      if (rec) {
-        co_return Failure::from(Error::connect_failed, "could not resolve server host \"" +
-                                                           address.host + "\": " + rec.message());
-      }
-      std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
-    }
-    if (ec) {
-      co_return Failure::from(Error::connect_failed, "could not connect to server " + address.host +
-                                                         ":" + std::to_string(address.port) + ": " +
-                                                         ec.message());
+    net::Socket socket(ex);
+    if (auto failed = co_await net::connect(socket, address.host, address.port)) {
+      co_return Failure::from(Error::connect_failed, *failed);
     }
     std::unique_ptr<ServerConnection> conn(
         new ServerConnection(std::move(socket), address, max_message_size));
@@ -114,17 +98,19 @@ Task<Result<std::unique_ptr<ServerConnection>>> ServerConnection::connect(
   asio::steady_timer timer(ex, timeout);
   auto winner = co_await (attempt() || timer.async_wait(use_nothrow));
   if (winner.index() == 1) {
-    co_return Failure::from(Error::connect_timeout, "timed out after " +
-                                                        std::to_string(timeout.count()) +
-                                                        " ms connecting to server " + address.host +
-                                                        ":" + std::to_string(address.port));
+    co_return Failure::from(Error::connect_timeout,
+                            "timed out after " + std::to_string(timeout.count()) +
+                                " ms connecting to server " +
+                                net::describe_server(address.host, address.port));
   }
   co_return std::move(std::get<0>(winner));
 }
 
 Task<Result<void>> ServerConnection::negotiate_tls() {
   using config::TlsVerify;
-  if (address_.tls_verify == TlsVerify::disabled || address_.tls_context == nullptr) {
+  // PostgreSQL offers no TLS on its Unix socket; the kernel is the transport's protection there.
+  if (address_.tls_verify == TlsVerify::disabled || address_.tls_context == nullptr ||
+      stream_.is_local()) {
     co_return Result<void>{};
   }
   std::string request;
@@ -266,20 +252,9 @@ Task<void> ServerConnection::cancel(Executor ex, std::string host, std::uint16_t
 
 Task<void> ServerConnection::send_cancel(Executor ex, std::string host, std::uint16_t port,
                                          protocol::BackendKeyData key) {
-  tcp::socket socket(ex);
-  error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
-  if (!ec) {
-    std::tie(ec) = co_await socket.async_connect(tcp::endpoint(ip, port), use_nothrow);
-  } else {
-    tcp::resolver resolver(ex);
-    auto [rec, endpoints] =
-        co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
-    if (rec) co_return;
-    std::tie(ec, std::ignore) = co_await asio::async_connect(socket, endpoints, use_nothrow);
-  }
-  if (ec) {
-    spdlog::warn("cancel request to {}:{} failed: {}", host, port, ec.message());
+  net::Socket socket(ex);
+  if (auto failed = co_await net::connect(socket, host, port)) {
+    spdlog::warn("cancel request failed: {}", *failed);
     co_return;
   }
   std::string out;

@@ -20,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 
 // Where and as whom to connect.
 struct ServerAddress {
-  std::string host;
+  std::string host;  // a name, an IP address, or a directory holding the server's Unix socket
   std::uint16_t port = 5432;
   std::string database;
   std::string user;
@@ -28,7 +28,8 @@ struct ServerAddress {
   config::TlsVerify tls_verify = config::TlsVerify::prefer;
   asio::ssl::context* tls_context = nullptr;  // required unless tls_verify is disabled
 
-  std::string to_string() const;  // "user@host:port/database", no password
+  // "user@host:port/database" (or "user@/dir/.s.PGSQL.port/database"), no password
+  std::string to_string() const;
   bool operator==(const ServerAddress&) const = default;
 };
 
@@ -110,7 +111,7 @@ class ServerConnection {
   static void keep_row(std::string_view body, Row& row);
   static Task<void> send_cancel(Executor ex, std::string host, std::uint16_t port,
                                 protocol::BackendKeyData key);
-  ServerConnection(tcp::socket socket, ServerAddress address, std::size_t max_message_size);
+  ServerConnection(net::Socket socket, ServerAddress address, std::size_t max_message_size);
   Task<Result<void>> startup();
   Task<Result<void>> negotiate_tls();
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <sys/stat.h>
 #include <type_traits>
+#include <unistd.h>
 
 #include <boost/throw_exception.hpp>
 
@@ -126,6 +128,15 @@ std::string_view to_string(MirrorCompare v) {
       return "results";
   }
   return "unknown";
+}
+
+std::string default_unix_socket_dir(std::string_view candidate) {
+  const std::string dir(candidate);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return "";
+  // Creating the socket file needs write and search permission on the directory.
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) return "";
+  return dir;
 }
 
 const Database* Config::find_database(std::string_view name) const {

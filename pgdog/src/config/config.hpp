@@ -32,10 +32,22 @@ std::string_view to_string(PoolPinning v);
 std::string_view to_string(MirrorLevel v);
 std::string_view to_string(MirrorCompare v);
 
+// Where PostgreSQL puts its socket on Debian and most distributions, and so where libpq looks
+// when a connection names no host: `psql -p 6432` reaches pgdog there.
+inline constexpr std::string_view kDefaultUnixSocketDir = "/var/run/postgresql";
+
+// unix_socket_dir when the file leaves it out: `candidate` if it is a directory this process may
+// create a file in, else "".
+std::string default_unix_socket_dir(std::string_view candidate = kDefaultUnixSocketDir);
+
 // Defaults follow the Rust PgDog where the key exists there; durations are milliseconds in TOML.
 struct General {
   std::string host = "0.0.0.0";
   std::uint16_t port = 6432;
+  // The directory of the Unix socket `.s.PGSQL.<port>` clients may use besides TCP; "" turns it
+  // off. Unset in the file, load() puts kDefaultUnixSocketDir here when this process may create
+  // files in it, else "" (parse() leaves it unset, which is off: it never looks at the host).
+  std::optional<std::string> unix_socket_dir;
   // One thread, like PgBouncer: on a few shared cores it costs the least CPU per transaction
   // (docs/benchmarks.md).
   int workers = 1;

@@ -30,6 +30,7 @@ enum class Visibility { shown, hidden };
 #define PGDOG_GENERAL_KEYS(X)                                               \
   X(host,                            text(),                       restart) \
   X(port,                            port(),                       restart) \
+  X(unix_socket_dir,                 string(),                     restart) \
   X(workers,                         count(1),                     restart) \
   X(default_pool_size,               count(1),                     reload)  \
   X(min_pool_size,                   count(0),                     reload)  \

@@ -543,7 +543,11 @@ Result<Config> load(const std::string& config_path, const std::string& users_pat
   if (!config_text) return config_text.error();
   auto users_text = read_file(users_path);
   if (!users_text) return users_text.error();
-  return parse(*config_text, *users_text, config_path, users_path);
+  auto config = parse(*config_text, *users_text, config_path, users_path);
+  if (config && !config->general.unix_socket_dir) {
+    config->general.unix_socket_dir = default_unix_socket_dir();
+  }
+  return config;
 }
 
 Result<Config> parse(std::string_view config_text, std::string_view users_text,

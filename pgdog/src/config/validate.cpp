@@ -71,6 +71,10 @@ void check_general(const Config& config, const KeyLines& lines, std::vector<Erro
     errors.push_back(lines.error("general.tls_client_required",
                                  "tls_client_required needs tls_certificate and tls_private_key"));
   }
+  if (g.unix_socket_dir && !g.unix_socket_dir->empty() && !g.unix_socket_dir->starts_with('/')) {
+    errors.push_back(lines.error("general.unix_socket_dir",
+                                 "unix_socket_dir must be an absolute path, or \"\" for none"));
+  }
   // Both listeners default to 0.0.0.0, so the same port would fail to bind at startup.
   if (g.openmetrics_port && *g.openmetrics_port == g.port) {
     errors.push_back(lines.error(

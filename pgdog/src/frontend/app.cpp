@@ -23,7 +23,8 @@ const std::string& first_of(const std::optional<std::string>& a,
 
 }  // namespace
 
-App::App(asio::io_context& io, config::Config config) : io_(io), acceptor_(io) {
+App::App(asio::io_context& io, config::Config config)
+    : io_(io), acceptor_(io), unix_listener_(io.get_executor()) {
   threads_ = config.general.workers;
   // value() throws the error, which names the key and the file.
   server_tls_ = net::connect_context(config).value();
@@ -165,13 +166,20 @@ void App::start() {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint);
+  // Between bind (which fixes the port naming the socket) and listen: once TCP accepts, the
+  // Unix socket does too.
+  listen_unix(*cfg);
   acceptor_.listen(asio::socket_base::max_listen_connections);
   spdlog::info("pgdog listening on {}:{}", g.host, g.port);
+  if (unix_listener_.is_open()) spdlog::info("pgdog listening on {}", unix_listener_.path());
   if (http_) {
     http_->start();  // a port that cannot be bound is a startup error
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
   }
   asio::co_spawn(io_, accept_loop(), log_errors("listener"));
+  if (unix_listener_.is_open()) {
+    asio::co_spawn(io_, accept_unix_loop(), log_errors("unix socket listener"));
+  }
   for (const auto& pool : pools())
     pool->start();
   for (const auto& m : mirrors())
@@ -186,6 +194,19 @@ std::uint16_t App::port() const {
   return ec ? 0 : endpoint.port();
 }
 
+void App::listen_unix(const config::Config& c) {
+  const auto dir = c.general.unix_socket_dir.value_or("");
+  if (dir.empty()) return;
+  // The TCP port names the socket, as with PostgreSQL; port 0 (tests) means the one bound.
+  if (auto failed = unix_listener_.open(dir, port())) {
+    throw std::runtime_error(c.config_path + ": general.unix_socket_dir: " + *failed);
+  }
+}
+
+std::string App::unix_socket_path() const {
+  return unix_listener_.is_open() ? unix_listener_.path() : std::string();
+}
+
 Executor App::session_executor() {
   if (threads_ > 1) return asio::make_strand(io_);
   return io_.get_executor();
@@ -198,6 +219,22 @@ Task<void> App::accept_loop() {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // Out of file descriptors and the like: back off instead of spinning.
       spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(use_nothrow);
+      continue;
+    }
+    auto session = std::make_shared<ClientSession>(*this, net::Socket(std::move(socket)));
+    asio::co_spawn(session_executor(), session->run(), log_errors("client session"));
+  }
+}
+
+Task<void> App::accept_unix_loop() {
+  auto& acceptor = unix_listener_.acceptor();
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      spdlog::warn("accept on {} failed: {}", unix_listener_.path(), ec.message());
       asio::steady_timer t(io_, std::chrono::milliseconds(50));
       co_await t.async_wait(use_nothrow);
       continue;
@@ -502,6 +539,7 @@ void App::shutdown(bool graceful) {
   asio::post(io_, [this, graceful] {
     error_code ec;
     acceptor_.close(ec);
+    unix_listener_.close();
     spdlog::info("shutting down ({})", graceful ? "waiting for transactions to finish" : "now");
     for (const auto& c : clients_.list()) {
       if (auto s = c->session()) s->terminate(graceful);

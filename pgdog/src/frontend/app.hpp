@@ -19,6 +19,7 @@
 #include "mirror/mirror.hpp"
 #include "mirror/mirror_set.hpp"
 #include "net/tls.hpp"
+#include "net/unix_socket.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"
@@ -41,11 +42,14 @@ class App {
   App(asio::io_context& io, config::Config config);
   ~App();
 
-  // Binds the listener; throws if the port cannot be bound.
+  // Binds the listeners (TCP, and the Unix socket when unix_socket_dir is set); throws if the
+  // port cannot be bound or the socket cannot be created, naming the key and the path.
   void start();
   // The port the listener is bound to: the configured one, or the one the system chose for
   // port 0 (tests). 0 before start().
   std::uint16_t port() const;
+  // The Unix socket clients may connect to; empty when there is none.
+  std::string unix_socket_path() const;
 
   // In force: a reload leaves the restart-only keys as they were at startup.
   std::shared_ptr<const config::Config> config() const;
@@ -105,6 +109,8 @@ class App {
  private:
   void add_metrics();
   Task<void> accept_loop();
+  Task<void> accept_unix_loop();
+  void listen_unix(const config::Config& c);
   Task<void> drain(config::Millis timeout);
   backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
                                       const config::Database& db) const;
@@ -120,6 +126,7 @@ class App {
 
   asio::io_context& io_;
   tcp::acceptor acceptor_;
+  net::UnixListener unix_listener_;
   ClientRegistry clients_;
   backend::StatementRegistry statements_;
   net::TlsContext server_tls_;  // fixed at startup (tls_verify and its CA are restart-only)

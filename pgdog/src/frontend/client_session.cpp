@@ -12,16 +12,9 @@ namespace {
 using stats::PoolCounters;
 using Next = backend::Exchange::Next;
 
-std::string peer_address(const tcp::socket& s) {
-  error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 }  // namespace
 
-ClientSession::ClientSession(App& app, tcp::socket socket)
+ClientSession::ClientSession(App& app, net::Socket socket)
     : app_(app), client_(std::move(socket)) {}
 
 ClientSession::~ClientSession() = default;
@@ -31,7 +24,7 @@ void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory
 Task<void> ClientSession::run() {
   auto self = shared_from_this();
   executor_ = co_await asio::this_coro::executor;
-  info_ = app_.clients().add(peer_address(client_.socket()));
+  info_ = app_.clients().add(net::peer_address(client_.socket()));
   info_->set_session(weak_from_this());
   auto login = co_await Login(app_, client_, in_, *info_, app_.config()).run();
   closing_ = login.kind == LoginResult::Kind::close;

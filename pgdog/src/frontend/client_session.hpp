@@ -23,7 +23,7 @@ namespace pgdog::frontend {
 // place.
 class ClientSession : public Terminable, public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(App& app, tcp::socket socket);
+  ClientSession(App& app, net::Socket socket);
   ~ClientSession() override;
 
   Task<void> run();

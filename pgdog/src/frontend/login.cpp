@@ -71,7 +71,8 @@ Task<bool> Login::upgrade_tls(bool& negotiated_tls) {
   }
   negotiated_tls = true;
   const auto tls = app_.client_tls();
-  if (!tls) co_return !co_await client_.write("N");
+  // No TLS on a Unix socket, as PostgreSQL: it never leaves the host.
+  if (!tls || client_.is_local()) co_return !co_await client_.write("N");
   // Bytes sent before the handshake would be plaintext pretending to be inside TLS.
   if (!in_.empty()) {
     co_await fatal("08P01", "received unencrypted data after SSL request");
@@ -133,7 +134,7 @@ Task<LoginResult> Login::startup() {
   if (std::string v; protocol::negotiate_protocol_version(packet, v), !v.empty()) {
     if (co_await client_.write(v)) co_return LoginResult{};
   }
-  if (config_->general.tls_client_required && !client_.is_tls()) {
+  if (config_->general.tls_client_required && !client_.is_tls() && !client_.is_local()) {
     co_await fatal("28000", "TLS is required: connect with sslmode=require or stronger");
     co_return LoginResult{};
   }

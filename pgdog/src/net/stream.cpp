@@ -1,16 +1,46 @@
 #include "net/stream.hpp"
 
-#include <openssl/ssl.h>
+#include <cstring>
+#include <sys/socket.h>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
+#include <openssl/ssl.h>
 
 namespace pgdog::net {
 
-Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
+namespace {
+
+bool unix_domain(const Socket& s) {
   error_code ec;
-  socket_.set_option(tcp::no_delay(true), ec);
+  const auto endpoint = s.local_endpoint(ec);
+  return !ec && endpoint.protocol().family() == AF_UNIX;
+}
+
+}  // namespace
+
+std::string peer_address(Socket& socket) {
+  error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return "unknown";
+  if (endpoint.protocol().family() == AF_UNIX) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+      return "unix";
+    return "unix(" + std::to_string(cred.pid) + ")";
+  }
+  tcp::endpoint ip;
+  if (endpoint.size() > ip.capacity()) return "unknown";
+  std::memcpy(ip.data(), endpoint.data(), endpoint.size());
+  ip.resize(endpoint.size());
+  return ip.address().to_string() + ":" + std::to_string(ip.port());
+}
+
+Stream::Stream(Socket socket) : socket_(std::move(socket)), local_(unix_domain(socket_)) {
+  error_code ec;
+  if (!local_) socket_.set_option(tcp::no_delay(true), ec);
   // Once, here: each call is an ioctl. Synchronous writes then return would_block instead of
   // blocking the thread.
   socket_.non_blocking(true, ec);
@@ -18,16 +48,22 @@ Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
 
 Stream::~Stream() = default;
 
-tcp::socket& Stream::socket() { return tls_ ? tls_->next_layer() : socket_; }
+Socket& Stream::socket() {
+  return tls_ ? tls_->next_layer() : socket_;
+}
 
-Executor Stream::get_executor() { return socket().get_executor(); }
+Executor Stream::get_executor() {
+  return socket().get_executor();
+}
 
-bool Stream::is_open() { return socket().is_open(); }
+bool Stream::is_open() {
+  return socket().is_open();
+}
 
 void Stream::close() {
   error_code ec;
   auto& s = socket();
-  s.shutdown(tcp::socket::shutdown_both, ec);
+  s.shutdown(Socket::shutdown_both, ec);
   s.close(ec);
 }
 
@@ -68,14 +104,14 @@ void Stream::write_now(std::string_view data) {
 }
 
 Task<error_code> Stream::tls_accept(asio::ssl::context& context) {
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), context);
+  tls_ = std::make_unique<asio::ssl::stream<Socket>>(std::move(socket_), context);
   auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_nothrow);
   co_return ec;
 }
 
 Task<error_code> Stream::tls_connect(asio::ssl::context& context, const std::string& host,
                                      bool verify_host) {
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), context);
+  tls_ = std::make_unique<asio::ssl::stream<Socket>>(std::move(socket_), context);
   // SNI only makes sense for names, not IP literals.
   error_code addr_ec;
   asio::ip::make_address(host, addr_ec);

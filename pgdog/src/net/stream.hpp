@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 
@@ -12,10 +13,17 @@
 
 namespace pgdog::net {
 
-// A connection to a client or a server: plain TCP, or TLS after an upgrade.
+// A TCP or a Unix-domain socket: one type, so a session and a server connection have one code
+// path for both (its reads and writes are the same system calls either way).
+using Socket = asio::generic::stream_protocol::socket;
+
+// "address:port" of the other end; "unix(<pid>)" on a Unix socket, as the kernel reports the peer.
+std::string peer_address(Socket& socket);
+
+// A connection to a client or a server: plain TCP, TLS after an upgrade, or a Unix socket.
 class Stream {
  public:
-  explicit Stream(tcp::socket socket);
+  explicit Stream(Socket socket);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -44,8 +52,10 @@ class Stream {
   Task<error_code> tls_connect(asio::ssl::context& context, const std::string& host,
                                bool verify_host);
   bool is_tls() const { return tls_ != nullptr; }
+  // A Unix-domain socket: local to this host, never upgraded to TLS.
+  bool is_local() const { return local_; }
 
-  tcp::socket& socket();
+  Socket& socket();
   Executor get_executor();
   void close();
   bool is_open();
@@ -54,8 +64,9 @@ class Stream {
   void write_now(std::string_view data);
 
  private:
-  tcp::socket socket_;
-  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
+  Socket socket_;
+  std::unique_ptr<asio::ssl::stream<Socket>> tls_;
+  bool local_ = false;
 };
 
 }  // namespace pgdog::net

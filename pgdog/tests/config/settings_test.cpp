@@ -33,6 +33,7 @@ TEST(Settings, EveryGeneralKeyInShowConfigOrder) {
   // SHOW CONFIG's rows before the key lists, plus the three mirror_readiness_* keys it lacked.
   const std::vector<std::string> contract = {"host",
                                              "port",
+                                             "unix_socket_dir",
                                              "workers",
                                              "default_pool_size",
                                              "min_pool_size",
@@ -79,6 +80,7 @@ constexpr const char* kEveryKey = R"toml(
 [general]
 host = "127.0.0.2"
 port = 7000
+unix_socket_dir = "/run/pgdog"
 workers = 3
 default_pool_size = 11
 min_pool_size = 2
@@ -126,6 +128,7 @@ TEST(Settings, ShowWhatTheFileSays) {
   const std::map<std::string, std::string> expected = {
       {"host", "127.0.0.2"},
       {"port", "7000"},
+      {"unix_socket_dir", "/run/pgdog"},
       {"workers", "3"},
       {"default_pool_size", "11"},
       {"min_pool_size", "2"},
@@ -183,6 +186,7 @@ TEST(Settings, RestartOnlyKeys) {
   // are read again at each reload.
   const std::set<std::string> restart = {"host",
                                          "port",
+                                         "unix_socket_dir",
                                          "workers",
                                          "tls_verify",
                                          "tls_server_ca_certificate",
