@@ -10,6 +10,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -20,6 +23,7 @@
 #include "protocol/messages.hpp"
 #include "protocol/params.hpp"
 #include "protocol/scanner.hpp"
+#include "protocol/session_sql.hpp"
 
 namespace pgdog::backend {
 
@@ -70,20 +74,26 @@ class Exchange {
     server,   // handle the server's answers (buffered first, else read)
     either,   // both may speak: a batch without Sync awaits answers, or session mode idles
     answer,   // answers the proxy gives itself are due: answer_now()
+    settle,   // settings changed: read them (settle_query()), then settled()
     release,  // transaction mode: the server can go back to the pool
   };
 
-  Exchange(config::PoolerMode mode, std::size_t max_message_size)
-      : mode_(mode), max_message_size_(max_message_size) {}
+  Exchange(config::PoolerMode mode, std::size_t max_message_size);
   // The rewriter and the tracker point at statements_: an exchange stays where it was made.
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
+  ~Exchange();
   // Set once the client's pool is known (before any traffic).
-  void configure(config::PoolerMode mode, std::size_t max_message_size) {
+  void configure(config::PoolerMode mode, std::size_t max_message_size,
+                 config::PoolPinning pinning = config::PoolPinning::automatic) {
     mode_ = mode;
     max_message_size_ = max_message_size;
+    pinning_ = pinning == config::PoolPinning::automatic;
   }
+  // The session parameters the client sent at login: RESET returns to these, as PostgreSQL's
+  // does, not to the server's defaults.
+  void set_startup(const protocol::Params& startup);
 
   // Transaction mode with prepared statements: the client's named statements are kept here
   // and prepared on whichever server it gets (see prepared.hpp).
@@ -103,6 +113,10 @@ class Exchange {
   // What to send to the server for a batch read_client() accepted: `batch` itself, or bytes
   // rewritten for this server's statement cache. Shows the tap what goes.
   std::string_view prepare(std::string_view batch, ServerState& server);
+  // A batch that needs no server (Parse of statements a server accepted, Describe of known
+  // statements, Sync): its answers, and nothing is outstanding afterwards. Nothing when the
+  // batch needs a server.
+  std::optional<std::string_view> answer_alone(std::string_view batch);
   // No server could be had for `batch`: the answers PostgreSQL would give, each request failed
   // with `error`. Nothing is outstanding afterwards.
   std::string fail(std::string_view batch, const protocol::ErrorSpec& error);
@@ -124,6 +138,27 @@ class Exchange {
   void detach(ServerState& server);
   // A request outstanding or a transaction open: a graceful stop waits for it.
   bool busy() const { return pending_ > 0 || in_transaction_; }
+
+  // Transaction mode: the client has state only its server holds (a temporary table, a session
+  // advisory lock, LISTEN, SQL PREPARE, a WITH HOLD cursor, SET SESSION AUTHORIZATION) and
+  // keeps that server until the state is gone. Its server is reset before it serves anyone else.
+  bool pinned() const;
+  // Whether the client ever held such state on the server it has (then it needs a reset).
+  bool dirty() const { return dirty_; }
+  // The reasons (bits of 1 << sql::Pin) that pinned the client since the last call.
+  std::uint8_t take_pins() { return std::exchange(new_pins_, 0); }
+  // The server was reset (DISCARD ALL): nothing of the client's is left on it.
+  void cleaned() { dirty_ = false; }
+
+  // Settings: after a request that changed some (SET, RESET, set_config()), next() says
+  // `settle`: the session runs settle_query() on the server, hands its row to settled(), and
+  // when that says so, applies params() to the server (sync_parameters). What the client
+  // expects then follows what its server holds, whatever the transaction did, and RESET of a
+  // parameter the client sent at login returns to the client's value.
+  std::string settle_query(const ServerState& server);
+  bool settled(const std::vector<std::optional<std::string>>& row, ServerState& server);
+  // The settings could not be read (the query failed): what the client expects stays as it was.
+  void settle_failed();
   // The server was lost: nothing is outstanding any more.
   void lose();
 
@@ -132,6 +167,12 @@ class Exchange {
   bool on_server_frame(const protocol::Frame& f, ServerState& server, ServerEvents& events);
   bool releasable(const ServerState& server) const;
   void prepare_frame(const protocol::Frame& f, ServerState& server);
+  void observe(const protocol::Frame& f);
+  bool committed(bool explicit_block) const;
+  void note(const protocol::sql::SessionEffects& e);
+  struct Session;  // state few clients have: made on first use
+  Session& session();
+  std::unique_ptr<Session> session_;
 
   config::PoolerMode mode_;
   std::size_t max_message_size_;
@@ -147,6 +188,12 @@ class Exchange {
   bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
   bool copy_in_ = false;   // the server is receiving COPY data
   bool in_transaction_ = false;
+  bool pinning_ = true;
+  bool dirty_ = false;       // session state was created on the server held
+  bool settle_due_ = false;
+  char last_tag_ = 0;        // the transaction's last CommandComplete: 'C' COMMIT, 'R' ROLLBACK
+  std::uint8_t new_pins_ = 0;
+  std::uint16_t errors_ = 0;  // ErrorResponses in the transaction
 };
 
 }  // namespace pgdog::backend

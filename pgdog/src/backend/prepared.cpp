@@ -78,6 +78,27 @@ StatementPtr StatementRegistry::intern(std::string_view query, std::string_view 
   return shared;
 }
 
+StatementPtr StatementRegistry::find(std::string_view query, std::string_view param_types) const {
+  std::string key;
+  key.reserve(query.size() + 1 + param_types.size());
+  key.append(query).push_back('\0');
+  key.append(param_types);
+  std::lock_guard g(mutex_);
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : it->second.lock();
+}
+
+void Statement::describe(std::string bytes) const {
+  std::lock_guard g(mutex_);
+  description_ = std::move(bytes);
+}
+
+std::optional<std::string> Statement::description() const {
+  std::lock_guard g(mutex_);
+  if (description_.empty()) return std::nullopt;
+  return description_;
+}
+
 std::size_t StatementRegistry::size() const {
   std::lock_guard g(mutex_);
   return by_key_.size();
@@ -217,7 +238,9 @@ void Rewriter::ensure_prepared(const StatementPtr& s, PreparedCache& cache, std:
     tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
   }
   out += s->parse;
-  tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name});
+  Expect e{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name};
+  e.learn = s;
+  tracker.push(std::move(e));
 }
 
 bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker) {
@@ -287,6 +310,83 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
   }
 }
 
+namespace {
+
+// Calls `fn(frame)` for each frame of `batch` until it returns false; false if one did.
+template <class Fn>
+bool all_frames(std::string_view batch, std::size_t max_size, Fn&& fn) {
+  while (!batch.empty()) {
+    auto f = protocol::next_frame(batch, max_size);
+    if (!f) return false;
+    batch.remove_prefix(f->size());
+    if (!fn(*f)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool Rewriter::can_answer_alone(std::string_view batch, std::size_t max_size) const {
+  if (unnamed_deallocate_ || deallocate_portal_) return false;
+  std::unordered_map<std::string, StatementPtr> parsed;  // in this batch
+  bool any = false;
+  const bool ok = all_frames(batch, max_size, [&](const protocol::Frame& f) {
+    switch (f.type) {
+      case protocol::fe::kParse: {
+        auto p = protocol::decode_parse(f.body);
+        if (!p || p->name.empty()) return false;
+        auto s = registry_.find(p->query, p->param_types);
+        if (!s || !s->known()) return false;
+        parsed[std::string(p->name)] = std::move(s);
+        return any = true;
+      }
+      case protocol::fe::kDescribe: {
+        auto d = protocol::decode_describe(f.body);
+        if (!d || d->kind != 'S' || d->name.empty()) return false;
+        auto it = parsed.find(std::string(d->name));
+        const StatementPtr s = it != parsed.end() ? it->second : find(std::string(d->name));
+        return s && s->description().has_value();
+      }
+      case protocol::fe::kClose:
+      case protocol::fe::kSync:
+      case protocol::fe::kFlush:
+        return true;
+      default:
+        return false;
+    }
+  });
+  return ok && any;
+}
+
+void Rewriter::answer_alone(std::string_view batch, std::size_t max_size, std::string& out) {
+  all_frames(batch, max_size, [&](const protocol::Frame& f) {
+    switch (f.type) {
+      case protocol::fe::kParse: {
+        auto p = protocol::decode_parse(f.body);
+        mine_[std::string(p->name)] = registry_.intern(p->query, p->param_types);
+        ++version_;
+        protocol::write_empty(out, protocol::be::kParseComplete);
+        break;
+      }
+      case protocol::fe::kDescribe:
+        out += *find(std::string(protocol::decode_describe(f.body)->name))->description();
+        break;
+      case protocol::fe::kClose:
+        if (auto c = protocol::decode_describe(f.body); c && c->kind == 'S') {
+          if (mine_.erase(std::string(c->name)) > 0) ++version_;
+        }
+        protocol::write_empty(out, protocol::be::kCloseComplete);
+        break;
+      case protocol::fe::kSync:
+        protocol::write_ready_for_query(out, 'I');
+        break;
+      default:
+        break;
+    }
+    return true;
+  });
+}
+
 bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                              ResponseTracker& tracker) {
   auto p = protocol::decode_parse(f.body);
@@ -305,8 +405,9 @@ bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std
     tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
   }
   out += s->parse;
-  tracker.push(Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name,
-                      std::string(p->name)});
+  Expect e{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name, std::string(p->name)};
+  e.learn = s;
+  tracker.push(std::move(e));
   return true;
 }
 
@@ -339,7 +440,9 @@ bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::stri
       if (!s) return false;
       ensure_prepared(s, cache, out, tracker);
       protocol::write_describe(out, protocol::fe::kDescribe, 'S', s->name);
-      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kDescribe, 'S', {}, {}});
+      Expect e{Expect::Kind::forward, protocol::fe::kDescribe, 'S', {}, {}};
+      e.learn = s;
+      tracker.push(std::move(e));
       return true;
     }
     case protocol::fe::kClose: {
@@ -452,6 +555,21 @@ void ResponseTracker::skip_to_sync(PreparedCache& cache) {
   }
 }
 
+void ResponseTracker::learn(Expect& e, const protocol::Frame& f) {
+  // A server accepted the statement, or described it: the next client that prepares it is
+  // answered from this.
+  if (e.message == protocol::fe::kParse && f.type == protocol::be::kParseComplete) {
+    e.learn->accepted();
+  } else if (e.message == protocol::fe::kDescribe) {
+    if (f.type == protocol::be::kParameterDescription) {
+      e.bytes.assign(f.raw);
+    } else if ((f.type == protocol::be::kRowDescription || f.type == protocol::be::kNoData) &&
+               !e.bytes.empty()) {
+      e.learn->describe(e.bytes + std::string(f.raw));
+    }
+  }
+}
+
 void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, char status,
                                bool& forward, std::string& before, std::string& after) {
   forward = true;
@@ -475,6 +593,7 @@ void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, c
     skip_to_sync(cache);
     return;
   }
+  if (head.learn) learn(head, f);
   if (ends(head, type)) {
     if (head.kind == Expect::Kind::swallow) forward = false;
     pop_front();

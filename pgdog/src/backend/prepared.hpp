@@ -16,6 +16,7 @@
 #include <deque>
 #include <list>
 #include <memory>
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -33,6 +34,19 @@ struct Statement {
   std::string query;
   std::string param_types;  // raw: int16 count then int32 OIDs
   std::string parse;        // a ready Parse frame under the global name
+
+  // What servers said of it, so that a client preparing it again is answered without one:
+  // whether a server accepted it, and its description (ParameterDescription, then
+  // RowDescription or NoData) once a server described it. Shared across threads.
+  void accepted() const { parsed_.store(true, std::memory_order_relaxed); }
+  bool known() const { return parsed_.load(std::memory_order_relaxed); }
+  void describe(std::string bytes) const;
+  std::optional<std::string> description() const;
+
+ private:
+  mutable std::atomic<bool> parsed_{false};
+  mutable std::mutex mutex_;
+  mutable std::string description_;
 };
 using StatementPtr = std::shared_ptr<const Statement>;
 
@@ -41,6 +55,8 @@ using StatementPtr = std::shared_ptr<const Statement>;
 class StatementRegistry {
  public:
   StatementPtr intern(std::string_view query, std::string_view param_types);
+  // The statement, if some client has it now; nothing is added.
+  StatementPtr find(std::string_view query, std::string_view param_types) const;
   std::size_t size() const;
 
  private:
@@ -93,6 +109,7 @@ struct Expect {
   std::string statement;   // global name a Parse put on the server (undone if skipped)
   std::string client;      // the client's name for that statement (a Parse that failed or
                            // was skipped never existed, as in PostgreSQL)
+  StatementPtr learn;      // a Parse or Describe whose answer teaches the statement's Statement
 };
 
 class ResponseTracker;
@@ -130,6 +147,13 @@ class Rewriter {
   // Whether the frame last rewritten was answered by the proxy alone, with no effect on any
   // server (DEALLOCATE through the unnamed statement): there is nothing in it to mirror.
   bool answered_alone() const { return answered_alone_; }
+
+  // A batch of Parse (of statements a server accepted before), Describe of statements whose
+  // description is known, Close, Sync and Flush needs no server: a client that only prepares
+  // never waits for the pool. can_answer_alone() says whether `batch` is one; answer_alone()
+  // appends the answers PostgreSQL would give (the client is idle: no server is attached).
+  bool can_answer_alone(std::string_view batch, std::size_t max_size) const;
+  void answer_alone(std::string_view batch, std::size_t max_size, std::string& out);
 
   // Bumped whenever the client's statements change (so snapshots are taken only then).
   std::uint64_t version() const { return version_; }
@@ -237,6 +261,7 @@ class ResponseTracker {
   bool ends(const Expect& e, char type) const;
   void skip_to_sync(PreparedCache& cache);
   void undo_parse(const Expect& e, PreparedCache& cache);
+  static void learn(Expect& e, const protocol::Frame& f);
 
   Fifo<Expect> expect_;
   std::size_t special_ = 0;  // entries that are not plain forwards

@@ -198,7 +198,7 @@ Task<Result<protocol::Frame>> ServerConnection::read_frame() {
   }
 }
 
-Task<Result<void>> ServerConnection::execute(std::string_view sql) {
+Task<Result<void>> ServerConnection::execute(std::string_view sql, Row* first_row) {
   std::string out;
   protocol::write_query(out, sql);
   if (auto ec = co_await stream_.write(out)) {
@@ -220,6 +220,9 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
       case protocol::be::kParameterStatus:
         if (auto p = protocol::decode_parameter_status(frame->body)) state_.params.set(p->name, p->value);
         break;
+      case protocol::be::kDataRow:
+        if (first_row != nullptr && first_row->empty()) keep_row(frame->body, *first_row);
+        break;
       case protocol::be::kReadyForQuery:
         if (auto s = protocol::decode_ready_for_query(frame->body)) state_.status = *s;
         buffer_.consume(frame->size());
@@ -229,6 +232,14 @@ Task<Result<void>> ServerConnection::execute(std::string_view sql) {
         break;
     }
     buffer_.consume(frame->size());
+  }
+}
+
+void ServerConnection::keep_row(std::string_view body, Row& row) {
+  auto values = protocol::decode_data_row(body);
+  if (!values) return;
+  for (const auto& v : *values) {
+    row.push_back(v ? std::optional<std::string>(std::string(*v)) : std::nullopt);
   }
 }
 

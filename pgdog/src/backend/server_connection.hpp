@@ -91,8 +91,10 @@ class ServerConnection {
   Task<Result<protocol::Frame>> read_frame();
 
   // Runs `sql` with the simple protocol and reads to ReadyForQuery. ParameterStatus updates
-  // params(); the first ErrorResponse becomes the failure.
-  Task<Result<void>> execute(std::string_view sql);
+  // params(); the first ErrorResponse becomes the failure; the first row, if asked for, is
+  // kept in `first_row` (each column's text, nothing for NULL).
+  using Row = std::vector<std::optional<std::string>>;
+  Task<Result<void>> execute(std::string_view sql, Row* first_row = nullptr);
 
   // Session mode, when a client leaves: DISCARD ALL, and forgets what the cache knew of the
   // session (prepared statements, parameters), so the next client inherits nothing. False when
@@ -105,6 +107,7 @@ class ServerConnection {
 
 
  private:
+  static void keep_row(std::string_view body, Row& row);
   static Task<void> send_cancel(Executor ex, std::string host, std::uint16_t port,
                                 protocol::BackendKeyData key);
   ServerConnection(tcp::socket socket, ServerAddress address, std::size_t max_message_size);

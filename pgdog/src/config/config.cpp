@@ -94,6 +94,16 @@ std::string_view to_string(PreparedStatements v) {
   return "unknown";
 }
 
+std::string_view to_string(PoolPinning v) {
+  switch (v) {
+    case PoolPinning::automatic:
+      return "auto";
+    case PoolPinning::off:
+      return "off";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(MirrorLevel v) {
   switch (v) {
     case MirrorLevel::all:

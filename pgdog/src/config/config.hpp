@@ -19,6 +19,8 @@ enum class PoolerMode { transaction, session };
 enum class AuthType { scram, md5, trust };
 enum class TlsVerify { disabled, prefer, verify_ca, verify_full };
 enum class PreparedStatements { disabled, extended };
+// Transaction mode: whether a client with state only its server has keeps that server.
+enum class PoolPinning { automatic, off };
 enum class MirrorLevel { all, dml, ddl };
 enum class MirrorCompare { off, tags, results };
 
@@ -26,6 +28,7 @@ std::string_view to_string(PoolerMode v);
 std::string_view to_string(AuthType v);
 std::string_view to_string(TlsVerify v);
 std::string_view to_string(PreparedStatements v);
+std::string_view to_string(PoolPinning v);
 std::string_view to_string(MirrorLevel v);
 std::string_view to_string(MirrorCompare v);
 
@@ -55,6 +58,7 @@ struct General {
   std::string openmetrics_host = "0.0.0.0";
   PreparedStatements prepared_statements = PreparedStatements::extended;
   std::size_t prepared_statements_limit = 1'000;  // per server connection
+  PoolPinning pool_pinning = PoolPinning::automatic;
   std::size_t max_client_conn = 10'000;
   std::size_t max_message_size = std::size_t{64} * 1024 * 1024;  // bytes; larger frames get 08P01
   std::size_t mirror_queue = 128;

@@ -49,6 +49,7 @@ enum class Visibility { shown, hidden };
   X(openmetrics_host,                text(),                       restart) \
   X(prepared_statements,             choice<PreparedStatements>(), reload)  \
   X(prepared_statements_limit,       size(1),                      reload)  \
+  X(pool_pinning,                    choice<PoolPinning>(),        reload)  \
   X(max_client_conn,                 size(1),                      reload)  \
   X(max_message_size,                size(kMinMessageSize),        reload)  \
   X(mirror_queue,                    size(1),                      reload)  \

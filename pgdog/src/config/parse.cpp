@@ -40,6 +40,9 @@ constexpr std::array<TlsVerify, 4> choices(std::type_identity<TlsVerify>) {
 constexpr std::array<PreparedStatements, 2> choices(std::type_identity<PreparedStatements>) {
   return {PreparedStatements::disabled, PreparedStatements::extended};
 }
+constexpr std::array<PoolPinning, 2> choices(std::type_identity<PoolPinning>) {
+  return {PoolPinning::automatic, PoolPinning::off};
+}
 constexpr std::array<MirrorLevel, 3> choices(std::type_identity<MirrorLevel>) {
   return {MirrorLevel::all, MirrorLevel::dml, MirrorLevel::ddl};
 }

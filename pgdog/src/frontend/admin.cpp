@@ -39,6 +39,19 @@ std::string str(std::uint64_t v) {
   return std::to_string(v);
 }
 
+// Clients pinned now, and how often each reason pinned one ("temp_table=2 listen=1").
+void append_pins(const stats::PoolCounters& c, Row& row) {
+  row.push_back(std::to_string(std::max<std::int64_t>(0, c.pinned.load(std::memory_order_relaxed))));
+  std::string pins;
+  for (std::size_t i = 0; i < stats::kPinReasons.size(); ++i) {
+    const auto n = c.pins[i].load(std::memory_order_relaxed);
+    if (n == 0) continue;
+    if (!pins.empty()) pins += ' ';
+    pins += std::string(stats::kPinReasons[i]) + "=" + std::to_string(n);
+  }
+  row.push_back(std::move(pins));
+}
+
 AdminResult show_pools(App& app) {
   AdminResult r{
       {"database", "user", "cl_active", "cl_waiting", "cl_idle", "sv_active", "sv_idle", "sv_login",
@@ -47,6 +60,8 @@ AdminResult show_pools(App& app) {
       "SHOW"};
   for (auto& c : stats::counter_columns(stats::PoolCommand::pools))
     r.columns.push_back(std::move(c));
+  r.columns.push_back("cl_pinned");
+  r.columns.push_back("pins");
   // Client states per pool, counted in one pass over the clients.
   std::map<std::pair<std::string, std::string>, std::array<int, 3>> clients;
   for (const auto& c : app.clients().list()) {
@@ -83,6 +98,7 @@ AdminResult show_pools(App& app) {
             std::to_string(st.min_size),
             st.paused ? "yes" : "no"};
     stats::append_counter_cells(stats::PoolCommand::pools, pool->counters(), row);
+    append_pins(pool->counters(), row);
     r.rows.push_back(std::move(row));
   }
   return r;

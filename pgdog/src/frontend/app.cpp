@@ -173,6 +173,12 @@ void App::start() {
   started_ = true;
 }
 
+std::uint16_t App::port() const {
+  error_code ec;
+  const auto endpoint = acceptor_.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
 Executor App::session_executor() {
   if (threads_ > 1) return asio::make_strand(io_);
   return io_.get_executor();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,6 +39,9 @@ class App {
 
   // Binds the listener; throws if the port cannot be bound.
   void start();
+  // The port the listener is bound to: the configured one, or the one the system chose for
+  // port 0 (tests). 0 before start().
+  std::uint16_t port() const;
 
   std::shared_ptr<const config::Config> config() const;
   std::shared_ptr<UserEntry> find_user(std::string_view user, std::string_view database) const;

@@ -60,8 +60,9 @@ void ClientSession::start(LoginResult login) {
   user_ = std::move(login.user);
   const auto config = app_.config();
   const auto mode = user_->pool->mode();
-  exchange_.configure(mode, config->general.max_message_size);
+  exchange_.configure(mode, config->general.max_message_size, config->general.pool_pinning);
   exchange_.params() = std::move(login.params);
+  exchange_.set_startup(login.startup);
   // In session mode the client keeps its server, and its statements with it.
   if (mode == config::PoolerMode::transaction &&
       config->general.prepared_statements == config::PreparedStatements::extended) {
@@ -164,10 +165,16 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
       case Next::answer:
         open = co_await deliver(exchange_.answer_now(server_->state()));
         break;
+      case Next::settle:
+        open = co_await settle();
+        break;
       case Next::release:
         // A read Next::either left on the server is settled first: it may bring bytes.
         if (duplex_ && duplex_->server.reading()) co_await settle_reads();
-        if (server_->buffer().empty()) release_server();
+        if (!server_->buffer().empty()) break;
+        // State that pinned the client is gone, but the server is reset before anyone else.
+        if (exchange_.dirty()) co_await reset_server();
+        release_server();
         break;
     }
   }
@@ -247,7 +254,14 @@ Task<bool> ClientSession::on_client(std::size_t received) {
   if (received > 0) PoolCounters::add(counters().bytes_received, received);
   const auto batch = exchange_.read_client(in_.readable());
   if (batch.started) request_started_ = Clock::now();
-  const std::string_view frames = in_.readable().substr(0, batch.size);
+  std::string_view frames = in_.readable().substr(0, batch.size);
+  if (!frames.empty() && !server_) {
+    // A client that only prepares what servers already know does not wait for one.
+    if (const auto answers = exchange_.answer_alone(frames)) {
+      frames = {};
+      if (!co_await deliver(*answers)) co_return false;
+    }
+  }
   bool attached = !frames.empty() && (server_ || try_attach());
   if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
   if (attached) {
@@ -258,6 +272,7 @@ Task<bool> ClientSession::on_client(std::size_t received) {
     if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
     // Noticed when the answer is read: the client is told the server was lost.
     if (ec) server_->mark_broken();
+    note_pins();
   }
   in_.consume(batch.size);
   if (!batch.violation.empty()) {
@@ -377,6 +392,57 @@ Task<std::optional<backend::Failure>> ClientSession::attach() {
 }
 
 
+Task<bool> ClientSession::settle() {
+  auto& server = *server_;
+  const std::string sql = exchange_.settle_query(server.state());
+  backend::ServerConnection::Row row;
+  if (!sql.empty()) {
+    auto read = co_await server.execute(sql, &row);
+    if (!read) {
+      if (server.broken()) {
+        co_await report_lost("server connection lost: " + read.error().to_string());
+        co_return false;
+      }
+      spdlog::warn("client {}: could not read back its settings: {}", info_->address,
+                   read.error().to_string());
+      exchange_.settle_failed();
+      co_return true;
+    }
+  }
+  if (!exchange_.settled(row, server.state())) co_return true;
+  // A RESET returned a parameter to the server's default: the client's own comes back, and the
+  // client hears of it as it would from PostgreSQL.
+  const protocol::Params before = server.params();
+  co_await sync_parameters();
+  std::string out;
+  for (const auto& [name, value] : server.params().items()) {
+    if (protocol::is_reported_parameter(name) && before.get(name) != value) {
+      protocol::write_parameter_status(out, name, value);
+    }
+  }
+  co_return co_await deliver(out);
+}
+
+Task<void> ClientSession::reset_server() {
+  const bool reset = co_await server_->reset_session();
+  if (!reset) server_->mark_broken();
+  exchange_.cleaned();
+}
+
+void ClientSession::note_pins() {
+  auto& c = counters();
+  if (const auto bits = exchange_.take_pins(); bits != 0) {
+    for (std::size_t k = 0; k < c.pins.size(); ++k) {
+      if ((bits & (1U << k)) != 0) PoolCounters::add(c.pins[k]);
+    }
+  }
+  const bool pinned = exchange_.pinned();
+  if (pinned != counted_pinned_) {
+    c.pinned.fetch_add(pinned ? 1 : -1, std::memory_order_relaxed);
+    counted_pinned_ = pinned;
+  }
+}
+
 Task<void> ClientSession::sync_parameters() {
   auto r = co_await backend::sync_parameters(*server_, exchange_.params());
   if (!r) {
@@ -415,15 +481,17 @@ Task<void> ClientSession::finish() {
   closing_ = true;
   co_await settle_reads();
   if (server_) {
-    bool clean = server_->buffer().empty() && exchange_.clean(server_->state());
+    const bool clean = server_->buffer().empty() && exchange_.clean(server_->state());
     // The next client must not inherit this one's session state.
-    if (clean && exchange_.mode() == config::PoolerMode::session) {
-      clean = co_await server_->reset_session();
+    if (!clean) {
+      server_->mark_broken();
+    } else if (exchange_.mode() == config::PoolerMode::session || exchange_.dirty()) {
+      co_await reset_server();
     }
-    if (!clean) server_->mark_broken();
     exchange_.detach(server_->state());
     server_.release();
   }
+  if (counted_pinned_) counters().pinned.fetch_sub(1, std::memory_order_relaxed);
   app_.clients().remove(*info_);
   client_.close();
 }

@@ -58,6 +58,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Task<std::optional<backend::Failure>> attach();
   bool try_attach();
   Task<void> sync_parameters();
+  Task<bool> settle();
+  Task<void> reset_server();
+  void note_pins();
   void release_server();
   Task<void> settle_reads();
   Task<void> finish();
@@ -87,6 +90,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Clock::time_point transaction_started_{};
   bool closing_ = false;  // the client is going away
   bool terminate_after_transaction_ = false;
+  bool counted_pinned_ = false;  // counted in the pool's pinned gauge
 };
 
 }  // namespace pgdog::frontend

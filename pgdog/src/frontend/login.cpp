@@ -182,7 +182,7 @@ Task<LoginResult> Login::user_login(const protocol::StartupPacket& packet, const
     co_await fatal("28000", "no such user \"" + user + "\" for database \"" + database + "\"");
     co_return result;
   }
-  if (!co_await send_parameters(packet, *entry, result.params)) co_return result;
+  if (!co_await send_parameters(packet, *entry, result)) co_return result;
   result.kind = LoginResult::Kind::proceed;
   result.user = std::move(entry);
   co_return result;
@@ -232,7 +232,8 @@ Task<bool> Login::authenticate(const std::string& user, const std::optional<std:
 }
 
 Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEntry& user,
-                                  protocol::Params& params) {
+                                  LoginResult& result) {
+  protocol::Params& params = result.params;
   auto defaults = co_await user.pool->server_defaults();
   if (!defaults) {
     const auto& f = defaults.error();
@@ -243,7 +244,7 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
     if (protocol::is_session_parameter(name)) params.set(name, value);
   }
   for (const auto& [name, value] : packet.params) {
-    if (protocol::is_session_parameter(name)) params.set(name, value);
+    if (protocol::is_session_parameter(name)) result.startup.set(name, value);
   }
   // "options" carries command-line style settings (-c name=value, --name=value), which the
   // server would apply at login: they become session parameters like the others.
@@ -254,8 +255,9 @@ Task<bool> Login::send_parameters(const protocol::StartupPacket& packet, UserEnt
                               "and --name=value are supported (got \"" + *options + "\")");
       co_return false;
     }
-    for (const auto& [name, value] : *parsed) params.set(name, value);
+    for (const auto& [name, value] : *parsed) result.startup.set(name, value);
   }
+  for (const auto& [name, value] : result.startup.items()) params.set(name, value);
   std::string out;
   for (const auto& [name, value] : defaults->items()) {
     const auto mine = params.get(name);

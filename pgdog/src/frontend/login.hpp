@@ -19,6 +19,7 @@ struct LoginResult {
   Kind kind = Kind::close;
   std::shared_ptr<UserEntry> user;  // proceed: the user and its pool
   protocol::Params params;          // proceed: the session parameters the client was told
+  protocol::Params startup;         // proceed: those it sent itself (RESET returns to them)
 };
 
 // A client's way in: the startup packet (SSLRequest, GSSENCRequest and CancelRequest on the
@@ -48,7 +49,7 @@ class Login {
                           const auth::ScramSecret* scram, config::AuthType method);
   Task<bool> read_frame(protocol::Frame& frame);
   Task<bool> send_parameters(const protocol::StartupPacket& packet, UserEntry& user,
-                             protocol::Params& params);
+                             LoginResult& result);
   void cancel(const protocol::StartupPacket& packet);
   Task<void> fatal(std::string_view code, std::string_view message);
 

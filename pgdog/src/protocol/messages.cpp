@@ -138,6 +138,25 @@ Result<ParameterStatus> decode_parameter_status(std::string_view body) {
   return p;
 }
 
+Result<std::vector<std::optional<std::string_view>>> decode_data_row(std::string_view body) {
+  Reader r(body);
+  const std::int16_t count = r.i16();
+  if (!r.ok() || count < 0) return Error::malformed;
+  std::vector<std::optional<std::string_view>> values;
+  values.reserve(static_cast<std::size_t>(count));
+  for (std::int16_t i = 0; i < count; ++i) {
+    const std::int32_t length = r.i32();
+    if (!r.ok() || length < -1) return Error::malformed;
+    if (length == -1) {
+      values.emplace_back(std::nullopt);
+    } else {
+      values.emplace_back(r.bytes(static_cast<std::size_t>(length)));
+    }
+  }
+  if (!r.ok() || !r.at_end()) return Error::malformed;
+  return values;
+}
+
 Result<BackendKeyData> decode_backend_key_data(std::string_view body) {
   Reader r(body);
   BackendKeyData k;

@@ -120,6 +120,9 @@ Result<ErrorFields> decode_error(std::string_view body);
 
 Result<std::string_view> decode_command_complete(std::string_view body);
 
+// DataRow: each column's text, or nothing for NULL (views into `body`).
+Result<std::vector<std::optional<std::string_view>>> decode_data_row(std::string_view body);
+
 // --- Frontend messages -------------------------------------------------------------------
 
 Result<std::string_view> decode_query(std::string_view body);

@@ -29,7 +29,16 @@ constexpr std::array<std::string_view, 9> kReadOnly = {
     "session_authorization", "in_hot_standby", "scram_iterations", "server_version_num",
     "default_transaction_read_only"};
 
+constexpr std::array<std::string_view, 13> kReported = {
+    "server_version", "server_encoding", "client_encoding", "application_name",
+    "default_transaction_read_only", "in_hot_standby", "is_superuser", "session_authorization",
+    "DateStyle", "IntervalStyle", "TimeZone", "integer_datetimes", "standard_conforming_strings"};
+
 }  // namespace
+
+bool iequals_ascii(std::string_view a, std::string_view b) { return iequals(a, b); }
+
+bool is_reported_parameter(std::string_view name) { return contains(kReported, name); }
 
 Params::Item Params::Iterator::operator*() const {
   const std::string_view name(at_);
@@ -171,17 +180,21 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_options(
 }
 
 void append_set(std::string& sql, std::string_view name, std::string_view value) {
-  sql += "SET \"";
-  for (char c : name) {
-    if (c == '"') sql += '"';
-    sql += c;
-  }
-  sql += "\" TO '";
-  for (char c : value) {
-    if (c == '\'') sql += '\'';
-    sql += c;
-  }
-  sql += "';";
+  // set_config() reads the value as the startup packet and postgresql.conf do: a list such as
+  // search_path "a, b" is two names (SET x TO 'a, b' would make it one).
+  auto literal = [&](std::string_view text) {
+    sql += '\'';
+    for (char c : text) {
+      if (c == '\'') sql += '\'';
+      sql += c;
+    }
+    sql += '\'';
+  };
+  sql += "SELECT set_config(";
+  literal(name);
+  sql += ", ";
+  literal(value);
+  sql += ", false);";
 }
 
 void append_reset(std::string& sql, std::string_view name) {

@@ -68,6 +68,12 @@ class Params {
 // options, ...) is not a settable session parameter.
 bool is_session_parameter(std::string_view name);
 
+// Parameter names compare without regard to case, as PostgreSQL's do.
+bool iequals_ascii(std::string_view a, std::string_view b);
+
+// Parameters PostgreSQL reports with ParameterStatus whenever they change (GUC_REPORT).
+bool is_reported_parameter(std::string_view name);
+
 // Parameters the server reports but a client can never set (server_version, is_superuser, ...).
 bool is_read_only_parameter(std::string_view name);
 
@@ -77,7 +83,7 @@ bool is_read_only_parameter(std::string_view name);
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_options(
     std::string_view options);
 
-// "SET name TO 'value'" with the value quoted as a literal and the name as an identifier.
+// Sets `name` to `value` for the session (set_config(), both quoted as literals).
 void append_set(std::string& sql, std::string_view name, std::string_view value);
 void append_reset(std::string& sql, std::string_view name);
 

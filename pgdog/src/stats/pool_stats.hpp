@@ -65,12 +65,19 @@ class Histogram {
     "Time clients spent waiting for a server connection.")
 // clang-format on
 
+// Why a transaction-mode client keeps its server (protocol::sql::Pin, in the same order).
+inline constexpr std::array<std::string_view, 6> kPinReasons = {
+    "temp_table", "advisory_lock", "listen", "prepare", "cursor", "authorization"};
+
 // Totals for one user × database pool, reported by the sessions that use it.
 struct PoolCounters {
 #define PGDOG_POOL_COUNTER_MEMBER(member, ...) std::atomic<std::uint64_t> member{0};
   PGDOG_POOL_COUNTERS(PGDOG_POOL_COUNTER_MEMBER)
 #undef PGDOG_POOL_COUNTER_MEMBER
   Histogram query_duration;
+  // Transaction mode: clients pinned to their server now, and how often each reason pinned one.
+  std::atomic<std::int64_t> pinned{0};
+  std::array<std::atomic<std::uint64_t>, kPinReasons.size()> pins{};
 
   static void add(std::atomic<std::uint64_t>& c, std::uint64_t v = 1) {
     c.fetch_add(v, std::memory_order_relaxed);

@@ -35,6 +35,8 @@ struct Row {
   bool has_counters = false;
   std::array<double, std::size(kPoolCounters)> counters{};
   std::array<std::uint64_t, kBuckets> buckets{};  // non-cumulative
+  double pinned = 0;
+  std::array<double, kPinReasons.size()> pins{};
   std::uint64_t count = 0;
   std::uint64_t sum_us = 0;
 };
@@ -57,6 +59,9 @@ void add(Row& r, const PoolSample& s) {
     const auto v = (c.*def.member).load(std::memory_order_relaxed);
     r.counters[i] += static_cast<double>(v) / divisor(def.unit);
   }
+  r.pinned += static_cast<double>(std::max<std::int64_t>(0, c.pinned.load(std::memory_order_relaxed)));
+  for (std::size_t i = 0; i < kPinReasons.size(); ++i)
+    r.pins[i] += static_cast<double>(c.pins[i].load(std::memory_order_relaxed));
   for (std::size_t i = 0; i < kBuckets; ++i)
     r.buckets[i] += c.query_duration.bucket(i);
   r.count += c.query_duration.count();
@@ -109,6 +114,16 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   std::vector<MetricFamily> counters;
   for (const auto& c : kPoolCounters)
     counters.push_back({std::string(c.family), std::string(c.help), MetricType::Counter, {}});
+  MetricFamily pinned{"pgdog_pinned_clients",
+                      "Transaction-mode clients keeping their server for state only it holds "
+                      "(temporary tables, session advisory locks, LISTEN, PREPARE, WITH HOLD "
+                      "cursors, SET SESSION AUTHORIZATION).",
+                      MetricType::Gauge,
+                      {}};
+  MetricFamily pins{"pgdog_pins_total",
+                    "Times a transaction-mode client was pinned to its server, by the reason.",
+                    MetricType::Counter,
+                    {}};
   MetricFamily duration{"pgdog_query_duration_seconds",
                         "Query duration as the clients saw it, from the request to ReadyForQuery.",
                         MetricType::Histogram,
@@ -131,6 +146,14 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
       counters[i].metric.push_back(std::move(m));
     }
     duration.metric.push_back(histogram(key, r));
+    pinned.metric.push_back(gauge(key, r.pinned));
+    for (std::size_t i = 0; i < kPinReasons.size(); ++i) {
+      ClientMetric m;
+      m.label = labels(key);
+      m.label.push_back({"reason", std::string(kPinReasons[i])});
+      m.counter.value = r.pins[i];
+      pins.metric.push_back(std::move(m));
+    }
   }
 
   out.push_back(std::move(clients));
@@ -139,6 +162,8 @@ void ProxyMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   out.push_back(std::move(servers));
   for (auto& c : counters)
     out.push_back(std::move(c));
+  out.push_back(std::move(pinned));
+  out.push_back(std::move(pins));
   out.push_back(std::move(duration));
 }
 

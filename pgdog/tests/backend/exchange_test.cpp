@@ -418,3 +418,131 @@ TEST(Exchange, FailedParseIsForgottenAndTheServerStaysUsable) {
 
 }  // namespace
 }  // namespace pgdog::backend
+
+namespace pgdog::backend {
+namespace {
+
+// --- Session state in transaction mode: settings read back, pins ---
+
+TEST(ExchangeSession, SetOutsideATransactionIsReadBackBeforeTheRelease) {
+  Conversation c;
+  c.client(wire::query("SET search_path TO a, b"));
+  c.answer(wire::complete("SET") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);  // not released before the setting is known
+  EXPECT_EQ(c.exchange.settle_query(c.server),
+            "SELECT current_setting('search_path', true)");
+  EXPECT_FALSE(c.exchange.settled({std::string("a, b")}, c.server));  // nothing to re-apply
+  EXPECT_EQ(c.exchange.params().get("search_path"), "a, b");
+  EXPECT_EQ(c.server.applied.get("search_path"), "a, b");  // the next client resets it
+  EXPECT_EQ(c.server.synced_hash, c.exchange.params().hash());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, SetInARolledBackBlockLeavesWhatTheServerSays) {
+  Conversation c;
+  c.client(wire::query("BEGIN"));
+  c.answer(wire::complete("BEGIN") + wire::ready('T'));
+  c.client(wire::query("SET work_mem = '64MB'"));
+  c.answer(wire::complete("SET") + wire::ready('T'));
+  EXPECT_EQ(c.next(), Next::client);  // read back at the end of the block, not inside it
+  c.client(wire::query("ROLLBACK"));
+  c.answer(wire::complete("ROLLBACK") + wire::ready('I'));
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  c.exchange.settled({std::string("4MB")}, c.server);
+  // Not a setting the client asked for: the rolled-back SET leaves nothing to carry over.
+  EXPECT_FALSE(c.exchange.params().get("work_mem"));
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, SetLocalIsNotReadBack) {
+  Conversation c;
+  c.client(wire::query("BEGIN; SET LOCAL lock_timeout = 10; COMMIT"));
+  c.answer(wire::complete("BEGIN") + wire::complete("SET") + wire::complete("COMMIT") +
+           wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, ResetOfAStartupParameterReturnsToTheClientsValue) {
+  Conversation c(PoolerMode::session);  // in both modes
+  protocol::Params startup;
+  startup.set("DateStyle", "Postgres, MDY");
+  c.exchange.set_startup(startup);
+  c.exchange.params() = startup;
+  c.client(wire::query("RESET datestyle"));
+  c.answer(wire::parameter_status("DateStyle", "ISO, MDY") + wire::complete("RESET") +
+           wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  c.exchange.settle_query(c.server);
+  // The server went back to its own default: the client's must be applied again.
+  EXPECT_TRUE(c.exchange.settled({std::string("ISO, MDY")}, c.server));
+  EXPECT_EQ(c.exchange.params().get("DateStyle"), "Postgres, MDY");
+  EXPECT_NE(c.server.synced_hash, c.exchange.params().hash());
+}
+
+TEST(ExchangeSession, ResetInsideABlockIsSettledAtOnce) {
+  Conversation c;
+  protocol::Params startup;
+  startup.set("TimeZone", "Europe/Paris");
+  c.exchange.set_startup(startup);
+  c.client(wire::query("BEGIN"));
+  c.answer(wire::complete("BEGIN") + wire::ready('T'));
+  c.client(wire::query("RESET TimeZone"));
+  c.answer(wire::complete("RESET") + wire::ready('T'));
+  // The statements after it in the block must see the client's value already.
+  ASSERT_EQ(c.next(), Next::settle);
+  EXPECT_EQ(c.exchange.settle_query(c.server), "SELECT current_setting('timezone', true)");
+  EXPECT_TRUE(c.exchange.settled({std::string("UTC")}, c.server));
+  EXPECT_EQ(c.next(), Next::client);
+}
+
+TEST(ExchangeSession, TemporaryTablePinsUntilDropped) {
+  Conversation c;
+  c.client(wire::query("CREATE TEMP TABLE t (x int)"));
+  c.answer(wire::complete("CREATE TABLE") + wire::ready());
+  EXPECT_TRUE(c.exchange.pinned());
+  EXPECT_EQ(c.exchange.take_pins(), protocol::sql::SessionEffects::bit(protocol::sql::Pin::temp_table));
+  EXPECT_EQ(c.next(), Next::client);  // the server stays with the client
+  c.client(wire::query("DROP TABLE t"));
+  c.answer(wire::complete("DROP TABLE") + wire::ready());
+  EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_TRUE(c.exchange.dirty());  // reset before anyone else gets it
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, AdvisoryLocksListenPrepareAndCursorsPin) {
+  for (auto sql : {"SELECT pg_advisory_lock(1)", "LISTEN jobs", "PREPARE q AS SELECT 1",
+                   "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "SET SESSION AUTHORIZATION bob"}) {
+    Conversation c;
+    c.client(wire::query(sql));
+    c.answer(wire::complete("X") + wire::ready());
+    EXPECT_TRUE(c.exchange.pinned()) << sql;
+    EXPECT_EQ(c.next(), Next::client) << sql;
+  }
+  Conversation c;
+  c.client(wire::query("SELECT pg_advisory_lock(1)"));
+  c.answer(wire::complete("SELECT 1") + wire::ready());
+  c.client(wire::query("SELECT pg_advisory_unlock(1)"));
+  c.answer(wire::complete("SELECT 1") + wire::ready());
+  EXPECT_FALSE(c.exchange.pinned());
+}
+
+TEST(ExchangeSession, PinningOffBehavesAsBefore) {
+  Conversation c;
+  c.exchange.configure(PoolerMode::transaction, kMax, config::PoolPinning::off);
+  c.client(wire::query("CREATE TEMP TABLE t (x int)"));
+  c.answer(wire::complete("CREATE TABLE") + wire::ready());
+  EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
+TEST(ExchangeSession, SessionModeNeverPins) {
+  Conversation c(PoolerMode::session);
+  c.client(wire::query("CREATE TEMP TABLE t (x int)"));
+  c.answer(wire::complete("CREATE TABLE") + wire::ready());
+  EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_FALSE(c.exchange.dirty());
+}
+
+}  // namespace
+}  // namespace pgdog::backend

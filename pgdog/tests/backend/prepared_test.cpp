@@ -349,6 +349,49 @@ TEST(Prepared, RegistryForgetsStatementsNobodyUses) {
   EXPECT_NE(registry.intern("select 1", {})->name, first_name);
 }
 
+
+TEST(Prepared, AStatementAServerDescribedIsPreparedWithoutAServer) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  Session b{registry};
+  a.round_trip(parse("s1", "select 1") + describe('S', "s1") + sync(), server, cache);
+  // Another client prepares and describes the same statement: the answers are what a direct
+  // connection gives, byte for byte, and no server is involved.
+  const auto client = parse("mine", "select 1") + describe('S', "mine") + sync();
+  ASSERT_TRUE(b.rewriter.can_answer_alone(client, 1 << 20));
+  std::string answers;
+  b.rewriter.answer_alone(client, 1 << 20, answers);
+  FakeServer reference;
+  EXPECT_EQ(answers, direct(client, reference));
+  // The statement is the client's: it runs on a server that never saw it.
+  FakeServer other;
+  PreparedCache other_cache;
+  EXPECT_EQ(types(b.round_trip(bind("mine") + execute() + sync(), other, other_cache)), "2DCZ");
+  EXPECT_EQ(other.received, (std::vector<std::string>{"P", "B", "E", "S"}));
+}
+
+TEST(Prepared, OnlyWhatAServerAcceptedAndDescribedIsAnsweredAlone) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  Session b{registry};
+  a.round_trip(parse("s1", "select 1") + sync(), server, cache);
+  a.round_trip(parse("s2", "select bad") + sync(), server, cache);
+  // Accepted but never described: a Parse alone, yes; with a Describe, no.
+  EXPECT_TRUE(b.rewriter.can_answer_alone(parse("x", "select 1") + sync(), 1 << 20));
+  EXPECT_FALSE(
+      b.rewriter.can_answer_alone(parse("x", "select 1") + describe('S', "x") + sync(), 1 << 20));
+  // Refused by the server, never seen, unnamed, or followed by a request that needs a server.
+  EXPECT_FALSE(b.rewriter.can_answer_alone(parse("y", "select bad") + sync(), 1 << 20));
+  EXPECT_FALSE(b.rewriter.can_answer_alone(parse("z", "select 2") + sync(), 1 << 20));
+  EXPECT_FALSE(b.rewriter.can_answer_alone(parse("", "select 1") + sync(), 1 << 20));
+  EXPECT_FALSE(b.rewriter.can_answer_alone(
+      parse("x", "select 1") + bind("x") + execute() + sync(), 1 << 20));
+  EXPECT_FALSE(b.rewriter.can_answer_alone(sync(), 1 << 20));
+}
 }  // namespace
 }  // namespace pgdog::backend
 

@@ -53,6 +53,7 @@ TEST(Settings, EveryGeneralKeyInShowConfigOrder) {
                                              "openmetrics_host",
                                              "prepared_statements",
                                              "prepared_statements_limit",
+                                             "pool_pinning",
                                              "max_client_conn",
                                              "max_message_size",
                                              "mirror_queue",
@@ -98,6 +99,7 @@ openmetrics_port = 9931
 openmetrics_host = "127.0.0.3"
 prepared_statements = "disabled"
 prepared_statements_limit = 12
+pool_pinning = "off"
 max_client_conn = 13
 max_message_size = 9000
 mirror_queue = 14
@@ -144,6 +146,7 @@ TEST(Settings, ShowWhatTheFileSays) {
       {"openmetrics_host", "127.0.0.3"},
       {"prepared_statements", "disabled"},
       {"prepared_statements_limit", "12"},
+      {"pool_pinning", "off"},
       {"max_client_conn", "13"},
       {"max_message_size", "9000"},
       {"mirror_queue", "14"},

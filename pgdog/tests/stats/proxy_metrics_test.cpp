@@ -174,6 +174,8 @@ TEST(ProxyMetrics, EveryFamilyHasHelpAndTheContractNames) {
                                        "pgdog_transaction_time_seconds_total",
                                        "pgdog_query_time_seconds_total",
                                        "pgdog_wait_time_seconds_total",
+                                       "pgdog_pinned_clients",
+                                       "pgdog_pins_total",
                                        "pgdog_query_duration_seconds"};
   EXPECT_EQ(names, expected);
 }
@@ -190,6 +192,31 @@ TEST(Registry, CollectsSourcesInOrder) {
   EXPECT_EQ(f.front().name, "pgdog_mirror_requests_total");
   EXPECT_EQ(f.back().name, "pgdog_query_duration_seconds");
   EXPECT_EQ(reg->render(Format::openmetrics), serialize(f, Format::openmetrics));
+}
+
+}  // namespace
+}  // namespace pgdog::stats
+
+namespace pgdog::stats {
+namespace {
+
+TEST(ProxyMetrics, PinnedClientsAndPinsByReason) {
+  auto c = std::make_shared<PoolCounters>();
+  c->pinned = 2;
+  c->pins[0] = 3;  // temp_table
+  c->pins[2] = 1;  // listen
+  const auto s = sample("app", "alice", c);
+  const auto f = collect(ProxyMetrics([s] { return std::vector{s}; }));
+  const auto* pinned = test::find_metric(f, "pgdog_pinned_clients", {{"database", "app"}, {"user", "alice"}});
+  ASSERT_NE(pinned, nullptr);
+  EXPECT_EQ(pinned->gauge.value, 2);
+  for (std::size_t i = 0; i < kPinReasons.size(); ++i) {
+    const auto* m = test::find_metric(
+        f, "pgdog_pins_total",
+        {{"database", "app"}, {"user", "alice"}, {"reason", std::string(kPinReasons[i])}});
+    ASSERT_NE(m, nullptr) << kPinReasons[i];
+    EXPECT_EQ(m->counter.value, i == 0 ? 3 : i == 2 ? 1 : 0) << kPinReasons[i];
+  }
 }
 
 }  // namespace

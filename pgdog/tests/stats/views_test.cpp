@@ -69,6 +69,8 @@ TEST(PoolCounterViews, FamiliesAreTheContractInOrder) {
                                              "pgdog_transaction_time_seconds_total",
                                              "pgdog_query_time_seconds_total",
                                              "pgdog_wait_time_seconds_total",
+                                             "pgdog_pinned_clients",
+                                             "pgdog_pins_total",
                                              "pgdog_query_duration_seconds"};
   EXPECT_EQ(names(families), contract);
   EXPECT_EQ(declared(serialize(families, Format::prometheus_text)), contract);

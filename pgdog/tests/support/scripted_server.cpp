@@ -166,6 +166,8 @@ Task<void> ScriptedServer::State::accept_loop(std::shared_ptr<tcp::acceptor> a) 
     auto socket = std::make_shared<tcp::socket>(io);
     auto [ec] = co_await a->async_accept(*socket, use_nothrow);
     if (ec) co_return;  // refuse() or the server's end closed the acceptor
+    // As PostgreSQL does: an answer written in several parts is not held back by Nagle.
+    socket->set_option(tcp::no_delay(true), ec);
     asio::co_spawn(io, session(std::move(socket)), log_errors("scripted server session"));
   }
 }
@@ -346,6 +348,17 @@ void ScriptedServer::reset_all() {
   for (auto& c : state_->connections) {
     if (c.socket) reset(*c.socket);
   }
+}
+
+void ScriptedServer::send(std::size_t i, std::string bytes) {
+  std::shared_ptr<tcp::socket> socket;
+  {
+    std::lock_guard g(state_->mutex);
+    if (i < state_->connections.size()) socket = state_->connections[i].socket;
+  }
+  if (!socket) return;
+  auto data = std::make_shared<std::string>(std::move(bytes));
+  asio::async_write(*socket, asio::buffer(*data), [socket, data](error_code, std::size_t) {});
 }
 
 std::size_t ScriptedServer::connections() const {

@@ -109,6 +109,10 @@ class ScriptedServer {
   void listen();
   // Resets (RST) every open connection, as a server restart would.
   void reset_all();
+  // Sends `bytes` on connection `i` now, outside the script: an asynchronous message
+  // (NotificationResponse), or the answer to a request the script left unanswered. Not while a
+  // Reply is being written on that connection.
+  void send(std::size_t i, std::string bytes);
 
   // Accepted connections, cancel requests not included.
   std::size_t connections() const;

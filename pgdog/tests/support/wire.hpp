@@ -2,6 +2,7 @@
 
 // Protocol messages as byte strings, for tests that script a conversation.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,11 @@ inline std::string execute(std::string_view portal = "") {
 inline std::string empty(char type) {
   std::string out;
   protocol::write_empty(out, type);
+  return out;
+}
+inline std::string startup(std::string_view user, std::string_view database) {
+  std::string out;
+  protocol::write_startup(out, {{"user", std::string(user)}, {"database", std::string(database)}});
   return out;
 }
 inline std::string sync() { return empty('S'); }
@@ -93,6 +99,12 @@ inline std::string notice(std::string_view message) {
 inline std::string parameter_status(std::string_view name, std::string_view value) {
   std::string out;
   protocol::write_parameter_status(out, name, value);
+  return out;
+}
+inline std::string notification(std::int32_t pid, std::string_view channel,
+                                std::string_view payload) {
+  std::string out;
+  protocol::Writer(out).begin('A').i32(pid).cstring(channel).cstring(payload).finish();
   return out;
 }
 inline std::string parse_complete() { return empty('1'); }

@@ -1,0 +1,362 @@
+#include "protocol/session_sql.hpp"
+
+#include <array>
+
+#include "protocol/sql_lexer.hpp"
+
+namespace pgdog::protocol::sql {
+
+namespace {
+
+using detail::iequals;
+using detail::Lexer;
+using detail::Tok;
+using detail::Token;
+
+// The tokens of one statement, read front to back.
+class Words {
+ public:
+  bool at_end() const { return i_ >= t_.size(); }
+  const Token& peek(std::size_t ahead = 0) const {
+    static const Token end{};
+    return i_ + ahead < t_.size() ? t_[i_ + ahead] : end;
+  }
+  bool is(std::string_view word, std::size_t ahead = 0) const {
+    const Token& t = peek(ahead);
+    return t.type == Tok::word && iequals(t.text, word);
+  }
+  bool punct(std::string_view p, std::size_t ahead = 0) const {
+    const Token& t = peek(ahead);
+    return t.type == Tok::punct && t.text == p;
+  }
+  Token take() { return i_ < t_.size() ? t_[i_++] : Token{}; }
+  // Consumes `word` when it is next.
+  bool skip(std::string_view word) {
+    if (!is(word)) return false;
+    ++i_;
+    return true;
+  }
+  std::vector<Token>& tokens() { return t_; }
+
+ private:
+  std::vector<Token> t_;
+  std::size_t i_ = 0;
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// An identifier as PostgreSQL folds it: lower case unless quoted.
+std::string ident(const Token& t) {
+  if (t.type == Tok::quoted_ident && t.text.size() >= 2 && t.text.front() == '"') {
+    std::string out;
+    for (std::size_t i = 1; i + 1 < t.text.size(); ++i) {
+      out.push_back(t.text[i]);
+      if (t.text[i] == '"') ++i;  // "" is one quote
+    }
+    return out;
+  }
+  return lower(t.text);
+}
+
+// a.b.c, without a pg_temp. qualifier (what DROP and CREATE of temporary objects name).
+std::string qualified(Words& w, bool* temp_schema = nullptr) {
+  std::string name = ident(w.take());
+  while (w.punct(".") && (w.peek(1).type == Tok::word || w.peek(1).type == Tok::quoted_ident)) {
+    w.take();
+    name += "." + ident(w.take());
+  }
+  if (name.starts_with("pg_temp.")) {
+    name.erase(0, 8);
+    if (temp_schema != nullptr) *temp_schema = true;
+  }
+  return name;
+}
+
+std::string string_literal(const Token& t) {
+  std::string out;
+  if (t.type != Tok::string || t.text.size() < 2 || t.text.front() != '\'') return out;
+  for (std::size_t i = 1; i + 1 < t.text.size(); ++i) {
+    out.push_back(t.text[i]);
+    if (t.text[i] == '\'') ++i;
+  }
+  return out;
+}
+
+void add_setting(SessionEffects& e, std::string name, bool reset, bool local) {
+  e.settings.push_back({std::move(name), reset, local});
+}
+
+// SET [SESSION | LOCAL] ... after the SET.
+void on_set(Words& w, SessionEffects& e) {
+  bool local = false;
+  if (w.skip("SESSION")) {
+    if (w.skip("AUTHORIZATION")) {
+      if (w.is("DEFAULT")) {
+        e.dropped.push_back({Pin::authorization, "session"});
+      } else {
+        e.created.push_back({Pin::authorization, "session"});
+      }
+      return;
+    }
+    if (w.skip("CHARACTERISTICS")) {
+      for (auto name : {"default_transaction_isolation", "default_transaction_read_only",
+                        "default_transaction_deferrable"}) {
+        add_setting(e, name, false, false);
+      }
+      return;
+    }
+  } else if (w.skip("LOCAL")) {
+    local = true;
+  }
+  if (w.is("TRANSACTION") || w.is("CONSTRAINTS")) return;  // this transaction only
+  if (w.is("TIME") && w.is("ZONE", 1)) {
+    w.take();
+    w.take();
+    add_setting(e, "timezone", w.is("DEFAULT") || w.is("LOCAL"), local);
+  } else if (w.skip("ROLE")) {
+    add_setting(e, "role", w.is("NONE"), local);
+  } else if (w.skip("SCHEMA")) {
+    add_setting(e, "search_path", false, local);
+  } else if (w.skip("NAMES")) {
+    add_setting(e, "client_encoding", w.is("DEFAULT"), local);
+  } else if (w.is("XML") && w.is("OPTION", 1)) {
+    add_setting(e, "xmloption", false, local);
+  } else if (w.peek().type == Tok::word || w.peek().type == Tok::quoted_ident) {
+    std::string name = qualified(w);
+    if (w.is("TO") || w.punct("=")) w.take();
+    add_setting(e, std::move(name), w.is("DEFAULT"), local);
+  }
+}
+
+void on_reset(Words& w, SessionEffects& e) {
+  if (w.skip("ALL")) {
+    e.reset_all = true;
+  } else if (w.is("TIME") && w.is("ZONE", 1)) {
+    add_setting(e, "timezone", true, false);
+  } else if (w.skip("ROLE")) {
+    add_setting(e, "role", true, false);
+  } else if (w.is("SESSION") && w.is("AUTHORIZATION", 1)) {
+    e.dropped.push_back({Pin::authorization, "session"});
+  } else if (!w.is("TRANSACTION") &&
+             (w.peek().type == Tok::word || w.peek().type == Tok::quoted_ident)) {
+    add_setting(e, qualified(w), true, false);
+  }
+}
+
+void on_discard(Words& w, SessionEffects& e) {
+  if (w.skip("ALL")) {
+    e.reset_all = true;
+    e.cleared = 0xff;
+  } else if (w.is("TEMP") || w.is("TEMPORARY")) {
+    e.cleared |= SessionEffects::bit(Pin::temp_table);
+  }
+}
+
+bool on_commit_drop(const Words& w) {
+  for (std::size_t i = 0; w.peek(i).type != Tok::end; ++i) {
+    if (w.is("ON", i) && w.is("COMMIT", i + 1) && w.is("DROP", i + 2)) return true;
+  }
+  return false;
+}
+
+// CREATE [OR REPLACE] [GLOBAL | LOCAL] [TEMP | TEMPORARY] [UNLOGGED] [RECURSIVE] TABLE | VIEW |
+// SEQUENCE [IF NOT EXISTS] name ...
+void on_create(Words& w, SessionEffects& e) {
+  if (w.is("OR") && w.is("REPLACE", 1)) {
+    w.take();
+    w.take();
+  }
+  bool temp = false;
+  while (w.is("GLOBAL") || w.is("LOCAL") || w.is("TEMP") || w.is("TEMPORARY") ||
+         w.is("UNLOGGED") || w.is("RECURSIVE")) {
+    temp = temp || w.is("TEMP") || w.is("TEMPORARY");
+    w.take();
+  }
+  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) return;
+  if (w.is("IF") && w.is("NOT", 1) && w.is("EXISTS", 2)) {
+    for (int i = 0; i < 3; ++i) w.take();
+  }
+  if (w.peek().type != Tok::word && w.peek().type != Tok::quoted_ident) return;
+  std::string name = qualified(w, &temp);
+  // Gone at the end of its transaction: nothing outlives it.
+  if (temp && !on_commit_drop(w)) e.created.push_back({Pin::temp_table, std::move(name)});
+}
+
+// SELECT ... INTO [TEMP | TEMPORARY] [TABLE] name: a new table, temporary or not.
+void on_select(Words& w, SessionEffects& e) {
+  int depth = 0;
+  while (!w.at_end()) {
+    if (w.punct("(")) ++depth;
+    if (w.punct(")")) --depth;
+    if (depth == 0 && w.is("INTO")) {
+      w.take();
+      bool temp = false;
+      while (w.is("TEMP") || w.is("TEMPORARY") || w.is("UNLOGGED") || w.is("TABLE")) {
+        temp = temp || w.is("TEMP") || w.is("TEMPORARY");
+        w.take();
+      }
+      std::string name = qualified(w, &temp);
+      if (temp) e.created.push_back({Pin::temp_table, std::move(name)});
+      return;
+    }
+    w.take();
+  }
+}
+
+void on_drop(Words& w, SessionEffects& e) {
+  if (!(w.skip("TABLE") || w.skip("VIEW") || w.skip("SEQUENCE"))) return;
+  if (w.is("IF") && w.is("EXISTS", 1)) {
+    w.take();
+    w.take();
+  }
+  while (w.peek().type == Tok::word || w.peek().type == Tok::quoted_ident) {
+    e.dropped.push_back({Pin::temp_table, qualified(w)});
+    if (!w.punct(",")) break;
+    w.take();
+  }
+}
+
+// Named-object statements: LISTEN/UNLISTEN, PREPARE/DEALLOCATE, DECLARE/CLOSE.
+void on_named(std::string_view first, Words& w, SessionEffects& e) {
+  if (iequals(first, "LISTEN")) {
+    if (!w.at_end()) e.created.push_back({Pin::listen, ident(w.take())});
+  } else if (iequals(first, "UNLISTEN")) {
+    if (w.punct("*")) {
+      e.cleared |= SessionEffects::bit(Pin::listen);
+    } else if (!w.at_end()) {
+      e.dropped.push_back({Pin::listen, ident(w.take())});
+    }
+  } else if (iequals(first, "PREPARE")) {
+    if (!w.is("TRANSACTION") && !w.at_end()) e.created.push_back({Pin::prepare, ident(w.take())});
+  } else if (iequals(first, "DEALLOCATE")) {
+    w.skip("PREPARE");
+    if (w.skip("ALL")) {
+      e.cleared |= SessionEffects::bit(Pin::prepare);
+    } else if (!w.at_end()) {
+      e.dropped.push_back({Pin::prepare, ident(w.take())});
+    }
+  } else if (iequals(first, "DECLARE")) {
+    std::string name = ident(w.take());
+    for (; !w.at_end() && !w.is("FOR"); w.take()) {
+      if (w.is("WITH") && w.is("HOLD", 1)) {
+        e.created.push_back({Pin::cursor, std::move(name)});
+        return;
+      }
+    }
+  } else if (iequals(first, "CLOSE")) {
+    if (w.skip("ALL")) {
+      e.cleared |= SessionEffects::bit(Pin::cursor);
+    } else if (!w.at_end()) {
+      e.dropped.push_back({Pin::cursor, ident(w.take())});
+    }
+  }
+}
+
+// Function calls anywhere in a statement: advisory locks, set_config().
+void on_calls(Words& w, SessionEffects& e) {
+  const auto& t = w.tokens();
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    if (t[i].type != Tok::word) continue;
+    const auto f = t[i].text;
+    if (iequals(f, "pg_advisory_lock") || iequals(f, "pg_advisory_lock_shared") ||
+        iequals(f, "pg_try_advisory_lock") || iequals(f, "pg_try_advisory_lock_shared")) {
+      ++e.locks;
+    } else if (iequals(f, "pg_advisory_unlock") || iequals(f, "pg_advisory_unlock_shared")) {
+      --e.locks;
+    } else if (iequals(f, "pg_advisory_unlock_all")) {
+      e.cleared |= SessionEffects::bit(Pin::advisory_lock);
+    } else if (iequals(f, "set_config") && i + 2 < t.size() && t[i + 1].text == "(" &&
+               t[i + 2].type == Tok::string) {
+      add_setting(e, lower(string_literal(t[i + 2])), false, false);
+    }
+  }
+}
+
+void on_statement(Words& w, SessionEffects& e) {
+  on_calls(w, e);
+  const Token first = w.take();
+  if (first.type != Tok::word) return;
+  const auto f = first.text;
+  if (iequals(f, "SET")) {
+    on_set(w, e);
+  } else if (iequals(f, "RESET")) {
+    on_reset(w, e);
+  } else if (iequals(f, "DISCARD")) {
+    on_discard(w, e);
+  } else if (iequals(f, "CREATE")) {
+    on_create(w, e);
+  } else if (iequals(f, "SELECT")) {
+    on_select(w, e);
+  } else if (iequals(f, "DROP")) {
+    on_drop(w, e);
+  } else {
+    on_named(f, w, e);
+  }
+}
+
+bool icontains(std::string_view text, std::string_view lower_word) {
+  if (lower_word.size() > text.size()) return false;
+  for (std::size_t i = 0; i + lower_word.size() <= text.size(); ++i) {
+    std::size_t j = 0;
+    while (j < lower_word.size() &&
+           std::tolower(static_cast<unsigned char>(text[i + j])) == lower_word[j]) {
+      ++j;
+    }
+    if (j == lower_word.size()) return true;
+  }
+  return false;
+}
+
+// Every effect needs one of these somewhere in the text.
+bool may_have_effects(std::string_view query) {
+  static constexpr std::array<std::string_view, 10> kHints = {
+      "set", "discard", "temp", "drop", "listen", "prepare", "deallocate", "declare", "close",
+      "advisory"};
+  for (auto hint : kHints) {
+    if (icontains(query, hint)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* to_string(Pin p) {
+  switch (p) {
+    case Pin::temp_table:
+      return "temp_table";
+    case Pin::advisory_lock:
+      return "advisory_lock";
+    case Pin::listen:
+      return "listen";
+    case Pin::prepare:
+      return "prepare";
+    case Pin::cursor:
+      return "cursor";
+    case Pin::authorization:
+      return "authorization";
+  }
+  return "unknown";
+}
+
+SessionEffects session_effects(std::string_view query) {
+  SessionEffects e;
+  if (!may_have_effects(query)) return e;
+  Lexer lx(query);
+  Words words;
+  for (Token t = lx.next();; t = lx.next()) {
+    if (t.type == Tok::end || t.type == Tok::semicolon) {
+      if (!words.tokens().empty()) on_statement(words, e);
+      words = Words{};
+      if (t.type == Tok::end) break;
+      continue;
+    }
+    words.tokens().push_back(t);
+  }
+  return e;
+}
+
+}  // namespace pgdog::protocol::sql

@@ -1,0 +1,56 @@
+#pragma once
+
+// What SQL does to a session beyond its transaction, as far as a transaction pooler must know:
+// settings it changes (SET, RESET, set_config()), and state that lives only on the server it
+// ran on (temporary tables, session advisory locks, LISTEN, SQL PREPARE, WITH HOLD cursors)
+// and the statements that end that state. Sans-io: text in, effects out.
+//
+// It reads statements, not minds: state created inside a function body is not seen. Every
+// guess errs towards more: a statement that may take a lock counts as taking one.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgdog::protocol::sql {
+
+// Session state that cannot be replayed on another server: a client that has some keeps its
+// server ("pinned") until it is gone.
+// `authorization`: SET SESSION AUTHORIZATION, which another server could only replay as a
+// superuser.
+enum class Pin : std::uint8_t { temp_table, advisory_lock, listen, prepare, cursor, authorization };
+constexpr std::size_t kPinKinds = 6;
+const char* to_string(Pin p);
+
+struct SessionEffects {
+  struct Setting {
+    std::string name;    // lower case (quoted names as written)
+    bool reset = false;  // RESET name, SET name TO DEFAULT: back to the session's default
+    bool local = false;  // SET LOCAL: gone when the transaction ends
+  };
+  struct Object {
+    Pin kind;
+    std::string name;  // lower case unless quoted; without a pg_temp. qualifier
+  };
+  std::vector<Setting> settings;
+  bool reset_all = false;       // RESET ALL, DISCARD ALL
+  std::vector<Object> created;  // CREATE TEMP TABLE t, LISTEN c, PREPARE p, DECLARE c ... WITH HOLD
+  std::vector<Object> dropped;  // DROP TABLE t, UNLISTEN c, DEALLOCATE p, CLOSE c
+  int locks = 0;                // session advisory locks taken (+) and released (-)
+  std::uint8_t cleared = 0;     // a bit per Pin: all of that kind gone (DISCARD ALL, UNLISTEN *, ...)
+
+  bool empty() const {
+    return settings.empty() && !reset_all && created.empty() && dropped.empty() && locks == 0 &&
+           cleared == 0;
+  }
+  static constexpr std::uint8_t bit(Pin p) {
+    return static_cast<std::uint8_t>(1U << static_cast<unsigned>(p));
+  }
+};
+
+// The effects of a query string (every statement in it). Text that cannot have any (no SET,
+// TEMP, DROP, LISTEN, ... anywhere in it) is not lexed: the common query costs a scan.
+SessionEffects session_effects(std::string_view query);
+
+}  // namespace pgdog::protocol::sql

@@ -1,0 +1,125 @@
+#include <gtest/gtest.h>
+
+#include "protocol/session_sql.hpp"
+
+namespace pgdog::protocol::sql {
+namespace {
+
+std::string names(const SessionEffects& e) {
+  std::string out;
+  for (const auto& s : e.settings) {
+    if (!out.empty()) out += ",";
+    out += s.name + (s.reset ? "=default" : "") + (s.local ? "(local)" : "");
+  }
+  return out;
+}
+
+std::string objects(const std::vector<SessionEffects::Object>& v) {
+  std::string out;
+  for (const auto& o : v) {
+    if (!out.empty()) out += ",";
+    out += std::string(to_string(o.kind)) + ":" + o.name;
+  }
+  return out;
+}
+
+TEST(SessionSql, CommonQueriesHaveNoEffects) {
+  for (auto q : {"SELECT abalance FROM pgbench_accounts WHERE aid = 42",
+                 "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1",
+                 "INSERT INTO t VALUES (1, 'x')", "BEGIN", "COMMIT", "SELECT 'SET x = 1'",
+                 "-- RESET ALL\nSELECT 1", "SELECT * FROM settings_table", ""}) {
+    EXPECT_TRUE(session_effects(q).empty()) << q;
+  }
+}
+
+TEST(SessionSql, SetForms) {
+  EXPECT_EQ(names(session_effects("SET search_path TO a, b")), "search_path");
+  EXPECT_EQ(names(session_effects("set Statement_Timeout = '5s'")), "statement_timeout");
+  EXPECT_EQ(names(session_effects("SET SESSION work_mem TO '8MB'")), "work_mem");
+  EXPECT_EQ(names(session_effects("SET LOCAL lock_timeout = 100")), "lock_timeout(local)");
+  EXPECT_EQ(names(session_effects("SET datestyle TO DEFAULT")), "datestyle=default");
+  EXPECT_EQ(names(session_effects("SET TIME ZONE 'UTC'")), "timezone");
+  EXPECT_EQ(names(session_effects("SET TIME ZONE LOCAL")), "timezone=default");
+  EXPECT_EQ(names(session_effects("SET ROLE alice")), "role");
+  EXPECT_EQ(names(session_effects("SET ROLE NONE")), "role=default");
+  EXPECT_EQ(objects(session_effects("SET SESSION AUTHORIZATION bob").created),
+            "authorization:session");
+  EXPECT_EQ(objects(session_effects("RESET SESSION AUTHORIZATION").dropped),
+            "authorization:session");
+  EXPECT_EQ(names(session_effects("SET SCHEMA 'app'")), "search_path");
+  EXPECT_EQ(names(session_effects("SET NAMES 'UTF8'")), "client_encoding");
+  EXPECT_EQ(names(session_effects("SET myapp.tenant = '7'")), "myapp.tenant");
+  EXPECT_EQ(names(session_effects("SET \"MyApp\".x = 1")), "MyApp.x");
+  EXPECT_EQ(names(session_effects("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")),
+            "default_transaction_isolation,default_transaction_read_only,"
+            "default_transaction_deferrable");
+  // Transaction-scoped: nothing outlives the transaction.
+  EXPECT_TRUE(session_effects("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").empty());
+  EXPECT_TRUE(session_effects("SET CONSTRAINTS ALL DEFERRED").empty());
+}
+
+TEST(SessionSql, ResetForms) {
+  EXPECT_EQ(names(session_effects("RESET datestyle")), "datestyle=default");
+  EXPECT_EQ(names(session_effects("RESET TIME ZONE")), "timezone=default");
+  EXPECT_EQ(names(session_effects("RESET ROLE")), "role=default");
+  EXPECT_TRUE(session_effects("RESET ALL").reset_all);
+  const auto d = session_effects("DISCARD ALL");
+  EXPECT_TRUE(d.reset_all);
+  EXPECT_EQ(d.cleared, 0xff);
+  EXPECT_EQ(session_effects("DISCARD TEMP").cleared, SessionEffects::bit(Pin::temp_table));
+}
+
+TEST(SessionSql, SetConfigCallsCount) {
+  EXPECT_EQ(names(session_effects("SELECT set_config('search_path', 'a', false)")),
+            "search_path");
+  EXPECT_TRUE(session_effects("SELECT set_config(name, 'a', false) FROM t").settings.empty());
+}
+
+TEST(SessionSql, StatementsInOneQueryAllCount) {
+  const auto e = session_effects("SET a.x = 1; SELECT 1; RESET b.y; SET LOCAL c.z = 2");
+  EXPECT_EQ(names(e), "a.x,b.y=default,c.z(local)");
+}
+
+TEST(SessionSql, TemporaryTables) {
+  EXPECT_EQ(objects(session_effects("CREATE TEMP TABLE t (x int)").created), "temp_table:t");
+  EXPECT_EQ(objects(session_effects("create temporary table if not exists \"T\"(x int)").created),
+            "temp_table:T");
+  EXPECT_EQ(objects(session_effects("CREATE GLOBAL TEMPORARY TABLE g AS SELECT 1").created),
+            "temp_table:g");
+  EXPECT_EQ(objects(session_effects("CREATE TABLE pg_temp.p (x int)").created), "temp_table:p");
+  EXPECT_EQ(objects(session_effects("CREATE TEMP VIEW v AS SELECT 1").created), "temp_table:v");
+  EXPECT_EQ(objects(session_effects("SELECT 1 AS x INTO TEMP s").created), "temp_table:s");
+  EXPECT_TRUE(session_effects("CREATE TEMP TABLE d (x int) ON COMMIT DROP").created.empty());
+  EXPECT_TRUE(session_effects("CREATE TABLE t (x int)").created.empty());
+  EXPECT_TRUE(session_effects("SELECT 1 INTO new_table").created.empty());
+  EXPECT_EQ(objects(session_effects("DROP TABLE IF EXISTS t, pg_temp.p").dropped),
+            "temp_table:t,temp_table:p");
+}
+
+TEST(SessionSql, LocksListenPrepareCursors) {
+  EXPECT_EQ(session_effects("SELECT pg_advisory_lock(1), pg_try_advisory_lock(2)").locks, 2);
+  EXPECT_EQ(session_effects("SELECT pg_advisory_unlock(1)").locks, -1);
+  EXPECT_EQ(session_effects("SELECT pg_advisory_xact_lock(1)").locks, 0);  // transaction scoped
+  EXPECT_EQ(session_effects("SELECT pg_advisory_unlock_all()").cleared,
+            SessionEffects::bit(Pin::advisory_lock));
+  EXPECT_EQ(objects(session_effects("LISTEN Channel").created), "listen:channel");
+  EXPECT_EQ(objects(session_effects("UNLISTEN channel").dropped), "listen:channel");
+  EXPECT_EQ(session_effects("UNLISTEN *").cleared, SessionEffects::bit(Pin::listen));
+  EXPECT_EQ(objects(session_effects("PREPARE q (int) AS SELECT $1").created), "prepare:q");
+  EXPECT_TRUE(session_effects("PREPARE TRANSACTION 'gid'").created.empty());
+  EXPECT_EQ(objects(session_effects("DEALLOCATE PREPARE q").dropped), "prepare:q");
+  EXPECT_EQ(session_effects("DEALLOCATE ALL").cleared, SessionEffects::bit(Pin::prepare));
+  EXPECT_EQ(objects(session_effects("DECLARE c CURSOR WITH HOLD FOR SELECT 1").created),
+            "cursor:c");
+  EXPECT_TRUE(session_effects("DECLARE c CURSOR FOR SELECT 1").created.empty());
+  EXPECT_EQ(objects(session_effects("CLOSE c").dropped), "cursor:c");
+  EXPECT_EQ(session_effects("CLOSE ALL").cleared, SessionEffects::bit(Pin::cursor));
+}
+
+TEST(SessionSql, KeywordsInsideStringsAndCommentsAreNotStatements) {
+  EXPECT_TRUE(session_effects("SELECT 'CREATE TEMP TABLE x' /* LISTEN y */").empty());
+  EXPECT_TRUE(session_effects("SELECT $$SET a = 1$$").empty());
+}
+
+}  // namespace
+}  // namespace pgdog::protocol::sql
