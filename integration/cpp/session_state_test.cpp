@@ -132,6 +132,30 @@ TEST_F(SessionStateTest, ASetFollowsItsClientToEveryServer) {
   EXPECT_EQ(r.at(0), "7MB") << r.describe();
 }
 
+TEST_F(SessionStateTest, ASetInsideADoBlockIsTheClientsToo) {
+  // A DO block's SET lasts for the session as a plain one does (PostgreSQL's regression suite:
+  // brin_bloom's planner settings reached brin_multi, which shares its group of the schedule).
+  Pgdog pgdog(PgdogConfig().with_pool_size(2));
+  ASSERT_TRUE(pgdog.started());
+  const std::string work_mem = server_default("work_mem");
+  ASSERT_NE(work_mem, "9MB");
+  auto a = must_connect(pgdog);
+  auto h1 = must_connect(pgdog);
+  auto h2 = must_connect(pgdog);
+  auto other = must_connect(pgdog);
+  run_ok(a, "DO $$ BEGIN SET work_mem = '9MB'; SET enable_bitmapscan = off; END $$");
+  for (const auto& r : on_each_server(a, h1, h2, kSettings)) {
+    EXPECT_EQ(r.at(0, 1), "9MB") << "on server " << r.at(0, 0);
+  }
+  for (const auto& r : on_each_server(other, h1, h2, kSettings)) {
+    EXPECT_EQ(r.at(0, 1), work_mem) << "on server " << r.at(0, 0);
+  }
+  EXPECT_EQ(run_ok(other, "SHOW enable_bitmapscan"), "on");
+  EXPECT_EQ(run_ok(a, "SHOW enable_bitmapscan"), "off");
+  run_ok(a, "RESET ALL");
+  EXPECT_EQ(run_ok(a, "SHOW work_mem"), work_mem);
+}
+
 TEST_F(SessionStateTest, TransactionsDecideWhatASetLeaves) {
   Pgdog pgdog(PgdogConfig().with_pool_size(2));
   ASSERT_TRUE(pgdog.started());

@@ -63,7 +63,10 @@ std::string literal(std::string_view text) {
 // What the settle query asks a server to learn what it holds for the client, in sql::Pin
 // order: a count (or a boolean) each, non-zero when some is held.
 constexpr std::array<std::string_view, protocol::sql::kPinKinds> kPinProbes = {
-    "(SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())",
+    // Every object in the temporary schema (a table, view, sequence, function, type, statistics
+    // object) depends on that schema.
+    "(SELECT count(*) FROM pg_catalog.pg_depend WHERE refclassid = "
+    "'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid = pg_catalog.pg_my_temp_schema())",
     "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = "
     "pg_catalog.pg_backend_pid())",
     "(SELECT count(*) FROM pg_catalog.pg_listening_channels())",
@@ -73,6 +76,12 @@ constexpr std::array<std::string_view, protocol::sql::kPinKinds> kPinProbes = {
     "(SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid() "
     "AND usename <> session_user)",
 };
+
+// Every setting the session changed, as name \x01 value pairs joined by \x02 (characters no
+// setting name or value holds).
+constexpr std::string_view kSessionSettings =
+    "(SELECT pg_catalog.string_agg(name || pg_catalog.chr(1) || pg_catalog.current_setting(name), "
+    "pg_catalog.chr(2)) FROM pg_catalog.pg_settings WHERE source = 'session')";
 
 }  // namespace
 
@@ -96,6 +105,10 @@ struct Exchange::Session {
   std::uint8_t suspect = 0;
   bool probe = false;
   bool probing = false;
+  // A DO block or CALL ran: every setting the session changed is read back (discover), and
+  // the settle query now running does (discovering).
+  bool discover = false;
+  bool discovering = false;
 
   bool was_reset(std::string_view name) const {
     for (auto it = touched.rbegin(); it != touched.rend(); ++it) {
@@ -137,6 +150,7 @@ void Exchange::note(const protocol::sql::SessionEffects& e) {
     s.reset_all = true;
     s.reset_startup = s.reset_startup || !s.startup.empty();
   }
+  if (e.opaque && !session_mode) s.discover = true;
   if (mode_ != config::PoolerMode::transaction || !pinning_) return;
   // Whether state was created or ended is read back from the server when the transaction
   // ends (a lock may not be granted, a DROP may fail, a transaction may roll back).
@@ -391,7 +405,8 @@ void Exchange::on_ready(const protocol::Frame& f, ServerState& server, ServerEve
   copy_in_ = false;
   ++events.queries;
   events.request_done = events.request_done || pending_ == 0;
-  if (session_ && (!session_->touched.empty() || session_->reset_all || session_->probe)) {
+  if (session_ && (!session_->touched.empty() || session_->reset_all || session_->probe ||
+                   session_->discover)) {
     // Read back at the transaction's end (what it left), or at once when a RESET must return
     // to the client's own value for the rest of the transaction.
     if (status == 'I') {
@@ -452,7 +467,8 @@ std::string Exchange::settle_query(const ServerState& server) {
     }
   }
   s.probing = s.probe && !block;
-  if (s.reading.empty() && !s.probing) return {};
+  s.discovering = s.discover && !block;
+  if (s.reading.empty() && !s.probing && !s.discovering) return {};
   std::string sql = "SELECT ";
   for (std::size_t i = 0; i < s.reading.size(); ++i) {
     if (i > 0) sql += ", ";
@@ -463,6 +479,10 @@ std::string Exchange::settle_query(const ServerState& server) {
       if (sql.size() > 7) sql += ", ";
       sql += probe;
     }
+  }
+  if (s.discovering) {
+    if (sql.size() > 7) sql += ", ";
+    sql += kSessionSettings;
   }
   return sql;
 }
@@ -519,15 +539,43 @@ bool Exchange::settled(const std::vector<std::optional<std::string>>& row, Serve
       server.applied.erase(name);
     }
   }
+  if (s.discovering) {
+    const std::size_t at = s.reading.size() + (s.probing ? kPinProbes.size() : 0);
+    if (at < row.size() && row[at]) adopt_session_settings(*row[at], effective, server);
+  }
   if (!block) {
     s.touched.clear();
     s.reset_all = false;
+    s.discover = false;
+    s.discovering = false;
   }
   s.reset_startup = false;
   settle_pins(row);
   settle_due_ = false;
   server.synced_hash = sync ? 0 : params_.hash();
   return sync;
+}
+
+void Exchange::adopt_session_settings(std::string_view list, bool effective, ServerState& server) {
+  // What a DO block or CALL set is the client's as if it had been a SET (the names read back
+  // one by one are already done).
+  const auto& reading = session().reading;
+  while (!list.empty()) {
+    const auto end = list.find('\x02');
+    const auto pair = list.substr(0, end);
+    list = end == std::string_view::npos ? std::string_view() : list.substr(end + 1);
+    const auto cut = pair.find('\x01');
+    if (cut == std::string_view::npos) continue;
+    const auto name = pair.substr(0, cut);
+    const auto value = pair.substr(cut + 1);
+    const bool read = std::any_of(reading.begin(), reading.end(), [&](const std::string& n) {
+      return protocol::iequals_ascii(n, name);
+    });
+    if (read || protocol::is_read_only_parameter(name)) continue;
+    server.params.set(name, value);
+    server.applied.set(name, value);
+    if (effective || params_.get(name)) params_.set(name, value);
+  }
 }
 
 bool Exchange::clean(const ServerState& server) const {
@@ -564,6 +612,7 @@ void Exchange::settle_failed() {
     session_->touched.clear();
     session_->reset_all = false;
     session_->reset_startup = false;
+    session_->discover = false;
     // Unknown: what the statements may have created counts as held.
     if (session_->probing) hold(static_cast<std::uint8_t>(session_->held | session_->suspect));
   }

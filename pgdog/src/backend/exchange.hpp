@@ -170,6 +170,8 @@ class Exchange {
   void lose();
 
  private:
+  // The settings a DO block or CALL may have changed, read back from pg_settings.
+  void adopt_session_settings(std::string_view list, bool effective, ServerState& server);
   void on_ready(const protocol::Frame& f, ServerState& server, ServerEvents& events);
   bool on_server_frame(const protocol::Frame& f, ServerState& server, ServerEvents& events);
   bool releasable(const ServerState& server) const;

@@ -316,6 +316,8 @@ void on_statement(Words& w, SessionEffects& e) {
     on_select(w, e);
   } else if (iequals(f, "DROP")) {
     on_drop(w, e);
+  } else if (iequals(f, "DO") || iequals(f, "CALL")) {
+    e.opaque = true;
   } else {
     on_named(f, w, e);
   }
@@ -349,6 +351,7 @@ bool may_have_effects(std::string_view query) {
 
 std::uint8_t SessionEffects::pin_kinds() const {
   std::uint8_t kinds = cleared;
+  if (opaque) kinds = static_cast<std::uint8_t>((1U << kPinKinds) - 1);
   for (const auto& o : created) kinds |= bit(o.kind);
   for (const auto& o : dropped) kinds |= bit(o.kind);
   if (advisory) kinds |= bit(Pin::advisory_lock);

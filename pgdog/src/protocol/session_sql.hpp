@@ -40,10 +40,14 @@ struct SessionEffects {
   int locks = 0;                // session advisory locks taken (+) and released (-)
   bool advisory = false;        // a session advisory lock function is called (even if net 0)
   std::uint8_t cleared = 0;     // a bit per Pin: all of that kind gone (DISCARD ALL, UNLISTEN *, ...)
+  // A DO block or CALL whose text mentions session state: what it does runs inside a function
+  // body the words do not show, so the server is asked what it holds (every setting the
+  // session changed, every kind of pinned state).
+  bool opaque = false;
 
   bool empty() const {
     return settings.empty() && !reset_all && created.empty() && dropped.empty() && !advisory &&
-           cleared == 0;
+           cleared == 0 && !opaque;
   }
   // A bit per Pin: the kinds of server-only state these statements may create or end.
   std::uint8_t pin_kinds() const;

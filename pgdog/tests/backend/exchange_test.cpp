@@ -570,6 +570,27 @@ TEST(ExchangeSession, WhatTheServerHoldsDecides) {
   EXPECT_EQ(c.next(), Next::release);
 }
 
+TEST(ExchangeSession, WhatADoBlockSetIsReadBackAsTheClients) {
+  Conversation c;
+  c.client(wire::query("DO $$ BEGIN SET work_mem = '9MB'; END $$"));
+  c.answer(wire::complete("DO") + wire::ready());
+  ASSERT_EQ(c.next(), Next::settle);
+  const std::string query = c.exchange.settle_query(c.server);
+  EXPECT_NE(query.find("pg_settings WHERE source = 'session'"), std::string::npos) << query;
+  auto row = holding({});
+  row.push_back(std::string("work_mem\x01") + "9MB\x02" + "enable_seqscan\x01off");
+  c.exchange.settled(row, c.server);
+  EXPECT_EQ(c.exchange.params().get("work_mem"), "9MB");
+  EXPECT_EQ(c.exchange.params().get("enable_seqscan"), "off");
+  EXPECT_EQ(c.server.applied.get("work_mem"), "9MB");  // reset before another client gets it
+  EXPECT_FALSE(c.exchange.pinned());
+  EXPECT_EQ(c.next(), Next::release);
+  // Once settled, the next transaction asks nothing.
+  c.client(wire::query("SELECT 1"));
+  c.answer(wire::complete("SELECT 1") + wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
 TEST(ExchangeSession, PinsAreAskedAtTheEndOfTheTransaction) {
   Conversation c;
   c.client(wire::query("BEGIN"));

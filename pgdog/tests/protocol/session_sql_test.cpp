@@ -150,5 +150,16 @@ TEST(SessionSql, SessionAuthorizationResetsTheRole) {
   }
 }
 
+TEST(SessionSql, DoBlocksAndCallsThatMentionStateAreOpaque) {
+  const auto e = session_effects("DO $$ BEGIN SET enable_seqscan = 0; END $$");
+  EXPECT_TRUE(e.opaque);
+  EXPECT_TRUE(e.settings.empty());  // the SET is in the body, which is a string
+  EXPECT_EQ(e.pin_kinds(), (1U << kPinKinds) - 1);
+  EXPECT_TRUE(session_effects("call set_things()").opaque);
+  // Without a hint of session state the text is not lexed at all.
+  EXPECT_TRUE(session_effects("DO $$ BEGIN PERFORM 1; END $$").empty());
+  EXPECT_FALSE(session_effects("SELECT 'DO'").opaque);
+}
+
 }  // namespace
 }  // namespace pgdog::protocol::sql
