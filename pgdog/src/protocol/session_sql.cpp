@@ -323,26 +323,36 @@ void on_statement(Words& w, SessionEffects& e) {
   }
 }
 
-bool icontains(std::string_view text, std::string_view lower_word) {
-  if (lower_word.size() > text.size()) return false;
-  for (std::size_t i = 0; i + lower_word.size() <= text.size(); ++i) {
-    std::size_t j = 0;
-    while (j < lower_word.size() &&
-           std::tolower(static_cast<unsigned char>(text[i + j])) == lower_word[j]) {
-      ++j;
-    }
-    if (j == lower_word.size()) return true;
-  }
-  return false;
-}
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 
-// Every effect needs one of these somewhere in the text.
+// Every effect needs one of these somewhere in the text. Runs on every simple query, so it is
+// one pass that looks further only at the letters a hint begins with (std::tolower per
+// character in ten passes cost more than the rest of pgdog's path for a short query).
 bool may_have_effects(std::string_view query) {
+  // Grouped by first letter; kFirst[letter - 'a'] is the range of kHints starting with it.
   static constexpr std::array<std::string_view, 10> kHints = {
-      "set", "discard", "temp", "drop", "listen", "prepare", "deallocate", "declare", "close",
-      "advisory"};
-  for (auto hint : kHints) {
-    if (icontains(query, hint)) return true;
+      "advisory", "close", "deallocate", "declare", "discard", "drop", "listen", "prepare",
+      "set", "temp"};
+  static constexpr auto kFirst = [] {
+    std::array<std::pair<std::uint8_t, std::uint8_t>, 26> first{};
+    for (std::uint8_t k = 0; k < kHints.size(); ++k) {
+      auto& range = first[static_cast<std::size_t>(kHints[k][0] - 'a')];
+      if (range.first == range.second) range.first = k;
+      range.second = static_cast<std::uint8_t>(k + 1);
+    }
+    return first;
+  }();
+  for (std::size_t i = 0; i < query.size(); ++i) {
+    const char c = ascii_lower(query[i]);
+    if (c < 'a' || c > 'z') continue;
+    const auto [begin, end] = kFirst[static_cast<std::size_t>(c - 'a')];
+    for (auto k = begin; k < end; ++k) {
+      const auto hint = kHints[k];
+      if (query.size() - i < hint.size()) continue;
+      std::size_t j = 1;
+      while (j < hint.size() && ascii_lower(query[i + j]) == hint[j]) ++j;
+      if (j == hint.size()) return true;
+    }
   }
   return false;
 }
