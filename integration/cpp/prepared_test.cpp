@@ -220,6 +220,42 @@ TEST_F(PreparedTest, StatementFollowsTheClientToAnotherServer) {
   ASSERT_TRUE(r.ok()) << r.describe();
 }
 
+TEST_F(PreparedTest, UnnamedStatementFollowsTheClientToAnotherServer) {
+  // psql's \gdesc: the unnamed statement parsed in one request (Parse, Sync), described in a
+  // later one, by then on another server.
+  Pgdog pgdog(PgdogConfig().with_pool_size(2));
+  ASSERT_TRUE(pgdog.started());
+  auto a = pgdog.connect();
+  ASSERT_TRUE(a.ok()) << a.connect_error().message;
+  // With one server held, the client's next requests go to the other one: `parsed_on`.
+  auto first = pgdog.connect();
+  ASSERT_TRUE(first.exec("BEGIN").ok());
+  const std::string held = first.exec("SELECT pg_backend_pid()::text").at(0);
+  const std::string parsed_on = a.exec("SELECT pg_backend_pid()::text").at(0);
+  ASSERT_NE(held, parsed_on);
+  PGresult* prepared = PQprepare(a.raw(), "", "SELECT pg_backend_pid()::text, $1::int + 1", 0,
+                                 nullptr);
+  ASSERT_EQ(PQresultStatus(prepared), PGRES_COMMAND_OK) << PQresultErrorMessage(prepared);
+  PQclear(prepared);
+  // Now only the other server is free.
+  auto second = hold_server(pgdog, parsed_on);
+  ASSERT_TRUE(second.has_value());
+  first.exec("COMMIT");
+  PGresult* described = PQdescribePrepared(a.raw(), "");
+  ASSERT_NE(described, nullptr);
+  EXPECT_EQ(PQresultStatus(described), PGRES_COMMAND_OK) << PQresultErrorMessage(described);
+  EXPECT_EQ(PQnparams(described), 1);
+  EXPECT_EQ(PQnfields(described), 2);
+  PQclear(described);
+  const char* value = "41";
+  PGresult* executed = PQexecPrepared(a.raw(), "", 1, &value, nullptr, nullptr, 0);
+  ASSERT_EQ(PQresultStatus(executed), PGRES_TUPLES_OK) << PQresultErrorMessage(executed);
+  EXPECT_STREQ(PQgetvalue(executed, 0, 1), "42");
+  EXPECT_EQ(PQgetvalue(executed, 0, 0), held) << "the test did not manage to change servers";
+  PQclear(executed);
+  second->exec("COMMIT");
+}
+
 TEST_F(PreparedTest, DeallocateNameIsHonoured) {
   Pgdog pgdog(PgdogConfig().set("checkout_timeout", "2000").with_pool_size(1));
   ASSERT_TRUE(pgdog.started());

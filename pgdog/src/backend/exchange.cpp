@@ -237,11 +237,17 @@ std::string_view Exchange::prepare(std::string_view batch, ServerState& server) 
     return batch;
   }
   bool rewrite = false;
-  each_frame(batch, max_message_size_,
-             [&](const auto& f) { rewrite = rewrite || rewriter_->needs_rewrite(f); });
+  // Whether the server will hold the client's unnamed statement when each frame reaches it.
+  bool has_unnamed = server.prepared.unnamed() == rewriter_->unnamed_serial();
+  each_frame(batch, max_message_size_, [&](const auto& f) {
+    if (f.type == fe::kQuery) has_unnamed = false;
+    if (f.type == fe::kParse && !f.body.empty() && f.body[0] == '\0') has_unnamed = true;
+    rewrite = rewrite || rewriter_->needs_rewrite(f) || rewriter_->needs_unnamed(f, has_unnamed);
+  });
   if (!rewrite) {
     each_frame(batch, max_message_size_, [&](const auto& f) {
       observe(f);
+      rewriter_->note_unnamed(f, server.prepared);
       tracker_.push_plain(f);
       if (tap_) tap_->client_frame(f);
     });
@@ -254,6 +260,7 @@ std::string_view Exchange::prepare(std::string_view batch, ServerState& server) 
 
 void Exchange::prepare_frame(const protocol::Frame& f, ServerState& server) {
   observe(f);
+  rewriter_->note_unnamed(f, server.prepared);
   bool answered_here = false;
   if (!rewriter_->rewrite(f, server.prepared, rewritten_, tracker_)) {
     rewritten_.append(f.raw);

@@ -2,6 +2,7 @@
 
 #include "protocol/session_sql.hpp"
 
+#include <atomic>
 #include <cctype>
 #include <cstring>
 
@@ -417,9 +418,57 @@ bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std
   return true;
 }
 
+namespace {
+
+bool uses_unnamed(const protocol::Frame& f) {
+  if (f.type == protocol::fe::kBind) {
+    const auto nul = f.body.find('\0');
+    return nul != std::string_view::npos && nul + 1 < f.body.size() && f.body[nul + 1] == '\0';
+  }
+  return f.type == protocol::fe::kDescribe && f.body.size() >= 2 && f.body[0] == 'S' &&
+         f.body[1] == '\0';
+}
+
+std::atomic<std::uint64_t> g_unnamed_serial{0};
+
+}  // namespace
+
+void Rewriter::note_unnamed(const protocol::Frame& f, PreparedCache& cache) {
+  if (f.type == protocol::fe::kQuery) {
+    // A simple Query drops the session's unnamed statement, the client's and the server's.
+    unnamed_known_ = false;
+    cache.set_unnamed(0);
+  } else if (f.type == protocol::fe::kClose && f.body.size() >= 2 && f.body[0] == 'S' &&
+             f.body[1] == '\0') {
+    unnamed_known_ = false;
+  } else if (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0') {
+    if (icontains(f.body, "DEALLOCATE")) {
+      unnamed_known_ = false;  // answered by the proxy (rewrite_unnamed), never sent as is
+      return;
+    }
+    unnamed_parse_.assign(f.raw);
+    unnamed_known_ = true;
+    unnamed_serial_ = g_unnamed_serial.fetch_add(1, std::memory_order_relaxed) + 1;
+    cache.set_unnamed(unnamed_serial_);
+  }
+}
+
+bool Rewriter::needs_unnamed(const protocol::Frame& f, bool server_has_it) const {
+  return unnamed_known_ && !server_has_it && uses_unnamed(f);
+}
+
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker) {
   answered_alone_ = false;
+  if (needs_unnamed(f, cache.unnamed() == unnamed_serial_)) {
+    // Its answer (ParseComplete) is not the client's; an error is, as the Bind's would be.
+    out += *unnamed_parse_;
+    tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, {}});
+    cache.set_unnamed(unnamed_serial_);
+    out.append(f.raw);
+    tracker.push_plain(f);
+    return true;
+  }
   // Only an unnamed Parse that may be a DEALLOCATE, or the messages after one, go this way.
   if (unnamed_deallocate_ || deallocate_portal_ ||
       (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0' &&

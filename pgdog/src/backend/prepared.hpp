@@ -81,8 +81,14 @@ class PreparedCache {
   std::size_t size() const { return index_.size(); }
   void set_limit(std::size_t limit) { limit_ = limit; }
 
+  // Whose unnamed statement the server holds: the serial of the client's unnamed Parse
+  // (Rewriter), 0 for none known. A simple Query drops it, as does any Parse of another.
+  std::uint64_t unnamed() const { return unnamed_; }
+  void set_unnamed(std::uint64_t serial) { unnamed_ = serial; }
+
  private:
   std::size_t limit_;
+  std::uint64_t unnamed_ = 0;
   std::list<std::string> order_;  // front: least recently used
   std::unordered_map<std::string, std::list<std::string>::iterator> index_;
 };
@@ -159,6 +165,15 @@ class Rewriter {
   // Bumped whenever the client's statements change (so snapshots are taken only then).
   std::uint64_t version() const { return version_; }
 
+  // Transaction mode: a client that parsed the unnamed statement in one request and binds or
+  // describes it in a later one (psql's \gdesc, drivers that describe first) may get another
+  // server by then. note_unnamed() sees every frame sent to `cache`'s server: it keeps the
+  // client's last unnamed Parse and which server holds it; rewrite() sends that Parse again
+  // before a Bind or Describe of the unnamed statement on a server that does not.
+  void note_unnamed(const protocol::Frame& f, PreparedCache& cache);
+  bool needs_unnamed(const protocol::Frame& f, bool server_has_it) const;
+  std::uint64_t unnamed_serial() const { return unnamed_serial_; }
+
  private:
   void ensure_prepared(const StatementPtr& s, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker);
@@ -181,6 +196,15 @@ class Rewriter {
     const std::string& operator*() const { return *value_; }
     bool operator==(std::string_view other) const { return value_ && *value_ == other; }
     void reset() { value_.reset(); }
+    // Keeps the string's memory: a client that parses the unnamed statement for every query
+    // allocates once.
+    void assign(std::string_view v) {
+      if (value_) {
+        value_->assign(v);
+      } else {
+        value_ = std::make_unique<std::string>(v);
+      }
+    }
     RareString& operator=(std::optional<std::string> v) {
       value_ = v ? std::make_unique<std::string>(std::move(*v)) : nullptr;
       return *this;
@@ -194,6 +218,9 @@ class Rewriter {
   // name. The tag Execute reports, and the portal Bind made of that statement.
   RareString unnamed_deallocate_;
   RareString deallocate_portal_;
+  RareString unnamed_parse_;  // the client's last unnamed Parse, as it sent it ...
+  std::uint64_t unnamed_serial_ = 0;
+  bool unnamed_known_ = false;  // ... while it is the session's unnamed statement
   bool answered_alone_ = false;
 };
 

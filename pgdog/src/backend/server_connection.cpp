@@ -185,6 +185,7 @@ Task<Result<protocol::Frame>> ServerConnection::read_frame() {
 }
 
 Task<Result<void>> ServerConnection::execute(std::string_view sql, Row* first_row) {
+  state_.prepared.set_unnamed(0);  // a simple Query drops the unnamed statement
   std::string out;
   protocol::write_query(out, sql);
   if (auto ec = co_await stream_.write(out)) {

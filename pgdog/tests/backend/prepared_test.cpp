@@ -17,6 +17,7 @@ class FakeServer {
  public:
   std::set<std::string> statements;
   std::vector<std::string> received;  // message types as they arrived, for inspection
+  bool unnamed = false;               // the session has an unnamed statement
 
   std::string answer(std::string_view bytes) {
     std::string out;
@@ -34,6 +35,7 @@ class FakeServer {
             error(out, "42P05", "prepared statement already exists");
           } else {
             if (!p.name.empty()) statements.insert(std::string(p.name));
+            if (p.name.empty()) unnamed = true;
             protocol::write_empty(out, '1');
           }
           break;
@@ -42,6 +44,8 @@ class FakeServer {
           auto b = *protocol::decode_bind(f.body);
           if (!b.statement.empty() && !statements.contains(std::string(b.statement))) {
             error(out, "26000", "prepared statement does not exist");
+          } else if (b.statement.empty() && !unnamed) {
+            error(out, "26000", "unnamed prepared statement does not exist");
           } else {
             protocol::write_empty(out, '2');
           }
@@ -51,6 +55,8 @@ class FakeServer {
           auto d = *protocol::decode_describe(f.body);
           if (d.kind == 'S' && !d.name.empty() && !statements.contains(std::string(d.name))) {
             error(out, "26000", "prepared statement does not exist");
+          } else if (d.kind == 'S' && d.name.empty() && !unnamed) {
+            error(out, "26000", "unnamed prepared statement does not exist");
           } else {
             if (d.kind == 'S') protocol::Writer(out).begin('t').i16(0).finish();
             protocol::write_row_description(out, {"x"});
@@ -72,6 +78,7 @@ class FakeServer {
           protocol::write_ready_for_query(out, 'I');
           break;
         case 'Q':
+          unnamed = false;  // a simple Query drops the unnamed statement
           protocol::write_command_complete(out, "SELECT 1");
           protocol::write_ready_for_query(out, 'I');
           break;
@@ -151,6 +158,7 @@ struct Session {
     for (std::string_view rest = client; !rest.empty();) {
       auto f = *protocol::next_frame(rest, 1 << 20);
       rest.remove_prefix(f.size());
+      rewriter.note_unnamed(f, cache);  // as Exchange does for every frame it sends
       if (!rewriter.rewrite(f, cache, to_server, tracker)) {
         to_server.append(f.raw);
         tracker.push_plain(f);
@@ -336,6 +344,36 @@ TEST(Prepared, UnnamedStatementsPassThroughUntouched) {
     EXPECT_FALSE(a.rewriter.rewrite(f, cache, out, a.tracker));
   }
   EXPECT_TRUE(out.empty());
+}
+
+TEST(Prepared, TheUnnamedStatementFollowsItsClientToAnotherServer) {
+  using Types = std::vector<std::string>;
+  StatementRegistry registry;
+  FakeServer s1;
+  FakeServer s2;
+  PreparedCache c1;
+  PreparedCache c2;
+  Session a{registry};
+  // psql's \gdesc: Parse and Sync on one server, then Describe and Sync, here on another.
+  EXPECT_EQ(types(a.round_trip(parse("", "select 1") + sync(), s1, c1)), "1Z");
+  EXPECT_EQ(types(a.round_trip(describe('S', "") + sync(), s2, c2)), "tTZ");
+  EXPECT_EQ(s2.received, (Types{"P", "D", "S"}));
+  // The first server still holds it: nothing is added there.
+  s1.received.clear();
+  EXPECT_EQ(types(a.round_trip(bind("") + execute() + sync(), s1, c1)), "2DCZ");
+  EXPECT_EQ(s1.received, (Types{"B", "E", "S"}));
+  // Another client's unnamed Parse replaces it on the second server.
+  Session b{registry};
+  EXPECT_EQ(types(b.round_trip(parse("", "select 2") + sync(), s2, c2)), "1Z");
+  s2.received.clear();
+  EXPECT_EQ(types(a.round_trip(bind("") + execute() + sync(), s2, c2)), "2DCZ");
+  EXPECT_EQ(s2.received, (Types{"P", "B", "E", "S"}));
+  // A simple Query drops the client's unnamed statement, as in PostgreSQL: nothing is sent
+  // again, and the server says it does not exist.
+  EXPECT_EQ(types(a.round_trip(query("select 3"), s1, c1)), "CZ");
+  s1.received.clear();
+  EXPECT_EQ(types(a.round_trip(bind("") + execute() + sync(), s1, c1)), "EZ");
+  EXPECT_EQ(s1.received, (Types{"B", "E", "S"}));
 }
 
 TEST(Prepared, RegistryForgetsStatementsNobodyUses) {
