@@ -28,6 +28,16 @@ void merge(Traits& into, Traits from) {
   into.ddl = into.ddl || from.ddl;
 }
 
+// A Bind or Describe of the unnamed statement.
+bool names_unnamed(const protocol::Frame& f) {
+  if (f.type == protocol::fe::kBind) {
+    const auto nul = f.body.find('\0');  // after the portal's name
+    return nul != std::string_view::npos && nul + 1 < f.body.size() && f.body[nul + 1] == '\0';
+  }
+  return f.type == protocol::fe::kDescribe && f.body.size() >= 2 && f.body[0] == 'S' &&
+         f.body[1] == '\0';
+}
+
 bool is_request(char type) {
   return type == protocol::fe::kQuery || type == protocol::fe::kSync ||
          type == protocol::fe::kFunctionCall;
@@ -79,6 +89,10 @@ class Tap::Work {
   void keep(const protocol::Frame& f);
   bool ready(const protocol::Frame& f);
   void finish_transaction(std::size_t end);
+  // Whether `frames` bind or describe the unnamed statement before they parse it (then
+  // unnamed_use_ holds the Parse it was, to replay first: the mirror connection may not have
+  // it); follows the session's unnamed statement through them.
+  bool uses_earlier_unnamed(std::string_view frames);
   // The transaction's first `end` buffered bytes.
   std::shared_ptr<Request> make_request(std::size_t end);
   Traits classify(const protocol::Frame& f);
@@ -114,6 +128,12 @@ class Tap::Work {
   bool explicit_ = false;  // the server reported 'T' or 'E' at some point
   bool copy_in_ = false;
   bool too_large_ = false;
+  // The session's unnamed statement as the client parsed it (while a Query has not dropped
+  // it), and the one a transaction used without parsing it.
+  std::string unnamed_;
+  bool unnamed_known_ = false;
+  std::string unnamed_use_;
+  bool uses_unnamed_ = false;
   std::vector<StatementResult> results_;
   RowHash hash_;
   Clock::time_point busy_since_{};
@@ -284,6 +304,12 @@ void Tap::Work::finish_transaction(std::size_t end) {
   // the primary had, so the same ones there are not failures.
   const bool rolled_back = last_tag_ == "ROLLBACK";
   const bool committed = !rolled_back && (errors_ == 0 || (explicit_ && last_tag_ == "COMMIT"));
+  if (too_large_) {
+    unnamed_known_ = false;  // its frames were not kept
+    uses_unnamed_ = false;
+  } else {
+    uses_unnamed_ = uses_earlier_unnamed(std::string_view(buffer_).substr(0, end));
+  }
   if (committed) {
     std::shared_ptr<Request> shared;
     HeldBack* held = nullptr;
@@ -341,6 +367,26 @@ void Tap::Work::pins_known(bool keeps) {
   held_back_.erase(held_back_.begin(), held_back_.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
+bool Tap::Work::uses_earlier_unnamed(std::string_view frames) {
+  bool parsed = false;
+  bool uses = false;
+  while (auto f = protocol::next_frame(frames, frames.size() + 1)) {
+    frames.remove_prefix(f->size());
+    if (f->type == protocol::fe::kQuery) {
+      unnamed_known_ = false;  // a simple Query drops it
+      parsed = true;           // and a use after it fails on the primary too
+    } else if (f->type == protocol::fe::kParse && !f->body.empty() && f->body[0] == '\0') {
+      unnamed_.assign(f->raw);
+      unnamed_known_ = true;
+      parsed = true;
+    } else if (!parsed && !uses && unnamed_known_ && names_unnamed(*f)) {
+      uses = true;
+      unnamed_use_.assign(unnamed_);
+    }
+  }
+  return uses;
+}
+
 std::shared_ptr<Request> Tap::Work::make_request(std::size_t end) {
   if (!snapshot_ || snapshot_->hash() != tap_.params_.hash()) {
     snapshot_ = std::make_shared<const protocol::Params>(tap_.params_);
@@ -354,7 +400,11 @@ std::shared_ptr<Request> Tap::Work::make_request(std::size_t end) {
   }
   auto request = std::make_shared<Request>();
   request->statements = statements_snapshot_;
-  request->frames.assign(buffer_, 0, end);
+  if (uses_unnamed_) {
+    request->frames.reserve(unnamed_use_.size() + end);
+    request->frames = unnamed_use_;
+  }
+  request->frames.append(buffer_, 0, end);
   request->params = snapshot_;
   request->user = tap_.user_.name;
   request->syncs = syncs_;

@@ -264,6 +264,44 @@ TEST_F(TapTest, ExtendedBatchAndCopy) {
   EXPECT_EQ(requests[1]->frames, query("COPY t FROM STDIN") + data + data + empty('c'));
 }
 
+TEST_F(TapTest, AnUnnamedStatementParsedEarlierIsReplayedFirst) {
+  // Parse in one request, Bind in the next (drivers that describe first): the mirror may run
+  // the second on a connection that never saw the first, so the Parse goes with it.
+  auto m = add_mirror();
+  std::string parse;
+  protocol::write_parse(parse, "", "INSERT INTO t VALUES ($1)", {});
+  std::string bind_execute;
+  protocol::write_bind(bind_execute, "", "", std::string("\0\0\0\1\0\0\0\1" "7\0\0", 11));
+  bind_execute += empty('E').substr(0, 1) + std::string("\0\0\0\x09\0\0\0\0\0", 9);
+  bind_execute += empty('S');
+  std::string describe;
+  protocol::write_describe(describe, 'D', 'S', "");
+  client(parse + describe + empty('S'));
+  server(rfq('I'));
+  client(bind_execute);
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  // Parsed again in the same request: nothing added.
+  client(parse + bind_execute);
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  // A simple Query drops the unnamed statement: a Bind after it fails on the primary as on the
+  // mirror, and nothing is added.
+  client(query("SELECT 1"));
+  server(complete("SELECT 1"));
+  server(rfq('I'));
+  client(bind_execute);
+  server(complete("INSERT 0 1"));
+  server(rfq('I'));
+  auto requests = drain(*m);
+  ASSERT_EQ(requests.size(), 5U);
+  EXPECT_EQ(requests[0]->frames, parse + describe + empty('S'));
+  EXPECT_EQ(requests[1]->frames, parse + bind_execute);
+  EXPECT_EQ(requests[1]->syncs, 1U);
+  EXPECT_EQ(requests[2]->frames, parse + bind_execute);
+  EXPECT_EQ(requests[4]->frames, bind_execute);
+}
+
 TEST_F(TapTest, LevelFilters) {
   MirrorSettings dml;
   dml.destination = "dml";
