@@ -326,27 +326,27 @@ void on_statement(Words& w, SessionEffects& e) {
 char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 
 // Every effect needs one of these somewhere in the text. Runs on every simple query, so it is
-// one pass that looks further only at the letters a hint begins with (std::tolower per
-// character in ten passes cost more than the rest of pgdog's path for a short query).
+// one pass that looks up each byte in a table and looks further only at the letters a hint
+// begins with (std::tolower per character in ten passes cost more than the rest of pgdog's
+// path for a short query).
 bool may_have_effects(std::string_view query) {
-  // Grouped by first letter; kFirst[letter - 'a'] is the range of kHints starting with it.
+  // Grouped by first letter.
   static constexpr std::array<std::string_view, 10> kHints = {
       "advisory", "close", "deallocate", "declare", "discard", "drop", "listen", "prepare",
       "set", "temp"};
-  static constexpr auto kFirst = [] {
-    std::array<std::pair<std::uint8_t, std::uint8_t>, 26> first{};
-    for (std::uint8_t k = 0; k < kHints.size(); ++k) {
-      auto& range = first[static_cast<std::size_t>(kHints[k][0] - 'a')];
-      if (range.first == range.second) range.first = k;
-      range.second = static_cast<std::uint8_t>(k + 1);
+  // For each byte: 1 + the first hint that begins with it (either case), or 0.
+  static constexpr auto kLead = [] {
+    std::array<std::uint8_t, 256> lead{};
+    for (std::size_t k = kHints.size(); k-- > 0;) {
+      const auto c = static_cast<unsigned char>(kHints[k][0]);
+      lead[c] = lead[c - ('a' - 'A')] = static_cast<std::uint8_t>(k + 1);
     }
-    return first;
+    return lead;
   }();
   for (std::size_t i = 0; i < query.size(); ++i) {
-    const char c = ascii_lower(query[i]);
-    if (c < 'a' || c > 'z') continue;
-    const auto [begin, end] = kFirst[static_cast<std::size_t>(c - 'a')];
-    for (auto k = begin; k < end; ++k) {
+    std::size_t k = kLead[static_cast<unsigned char>(query[i])];
+    if (k-- == 0) continue;
+    for (const char first = kHints[k][0]; k < kHints.size() && kHints[k][0] == first; ++k) {
       const auto hint = kHints[k];
       if (query.size() - i < hint.size()) continue;
       std::size_t j = 1;
