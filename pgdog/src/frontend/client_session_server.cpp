@@ -57,7 +57,7 @@ Task<std::optional<backend::Failure>> ClientSession::attach() {
   auto lease = co_await user_->pool->checkout();
   if (!lease) {
     set_state(ClientState::idle);
-    co_return std::move(lease.error());
+    co_return lease.error();
   }
   server_ = std::move(*lease);
   exchange_.attached();
