@@ -241,7 +241,7 @@ std::string_view Exchange::prepare(std::string_view batch, ServerState& server) 
   bool has_unnamed = server.prepared.unnamed() == rewriter_->unnamed_serial();
   each_frame(batch, max_message_size_, [&](const auto& f) {
     if (f.type == fe::kQuery) has_unnamed = false;
-    if (f.type == fe::kParse && !f.body.empty() && f.body[0] == '\0') has_unnamed = true;
+    if (protocol::parses_unnamed(f)) has_unnamed = true;
     rewrite = rewrite || rewriter_->needs_rewrite(f) || rewriter_->needs_unnamed(f, has_unnamed);
   });
   if (!rewrite) {

@@ -420,15 +420,6 @@ bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std
 
 namespace {
 
-bool uses_unnamed(const protocol::Frame& f) {
-  if (f.type == protocol::fe::kBind) {
-    const auto nul = f.body.find('\0');
-    return nul != std::string_view::npos && nul + 1 < f.body.size() && f.body[nul + 1] == '\0';
-  }
-  return f.type == protocol::fe::kDescribe && f.body.size() >= 2 && f.body[0] == 'S' &&
-         f.body[1] == '\0';
-}
-
 std::atomic<std::uint64_t> g_unnamed_serial{0};
 
 }  // namespace
@@ -441,7 +432,7 @@ void Rewriter::note_unnamed(const protocol::Frame& f, PreparedCache& cache) {
   } else if (f.type == protocol::fe::kClose && f.body.size() >= 2 && f.body[0] == 'S' &&
              f.body[1] == '\0') {
     unnamed_known_ = false;
-  } else if (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0') {
+  } else if (protocol::parses_unnamed(f)) {
     if (icontains(f.body, "DEALLOCATE")) {
       unnamed_known_ = false;  // answered by the proxy (rewrite_unnamed), never sent as is
       return;
@@ -454,7 +445,7 @@ void Rewriter::note_unnamed(const protocol::Frame& f, PreparedCache& cache) {
 }
 
 bool Rewriter::needs_unnamed(const protocol::Frame& f, bool server_has_it) const {
-  return unnamed_known_ && !server_has_it && uses_unnamed(f);
+  return unnamed_known_ && !server_has_it && protocol::uses_unnamed(f);
 }
 
 bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::string& out,
@@ -471,7 +462,7 @@ bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::stri
   }
   // Only an unnamed Parse that may be a DEALLOCATE, or the messages after one, go this way.
   if (unnamed_deallocate_ || deallocate_portal_ ||
-      (f.type == protocol::fe::kParse && !f.body.empty() && f.body[0] == '\0' &&
+      (protocol::parses_unnamed(f) &&
        icontains(f.body, "DEALLOCATE"))) {
     if (rewrite_unnamed(f, tracker)) return true;
   }

@@ -28,16 +28,6 @@ void merge(Traits& into, Traits from) {
   into.ddl = into.ddl || from.ddl;
 }
 
-// A Bind or Describe of the unnamed statement.
-bool names_unnamed(const protocol::Frame& f) {
-  if (f.type == protocol::fe::kBind) {
-    const auto nul = f.body.find('\0');  // after the portal's name
-    return nul != std::string_view::npos && nul + 1 < f.body.size() && f.body[nul + 1] == '\0';
-  }
-  return f.type == protocol::fe::kDescribe && f.body.size() >= 2 && f.body[0] == 'S' &&
-         f.body[1] == '\0';
-}
-
 bool is_request(char type) {
   return type == protocol::fe::kQuery || type == protocol::fe::kSync ||
          type == protocol::fe::kFunctionCall;
@@ -375,11 +365,11 @@ bool Tap::Work::uses_earlier_unnamed(std::string_view frames) {
     if (f->type == protocol::fe::kQuery) {
       unnamed_known_ = false;  // a simple Query drops it
       parsed = true;           // and a use after it fails on the primary too
-    } else if (f->type == protocol::fe::kParse && !f->body.empty() && f->body[0] == '\0') {
+    } else if (protocol::parses_unnamed(*f)) {
       unnamed_.assign(f->raw);
       unnamed_known_ = true;
       parsed = true;
-    } else if (!parsed && !uses && unnamed_known_ && names_unnamed(*f)) {
+    } else if (!parsed && !uses && unnamed_known_ && protocol::uses_unnamed(*f)) {
       uses = true;
       unnamed_use_.assign(unnamed_);
     }

@@ -148,6 +148,19 @@ struct Describe {  // also Close: the same layout
 };
 Result<Describe> decode_describe(std::string_view body);
 
+// A Parse of the unnamed statement.
+inline bool parses_unnamed(const Frame& f) {
+  return f.type == fe::kParse && !f.body.empty() && f.body[0] == '\0';
+}
+// A Bind or Describe of the unnamed statement (a Bind's statement follows its portal's name).
+inline bool uses_unnamed(const Frame& f) {
+  if (f.type == fe::kBind) {
+    const auto nul = f.body.find('\0');
+    return nul != std::string_view::npos && nul + 1 < f.body.size() && f.body[nul + 1] == '\0';
+  }
+  return f.type == fe::kDescribe && f.body.size() >= 2 && f.body[0] == 'S' && f.body[1] == '\0';
+}
+
 struct Execute {
   std::string_view portal;
   std::int32_t max_rows = 0;
