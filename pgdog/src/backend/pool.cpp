@@ -258,6 +258,12 @@ Task<void> Pool::connect_one() {
   PoolSettings s = settings();
   auto result =
       co_await ServerConnection::connect(io_, s.address, s.connect_timeout, s.max_message_size);
+  if (result && s.vet && !co_await s.vet(**result)) {
+    std::lock_guard g(mutex_);
+    --connecting_;
+    paused_ = true;  // until whoever vetted it resumes or fails the pool
+    co_return;
+  }
   std::vector<std::shared_ptr<Waiter>> wake_list;
   ServerPtr close;
   {
@@ -321,6 +327,16 @@ void Pool::resume() {
       hand_over_locked(std::move(s), wake_list);
     }
     grow_locked();
+  }
+  wake(wake_list);
+}
+
+void Pool::fail(const Failure& failure) {
+  std::vector<std::shared_ptr<Waiter>> wake_list;
+  {
+    std::lock_guard g(mutex_);
+    paused_ = false;
+    fail_waiters_locked(failure, true, wake_list);
   }
   wake(wake_list);
 }

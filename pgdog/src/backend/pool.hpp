@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <unordered_set>
 #include <memory>
 #include <mutex>
@@ -15,8 +16,14 @@
 
 namespace pgdog::backend {
 
+// Run on each new connection before it serves anyone; false: it must not (its cluster was
+// retired by a cutover made elsewhere). The pool then closes it and holds its waiters as if
+// paused: whoever vetted it is expected to resume() the pool or fail() it.
+using Vet = std::function<Task<bool>(ServerConnection&)>;
+
 struct PoolSettings {
   ServerAddress address;
+  Vet vet;
   int size = 10;
   int min_size = 1;
   config::PoolerMode mode = config::PoolerMode::transaction;
@@ -110,6 +117,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Holds checkouts until resume(); running transactions finish normally.
   void pause();
   void resume();
+  // Resumes and fails every waiting checkout with `failure` (a vetting that could not be
+  // resolved).
+  void fail(const Failure& failure);
 
   // Parameters of a fresh server connection (what a new client should be told at login);
   // connects once if none was made yet.

@@ -88,6 +88,13 @@ struct General {
   Millis mirror_readiness_window{300'000};
   Millis mirror_readiness_max_lag{5'000};
   double mirror_readiness_latency_factor = 2.0;
+  // CUTOVER (admin console): every step (waiting for running transactions, for the mirror queue
+  // to drain, recording the cutover on both clusters) must end within this, or nothing is
+  // swapped and the held clients go on with the primary they had.
+  Millis cutover_timeout{5'000};
+  // Where CUTOVER records which databases are served by their mirror's cluster (applied on top
+  // of pgdog.toml at every start and reload); unset: pgdog-cutover.toml next to pgdog.toml.
+  std::optional<std::string> cutover_state;
   std::string log_level = "info";  // trace|debug|info|warn|error
 };
 

@@ -65,6 +65,8 @@ enum class Visibility { shown, hidden };
   X(mirror_readiness_window,         millis(),                     reload)  \
   X(mirror_readiness_max_lag,        millis(),                     reload)  \
   X(mirror_readiness_latency_factor, factor(1.0),                  reload)  \
+  X(cutover_timeout,                 millis(),                     reload)  \
+  X(cutover_state,                   text(),                       restart) \
   X(log_level,                       word(kLogLevels),             restart)
 
 #define PGDOG_ADMIN_KEYS(X)     \

@@ -18,6 +18,8 @@
 #include <toml.hpp>
 
 #include "config/config.hpp"
+#include "config/cutover_state.hpp"
+#include "config/files.hpp"
 #include "config/keys.hpp"
 #include "config/validate.hpp"
 
@@ -505,6 +507,10 @@ std::size_t invalid_utf8_at(std::string_view s) {
   return std::string_view::npos;
 }
 
+}  // namespace
+
+namespace detail {
+
 Result<toml::value> parse_toml(std::string_view text, const std::string& name) {
   // TOML files are UTF-8. toml11 3.7 checks that itself, but reading past its buffer when it
   // reports invalid UTF-8 inside a string (found by fuzz_config), so it never sees such bytes.
@@ -536,7 +542,10 @@ Result<std::string> read_file(const std::string& path) {
   return {boost::system::in_place_value, std::move(text)};
 }
 
-}  // namespace
+}  // namespace detail
+
+using detail::parse_toml;
+using detail::read_file;
 
 Result<Config> load(const std::string& config_path, const std::string& users_path) {
   auto config_text = read_file(config_path);
@@ -544,9 +553,15 @@ Result<Config> load(const std::string& config_path, const std::string& users_pat
   auto users_text = read_file(users_path);
   if (!users_text) return users_text.error();
   auto config = parse(*config_text, *users_text, config_path, users_path);
-  if (config && !config->general.unix_socket_dir) {
+  if (!config) return config;
+  if (!config->general.unix_socket_dir) {
     config->general.unix_socket_dir = default_unix_socket_dir();
   }
+  const std::string state_path = cutover_state_path(*config);
+  auto state = read_cutover_state(state_path);
+  if (!state) return state.error();
+  if (auto applied = apply_cutover_state(*config, *state, state_path); !applied)
+    return applied.error();
   return config;
 }
 

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "frontend/cutover.hpp"
 #include "protocol/messages.hpp"
 #include "stats/admin_text.hpp"
 #include "stats/mirror_fields.hpp"
@@ -212,6 +213,20 @@ AdminResult show_mirror_divergences(App& app) {
   return r;
 }
 
+AdminResult show_cutovers(App& app) {
+  AdminResult r{{"at", "database", "from", "to", "generation", "origin", "held_ms", "result",
+                 "step", "error"},
+                {},
+                "SHOW"};
+  for (const auto& e : app.cutovers().events()) {
+    r.rows.push_back(Row{iso_time(e.at), e.database, e.from, e.to, str(e.generation),
+                         e.followed ? "followed" : "here",
+                         str(static_cast<std::uint64_t>(e.held_seconds * 1000.0 + 0.5)),
+                         std::string(stats::to_string(e.result)), e.step, e.error});
+  }
+  return r;
+}
+
 }  // namespace
 
 AdminSession::AdminSession(App& app, net::Stream& client, protocol::Buffer& in, ClientInfo& info)
@@ -241,6 +256,27 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
     }
     co_return AdminResult{{}, {}, "RELOAD"};
   }
+  if (cmd == "SHOW CUTOVERS") co_return show_cutovers(app_);
+  if (cmd.starts_with("CUTOVER")) {
+    auto command = parse_cutover(sql, error_message);
+    if (!command) {
+      error_code = "42601";
+      co_return std::nullopt;
+    }
+    const auto e = co_await run_cutover(app_, std::move(*command));
+    if (e.result != stats::CutoverResult::ok) {
+      // Refused: nothing was done. Failed: nothing was swapped, the clients went on.
+      error_code = e.result == stats::CutoverResult::refused ? "55000" : "58000";
+      error_message = "CUTOVER " + std::string(stats::to_string(e.result)) + " at step \"" +
+                      e.step + "\": " + e.error + "; \"" + e.database + "\" is still served by " +
+                      e.from;
+      co_return std::nullopt;
+    }
+    co_return AdminResult{{"database", "from", "to", "generation", "held_ms"},
+                          {Row{e.database, e.from, e.to, str(e.generation),
+                               str(static_cast<std::uint64_t>(e.held_seconds * 1000.0 + 0.5))}},
+                          "CUTOVER"};
+  }
   if (cmd == "PAUSE") {
     app_.pause();
     // Returns once every running transaction has finished; new ones wait for RESUME.
@@ -266,8 +302,8 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
   error_code = "42601";
   error_message = "unsupported admin command: \"" + std::string(sql) +
                   "\"; try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, "
-                  "SHOW MIRRORS, SHOW MIRROR_DIVERGENCES, SHOW VERSION, RELOAD, PAUSE, RESUME or "
-                  "SHUTDOWN";
+                  "SHOW MIRRORS, SHOW MIRROR_DIVERGENCES, SHOW CUTOVERS, SHOW VERSION, RELOAD, PAUSE, "
+                  "RESUME, CUTOVER <database> [TO <mirror>] [FORCE] or SHUTDOWN";
   co_return std::nullopt;
 }
 

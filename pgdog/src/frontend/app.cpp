@@ -1,5 +1,6 @@
 #include "frontend/app.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include <boost/asio/strand.hpp>
@@ -7,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "frontend/client_session.hpp"
+#include "frontend/cutover.hpp"
 #include "http/status_page.hpp"
 #include "stats/mirror_metrics.hpp"
 
@@ -30,6 +32,9 @@ App::App(asio::io_context& io, config::Config config)
   server_tls_ = net::connect_context(config).value();
   client_tls_ = net::accept_context(config).value();
   on_disk_ = std::make_shared<const config::Config>(config);
+  // load() applied it already and refused the start if it did not agree with pgdog.toml.
+  if (auto state = config::read_cutover_state(config::cutover_state_path(config)))
+    cutover_state_ = std::move(*state);
   apply(std::move(config));
   add_metrics();
 }
@@ -50,6 +55,7 @@ void App::add_metrics() {
       [this] { return config()->general.mirror_failure_threshold; },
       [this](const std::string& cluster) { return readiness_settings(cluster); }));
   registry_->add(std::make_shared<stats::ProxyMetrics>([this] { return pool_samples(); }));
+  registry_->add(std::make_shared<stats::CutoverMetrics>(cutover_log_));
   const auto& g = config()->general;
   if (g.openmetrics_port) {
     http::Options options;
@@ -57,6 +63,9 @@ void App::add_metrics() {
     options.port = *g.openmetrics_port;
     http_ = std::make_unique<http::Server>(io_.get_executor(), options, registry_);
     http::add_readiness_routes(*http_, [this] { return readiness(); });
+    http_->add_route("/cutovers", [this](std::string_view) {
+      return http::Response{200, "application/json", stats::to_json(cutover_log_)};
+    });
   }
 }
 
@@ -69,6 +78,15 @@ stats::ReadinessSettings App::readiness_settings(const std::string& cluster) con
   s.latency_factor = g.mirror_readiness_latency_factor;
   s.failure_threshold = g.mirror_failure_threshold;
   // Several sources may feed one cluster: it has seen everything only if all send everything.
+  {
+    // A cluster that became a mirror by a cutover is judged only on what it did since.
+    std::lock_guard lock(mutex_);
+    if (auto it = cutover_at_.find(cluster); it != cutover_at_.end()) {
+      const auto since = std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::steady_clock::now() - it->second);
+      s.window = std::clamp(since, std::chrono::seconds(1), s.window);
+    }
+  }
   s.exposure = 1.0;
   s.configured = false;
   for (const auto& m : cfg->mirroring) {
@@ -296,6 +314,14 @@ backend::PoolSettings App::pool_settings(const config::Config& c, const config::
   s.server_lifetime = c.general.server_lifetime;
   s.max_message_size = c.general.max_message_size;
   s.prepared_statements_limit = c.general.prepared_statements_limit;
+  const bool has_mirrors = std::any_of(c.mirroring.begin(), c.mirroring.end(),
+                                       [&](const auto& m) { return m.source_db == u.database; });
+  if (has_mirrors) {
+    // A cutover made by another pgdog instance must be noticed before this one serves again.
+    s.vet = [app = const_cast<App*>(this), database = u.database](backend::ServerConnection& sc) {
+      return vet_server(*app, database, sc);
+    };
+  }
   return s;
 }
 
@@ -320,6 +346,7 @@ void App::apply(config::Config next) {
     const auto previous = std::exchange(config_, cfg);
     if (!started_) added.clear();  // start() starts them
     apply_mirrors_locked(*cfg, start_mirrors, removed_mirrors);
+    publish_serving_locked(*cfg);
     for (const auto& m : removed_mirrors)
       removed_configs_[m->settings().destination] = previous;
   }
@@ -494,6 +521,9 @@ config::Result<void> App::reload() {
     std::lock_guard g(mutex_);
     client_tls_ = std::move(*tls);
     on_disk_ = std::move(disk);
+    // load() applied it to `next` already.
+    if (auto state = config::read_cutover_state(config::cutover_state_path(*next)))
+      cutover_state_ = std::move(*state);
   }
   apply(config::reloaded(*current, std::move(*next)));
   if (!pending.empty()) {
@@ -527,6 +557,85 @@ void App::pause() {
 void App::resume() {
   for (auto& p : pools())
     p->resume();
+}
+
+config::CutoverState App::cutover_state() const {
+  std::lock_guard g(mutex_);
+  return cutover_state_;
+}
+
+std::uint64_t App::cutover_generation(std::string_view database) const {
+  std::lock_guard g(mutex_);
+  const auto* e = cutover_state_.find(database);
+  return e ? e->generation : 0;
+}
+
+std::vector<std::shared_ptr<backend::Pool>> App::pools_of(std::string_view database) const {
+  std::vector<std::shared_ptr<backend::Pool>> out;
+  for (auto& p : pools())
+    if (p->database() == database) out.push_back(std::move(p));
+  return out;
+}
+
+std::shared_ptr<mirror::Mirror> App::mirror_of(std::string_view source,
+                                               std::string_view destination) const {
+  std::lock_guard g(mutex_);
+  for (const auto& [key, m] : mirrors_)
+    if (key.first == source && key.second == destination) return m;
+  return nullptr;
+}
+
+std::optional<backend::ServerAddress> App::server_address(const std::string& user,
+                                                         const std::string& database) const {
+  auto c = config();
+  const auto* db = c->find_database(database);
+  const config::User* u = c->find_user(user, database);
+  for (const auto& candidate : c->users) {
+    if (u != nullptr) break;
+    if (candidate.name == user) u = &candidate;
+  }
+  if (db == nullptr || u == nullptr) return std::nullopt;
+  return pool_settings(*c, *u, *db).address;
+}
+
+config::Result<void> App::save_cutover_state(const config::CutoverState& state) {
+  auto r = config::write_cutover_state(config::cutover_state_path(*config()), state);
+  if (!r) return r;
+  std::lock_guard g(mutex_);
+  cutover_state_ = state;
+  return {};
+}
+
+void App::apply_cutover(const std::string& database, const std::string& peer) {
+  auto next = *config();
+  config::swap_servers(next, database, peer);
+  {
+    std::lock_guard g(mutex_);
+    auto disk = *on_disk_;
+    config::swap_servers(disk, database, peer);
+    on_disk_ = std::make_shared<const config::Config>(std::move(disk));
+    cutover_at_[peer] = std::chrono::steady_clock::now();
+  }
+  apply(std::move(next));
+}
+
+bool App::begin_cutover() {
+  return !cutover_running_.exchange(true);
+}
+
+void App::end_cutover() {
+  cutover_running_ = false;
+}
+
+void App::publish_serving_locked(const config::Config& c) {
+  for (const auto& m : c.mirroring) {
+    const auto* db = c.find_database(m.source_db);
+    if (db == nullptr) continue;
+    const auto* e = cutover_state_.find(m.source_db);
+    const bool swapped = e != nullptr && e->swapped;
+    cutover_log_.set_serving(m.source_db,
+                             stats::Serving{swapped ? e->peer : m.source_db, config::endpoint(*db)});
+  }
 }
 
 void App::shutdown(bool graceful) {

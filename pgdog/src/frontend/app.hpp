@@ -14,12 +14,14 @@
 #include "backend/pool.hpp"
 #include "backend/prepared.hpp"
 #include "config/config.hpp"
+#include "config/cutover_state.hpp"
 #include "frontend/clients.hpp"
 #include "http/server.hpp"
 #include "mirror/mirror.hpp"
 #include "mirror/mirror_set.hpp"
 #include "net/tls.hpp"
 #include "net/unix_socket.hpp"
+#include "stats/cutover_log.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"
@@ -92,6 +94,29 @@ class App {
   void pause();
   void resume();
 
+  // Cutover (frontend/cutover.hpp).
+  stats::CutoverLog& cutovers() { return cutover_log_; }
+  // As pgdog-cutover.toml says, read at start and at each reload.
+  config::CutoverState cutover_state() const;
+  std::uint64_t cutover_generation(std::string_view database) const;
+  // The pools serving clients of `database`.
+  std::vector<std::shared_ptr<backend::Pool>> pools_of(std::string_view database) const;
+  // The mirror from `source` to `destination` in force, or null.
+  std::shared_ptr<mirror::Mirror> mirror_of(std::string_view source,
+                                            std::string_view destination) const;
+  // Where `user` logs in on `database`'s server, as its pool (or the mirror's) would.
+  std::optional<backend::ServerAddress> server_address(const std::string& user,
+                                                       const std::string& database) const;
+  // Writes pgdog-cutover.toml; nothing changes in memory.
+  config::Result<void> save_cutover_state(const config::CutoverState& state);
+  // After save_cutover_state: `database` and `peer` exchange their servers in the configuration
+  // in force (pools move as their connections come back), and the readiness window of `peer`
+  // starts again.
+  void apply_cutover(const std::string& database, const std::string& peer);
+  // Only one cutover (made or followed) runs at a time; false when one is running.
+  bool begin_cutover();
+  void end_cutover();
+
   // The /metrics sources (mirror and proxy families); more can be added.
   std::shared_ptr<stats::Registry> registry() const { return registry_; }
   // The metrics endpoint, null when openmetrics_port is unset; routes may be added before or
@@ -148,6 +173,12 @@ class App {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<backend::Pool>> mirror_pools_;
   std::shared_ptr<stats::Registry> registry_ = std::make_shared<stats::Registry>();
   std::unique_ptr<http::Server> http_;
+  config::CutoverState cutover_state_;  // guarded by mutex_
+  // When each mirror cluster last became a mirror by a cutover: its readiness starts then.
+  std::map<std::string, std::chrono::steady_clock::time_point> cutover_at_;  // mutex_
+  stats::CutoverLog cutover_log_;
+  std::atomic<bool> cutover_running_{false};
+  void publish_serving_locked(const config::Config& c);
   bool started_ = false;
   std::atomic<bool> shutting_down_{false};
   int threads_ = 1;

@@ -1,6 +1,5 @@
 // The session's server: taking one from the pool, counting what it did, giving it back (what
 // the client leaves on it is client_session_state.cpp's).
-#include <spdlog/spdlog.h>
 
 #include "frontend/client_session.hpp"
 
