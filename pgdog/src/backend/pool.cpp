@@ -260,8 +260,7 @@ Task<void> Pool::connect_one() {
       co_await ServerConnection::connect(io_, s.address, s.connect_timeout, s.max_message_size);
   if (result && s.vet && !co_await s.vet(**result)) {
     std::lock_guard g(mutex_);
-    --connecting_;
-    paused_ = true;  // until whoever vetted it resumes or fails the pool
+    --connecting_;  // the vetting paused the pool; its waiters wait for resume() or fail()
     co_return;
   }
   std::vector<std::shared_ptr<Waiter>> wake_list;

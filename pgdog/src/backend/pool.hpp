@@ -17,8 +17,8 @@
 namespace pgdog::backend {
 
 // Run on each new connection before it serves anyone; false: it must not (its cluster was
-// retired by a cutover made elsewhere). The pool then closes it and holds its waiters as if
-// paused: whoever vetted it is expected to resume() the pool or fail() it.
+// retired by a cutover made elsewhere), and the pool closes it. A vetting that says false has
+// paused the pool first, and resumes or fails it later.
 using Vet = std::function<Task<bool>(ServerConnection&)>;
 
 struct PoolSettings {

@@ -576,6 +576,10 @@ Task<bool> vet_server(App& app, std::string database, ServerConnection& server) 
   spdlog::warn("database {}: {} was retired by a cutover made by another pgdog instance "
                "(generation {}); following it to {}",
                database, server.address().to_string(), record->generation, record->peer);
+  // Held before this connection is refused, so that no checkout meanwhile fails or gets a
+  // server of the retired cluster; follow() resumes or fails them.
+  for (auto& p : app.pools_of(database))
+    p->pause();
   asio::co_spawn(app.io_executor(), follow(app, database, *record), asio::detached);
   co_return false;
 }
