@@ -66,7 +66,7 @@ enum class Visibility { shown, hidden };
   X(mirror_readiness_max_lag,        millis(),                     reload)  \
   X(mirror_readiness_latency_factor, factor(1.0),                  reload)  \
   X(cutover_timeout,                 millis(),                     reload)  \
-  X(cutover_state,                   text(),                       restart) \
+  X(cutover_state,                   text(),                       reload)  \
   X(log_level,                       word(kLogLevels),             restart)
 
 #define PGDOG_ADMIN_KEYS(X)     \

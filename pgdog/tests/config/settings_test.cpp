@@ -68,6 +68,8 @@ TEST(Settings, EveryGeneralKeyInShowConfigOrder) {
                                              "mirror_readiness_window",
                                              "mirror_readiness_max_lag",
                                              "mirror_readiness_latency_factor",
+                                             "cutover_timeout",
+                                             "cutover_state",
                                              "log_level",
                                              "admin.name",
                                              "admin.user"};
@@ -115,6 +117,8 @@ mirror_compare = "results"
 mirror_readiness_window = 1008
 mirror_readiness_max_lag = 1009
 mirror_readiness_latency_factor = 3.5
+cutover_timeout = 1010
+cutover_state = "/var/lib/pgdog/state.toml"
 log_level = "debug"
 
 [admin]
@@ -163,6 +167,8 @@ TEST(Settings, ShowWhatTheFileSays) {
       {"mirror_readiness_window", "1008"},
       {"mirror_readiness_max_lag", "1009"},
       {"mirror_readiness_latency_factor", "3.500000"},
+      {"cutover_timeout", "1010"},
+      {"cutover_state", "/var/lib/pgdog/state.toml"},
       {"log_level", "debug"},
       {"admin.name", "console"},
       {"admin.user", "operator"}};
