@@ -173,6 +173,9 @@ def body(c):
         if not c.check(rc == 0, f"dpkg -i {os.path.basename(deb)}", out):
             return
 
+        if not c.check(os.access(BIN, os.X_OK), f"{BIN} installed and executable"):
+            return
+
         c.section("dpkg -s pgdog")
         rc, out = run(["dpkg-query", "-W", "-f", "${Status}|${Version}|${Depends}|${Conffiles}", "pgdog"])
         status, version, depends, conffiles = (out.split("|", 3) + ["", "", "", ""])[:4]
