@@ -42,6 +42,8 @@ install(FILES ${PROJECT_BINARY_DIR}/packaging/pgdog.service DESTINATION /lib/sys
 set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 set(CPACK_GENERATOR DEB)
+# The unit above names /usr/bin/pgdog, whatever CMAKE_INSTALL_PREFIX a plain install uses.
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_NAME pgdog)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "PostgreSQL pooler and proxy that mirrors transactions to a new cluster")
