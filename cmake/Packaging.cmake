@@ -7,8 +7,19 @@
 include(GNUInstallDirs)
 
 install(TARGETS pgdog RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT pgdog)
-install(FILES ${PROJECT_SOURCE_DIR}/example.pgdog.toml DESTINATION /etc/pgdog
-        RENAME pgdog.toml COMPONENT pgdog)
+# The example configuration, with CUTOVER's state where the pgdog user may write (/etc/pgdog is
+# not, and systemd's ProtectSystem=strict keeps it read-only).
+file(READ ${PROJECT_SOURCE_DIR}/example.pgdog.toml PGDOG_EXAMPLE_CONFIG)
+set(PGDOG_STATE_LINE "# cutover_state = \"/var/lib/pgdog/pgdog-cutover.toml\"")
+string(FIND "${PGDOG_EXAMPLE_CONFIG}" "${PGDOG_STATE_LINE}" found)
+if(found EQUAL -1)
+  message(FATAL_ERROR "example.pgdog.toml has no line '${PGDOG_STATE_LINE}' to uncomment")
+endif()
+string(REPLACE "${PGDOG_STATE_LINE}" "cutover_state = \"/var/lib/pgdog/pgdog-cutover.toml\""
+       PGDOG_EXAMPLE_CONFIG "${PGDOG_EXAMPLE_CONFIG}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/example.pgdog.toml)
+file(WRITE ${CMAKE_BINARY_DIR}/packaging/pgdog.toml "${PGDOG_EXAMPLE_CONFIG}")
+install(FILES ${CMAKE_BINARY_DIR}/packaging/pgdog.toml DESTINATION /etc/pgdog COMPONENT pgdog)
 install(FILES ${PROJECT_SOURCE_DIR}/example.users.toml DESTINATION /etc/pgdog
         RENAME users.toml COMPONENT pgdog)
 install(DIRECTORY DESTINATION /var/lib/pgdog COMPONENT pgdog)

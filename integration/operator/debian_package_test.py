@@ -198,8 +198,12 @@ def body(c):
         c.section("files")
         rc, out = run([BIN, "--version"])
         c.check(rc == 0 and deb_version.split("-")[0] in out, f"{BIN} --version: {out.strip()}", out)
-        c.check(file_text(f"{ETC}/pgdog.toml") == file_text(src("example.pgdog.toml")),
-                f"{ETC}/pgdog.toml is example.pgdog.toml")
+        # The example, with CUTOVER's state file where the pgdog user may write.
+        state_line = 'cutover_state = "/var/lib/pgdog/pgdog-cutover.toml"'
+        packaged = file_text(src("example.pgdog.toml")).replace("# " + state_line, state_line)
+        c.check(state_line in packaged.splitlines(), "example.pgdog.toml names the state file")
+        c.check(file_text(f"{ETC}/pgdog.toml") == packaged,
+                f"{ETC}/pgdog.toml is example.pgdog.toml with cutover_state in /var/lib/pgdog")
         c.check(file_text(f"{ETC}/users.toml") == file_text(src("example.users.toml")),
                 f"{ETC}/users.toml is example.users.toml")
         for path, want in ((ETC, ("root", "pgdog", 0o750)),
