@@ -90,6 +90,12 @@ def targets(dashboard):
     return out
 
 
+def annotation_targets(dashboard):
+    """(annotation name, "annotation", expr) of every Prometheus annotation (cutovers)."""
+    return [(a.get("name", "?"), "annotation", a["expr"])
+            for a in (dashboard.get("annotations") or {}).get("list") or [] if a.get("expr")]
+
+
 def variables(dashboard):
     return (dashboard.get("templating") or {}).get("list") or []
 
@@ -196,7 +202,7 @@ def static_checks(c, dashboard):
         return
     dummy = {v.get("name"): "x" for v in variables(dashboard)}
     rules = []
-    for i, (title, ref, expr) in enumerate(targets(dashboard)):
+    for i, (title, ref, expr) in enumerate(targets(dashboard) + annotation_targets(dashboard)):
         rules.append({"record": f"dashboard:expr_{i}", "expr": substitute(expr, dummy)})
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "exprs.yml")

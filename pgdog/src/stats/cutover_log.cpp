@@ -41,6 +41,9 @@ std::vector<CutoverEvent> CutoverLog::events() const {
 void CutoverLog::set_serving(const std::string& database, Serving serving) {
   std::lock_guard g(mutex_);
   serving_[database] = std::move(serving);
+  // Counters exist from the start, so that the first cutover is an increase (Grafana marks it).
+  for (auto r : {CutoverResult::ok, CutoverResult::failed, CutoverResult::refused})
+    counts_.try_emplace({database, r}, 0);
 }
 
 std::map<std::string, Serving> CutoverLog::serving() const {
