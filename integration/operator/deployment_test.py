@@ -21,26 +21,11 @@ import subprocess
 import tempfile
 import time
 
-from optest import free_port, port_open, run, run_main, src, tail, wait_until
+from optest import (free_port, parse_unit, port_open, run, run_main, src, tail,  # noqa: E402
+                    wait_until)
 
 UNIT = src("deploy", "systemd", "pgdog.service")
 DOC = src("docs", "deployment.md")
-
-
-def parse_unit(text):
-    """{section: [(key, value)]}, in order, comments dropped."""
-    out, section = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            out.setdefault(section, [])
-            continue
-        key, _, value = line.partition("=")
-        out[section].append((key.strip(), value.strip()))
-    return out
 
 
 def values(unit, section, key):

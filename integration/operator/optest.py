@@ -159,6 +159,22 @@ class PromAPI:
         return self.get(f"/api/v1/label/{urllib.parse.quote(label)}/values")
 
 
+def parse_unit(text):
+    """A systemd unit as {section: [(key, value)]}, in order, comments dropped."""
+    out, section = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            out.setdefault(section, [])
+            continue
+        key, _, value = line.partition("=")
+        out[section].append((key.strip(), value.strip()))
+    return out
+
+
 def tail(path, lines=40):
     try:
         with open(path, encoding="utf-8", errors="replace") as f:

@@ -6,6 +6,7 @@
 #include <prometheus/metric_family.h>
 
 #include "stats/admin_text.hpp"
+#include "stats/json.hpp"
 
 namespace pgdog::stats {
 
@@ -100,35 +101,14 @@ void CutoverMetrics::collect(std::vector<MetricFamily>& out) const {
   out.push_back(std::move(primary));
 }
 
-namespace {
-
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-}  // namespace
-
 std::string to_json(const CutoverLog& log) {
   std::string out = "{\"serving\":[";
   bool first = true;
   for (const auto& [database, s] : log.serving()) {
     if (!first) out += ",";
     first = false;
-    out += "{\"database\":" + quoted(database) + ",\"cluster\":" + quoted(s.cluster) +
-           ",\"server\":" + quoted(s.server) + "}";
+    out += "{\"database\":" + json_string(database) + ",\"cluster\":" + json_string(s.cluster) +
+           ",\"server\":" + json_string(s.server) + "}";
   }
   out += "],\"events\":[";
   first = true;
@@ -137,12 +117,12 @@ std::string to_json(const CutoverLog& log) {
     first = false;
     char held[32];
     std::snprintf(held, sizeof held, "%.3f", e.held_seconds);
-    out += "{\"at\":" + quoted(iso_time(e.at)) + ",\"database\":" + quoted(e.database) +
-           ",\"from\":" + quoted(e.from) + ",\"to\":" + quoted(e.to) +
+    out += "{\"at\":" + json_string(iso_time(e.at)) + ",\"database\":" + json_string(e.database) +
+           ",\"from\":" + json_string(e.from) + ",\"to\":" + json_string(e.to) +
            ",\"generation\":" + std::to_string(e.generation) +
            ",\"followed\":" + (e.followed ? "true" : "false") + ",\"held_seconds\":" + held +
-           ",\"result\":" + quoted(to_string(e.result)) + ",\"step\":" + quoted(e.step) +
-           ",\"error\":" + quoted(e.error) + "}";
+           ",\"result\":" + json_string(to_string(e.result)) + ",\"step\":" + json_string(e.step) +
+           ",\"error\":" + json_string(e.error) + "}";
   }
   return out + "]}";
 }

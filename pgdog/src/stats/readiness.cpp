@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "stats/json.hpp"
 #include "stats/mirror_fields.hpp"
 
 namespace pgdog::stats {
@@ -18,39 +19,13 @@ std::string number(double v) {
   return buf;
 }
 
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // The windowed figures of kMirrorFields: "\"handed\":12,\"success\":10,...".
 std::string totals(const MirrorStats::Window& w) {
   std::string out;
   for (const auto& f : kMirrorFields) {
     if (f.windowed == nullptr) continue;
     if (!out.empty()) out += ",";
-    out += quoted(f.name) + ":" + std::to_string(f.windowed(w));
+    out += json_string(f.name) + ":" + std::to_string(f.windowed(w));
   }
   return out;
 }
@@ -212,15 +187,15 @@ std::string to_json(const std::vector<Verdict>& verdicts) {
   for (std::size_t i = 0; i < verdicts.size(); ++i) {
     const auto& v = verdicts[i];
     if (i > 0) out += ",";
-    out += "{\"cluster\":" + quoted(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
+    out += "{\"cluster\":" + json_string(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
            ",\"window_seconds\":" + number(v.window_seconds) + ",\"totals\":{" + totals(v.totals) +
            "},\"criteria\":[";
     for (std::size_t j = 0; j < v.criteria.size(); ++j) {
       const auto& c = v.criteria[j];
       if (j > 0) out += ",";
-      out += "{\"name\":" + quoted(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
+      out += "{\"name\":" + json_string(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
              ",\"value\":" + number(c.value) + ",\"limit\":" + number(c.limit) +
-             ",\"reason\":" + quoted(c.reason) + "}";
+             ",\"reason\":" + json_string(c.reason) + "}";
     }
     out += "]}";
   }
