@@ -4,45 +4,12 @@
 #include <cstdio>
 #include <limits>
 
+#include "stats/json.hpp"
 #include "stats/mirror_fields.hpp"
 
 namespace pgdog::stats {
 
 namespace {
-
-std::string number(double v) {
-  if (std::isnan(v)) return "null";
-  if (std::isinf(v)) return v > 0 ? "1e308" : "-1e308";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // The windowed figures of kMirrorFields: "\"handed\":12,\"success\":10,...".
 std::string totals(const MirrorStats::Window& w) {
@@ -50,7 +17,7 @@ std::string totals(const MirrorStats::Window& w) {
   for (const auto& f : kMirrorFields) {
     if (f.windowed == nullptr) continue;
     if (!out.empty()) out += ",";
-    out += quoted(f.name) + ":" + std::to_string(f.windowed(w));
+    out += json_string(f.name) + ":" + std::to_string(f.windowed(w));
   }
   return out;
 }
@@ -212,15 +179,15 @@ std::string to_json(const std::vector<Verdict>& verdicts) {
   for (std::size_t i = 0; i < verdicts.size(); ++i) {
     const auto& v = verdicts[i];
     if (i > 0) out += ",";
-    out += "{\"cluster\":" + quoted(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
-           ",\"window_seconds\":" + number(v.window_seconds) + ",\"totals\":{" + totals(v.totals) +
-           "},\"criteria\":[";
+    out += "{\"cluster\":" + json_string(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
+           ",\"window_seconds\":" + json_number(v.window_seconds) + ",\"totals\":{" +
+           totals(v.totals) + "},\"criteria\":[";
     for (std::size_t j = 0; j < v.criteria.size(); ++j) {
       const auto& c = v.criteria[j];
       if (j > 0) out += ",";
-      out += "{\"name\":" + quoted(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
-             ",\"value\":" + number(c.value) + ",\"limit\":" + number(c.limit) +
-             ",\"reason\":" + quoted(c.reason) + "}";
+      out += "{\"name\":" + json_string(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
+             ",\"value\":" + json_number(c.value) + ",\"limit\":" + json_number(c.limit) +
+             ",\"reason\":" + json_string(c.reason) + "}";
     }
     out += "]}";
   }
