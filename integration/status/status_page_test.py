@@ -38,6 +38,8 @@ port = {port}
 openmetrics_host = "127.0.0.1"
 openmetrics_port = {metrics_port}
 shutdown_timeout = 2000
+# Two threads: the sampler and the HTTP server may then run on different ones.
+workers = 2
 
 [admin]
 password = "admin"
