@@ -59,7 +59,7 @@ function renderVerdict(m) {
 
 const percent = v => (100 * v).toFixed(1) + '%';
 const count = v => String(Math.round(v));
-const duration = v => v < 1 ? (1000 * v).toPrecision(3) + ' ms' : v.toFixed(2) + ' s';
+const duration = v => v === 0 ? '0 ms' : v < 1 ? (1000 * v).toPrecision(3) + ' ms' : v.toFixed(2) + ' s';
 
 // One chart per reading of /mirrors/history. `floor`: a value the y axis always shows (0 for
 // amounts); `ceiling` likewise (1 for the ratio).
