@@ -66,6 +66,7 @@ void App::add_metrics() {
     http_->add_route("/cutovers", [this](std::string_view) {
       return http::Response{200, "application/json", stats::to_json(cutover_log_)};
     });
+    http::add_history_route(*http_, history_);
   }
 }
 
@@ -131,6 +132,29 @@ std::vector<stats::Verdict> App::readiness() const {
   return out;
 }
 
+// One reading a second per mirror cluster for the status page's charts. The deadline moves a
+// second at a time, so readings do not drift; after a stall it restarts from now instead of
+// catching up with a burst.
+Task<void> App::sample_history() {
+  asio::steady_timer timer(io_);
+  auto next = std::chrono::steady_clock::now();
+  while (!shutting_down_) {
+    record_history();
+    next += std::chrono::seconds(1);
+    next = std::max(next, std::chrono::steady_clock::now());
+    timer.expires_at(next);
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) co_return;
+  }
+}
+
+void App::record_history() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const double at = std::chrono::duration<double>(now).count();
+  for (const auto& st : mirror_stats())
+    history_->record(at, st->cluster(), stats::read_counters(*st));
+}
+
 std::vector<stats::PoolSample> App::pool_samples() const {
   std::vector<stats::PoolSample> out;
   std::map<std::pair<std::string, std::string>, std::size_t> index;
@@ -193,6 +217,8 @@ void App::start() {
   if (http_) {
     http_->start();  // a port that cannot be bound is a startup error
     spdlog::info("metrics on http://{}:{}/metrics", g.openmetrics_host, http_->port());
+    // Only the status page shows the history: without the endpoint nobody would read it.
+    asio::co_spawn(io_, sample_history(), log_errors("mirror history sampler"));
   }
   asio::co_spawn(io_, accept_loop(), log_errors("listener"));
   if (unix_listener_.is_open()) {

@@ -22,6 +22,7 @@
 #include "net/tls.hpp"
 #include "net/unix_socket.hpp"
 #include "stats/cutover_log.hpp"
+#include "stats/mirror_history.hpp"
 #include "stats/proxy_metrics.hpp"
 #include "stats/readiness.hpp"
 #include "stats/registry.hpp"
@@ -133,6 +134,8 @@ class App {
 
  private:
   void add_metrics();
+  Task<void> sample_history();
+  void record_history();
   Task<void> accept_loop();
   Task<void> accept_unix_loop();
   void listen_unix(const config::Config& c);
@@ -179,6 +182,9 @@ class App {
   stats::CutoverLog cutover_log_;
   std::atomic<bool> cutover_running_{false};
   void publish_serving_locked(const config::Config& c);
+  // Read by GET /mirrors/history on the HTTP server's threads; guarded inside.
+  const std::shared_ptr<stats::MirrorHistories> history_ =
+      std::make_shared<stats::MirrorHistories>();
   bool started_ = false;
   std::atomic<bool> shutting_down_{false};
   int threads_ = 1;

@@ -1,8 +1,17 @@
 #include "stats/json.hpp"
 
+#include <cmath>
 #include <cstdio>
 
 namespace pgdog::stats {
+
+std::string json_number(double v) {
+  if (std::isnan(v)) return "null";
+  if (std::isinf(v)) return v > 0 ? "1e308" : "-1e308";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";

@@ -94,6 +94,8 @@ class MirrorStats {
   };
   static constexpr int kRollSeconds = 10;
   Window window(std::chrono::seconds span) const;
+  // Everything since the start (`seconds` is 0): what the status page's sampler reads.
+  Window totals() const { return totals_now(); }
 
   struct DivergentStatement {
     std::string fingerprint;

@@ -11,14 +11,6 @@ namespace pgdog::stats {
 
 namespace {
 
-std::string number(double v) {
-  if (std::isnan(v)) return "null";
-  if (std::isinf(v)) return v > 0 ? "1e308" : "-1e308";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
 // The windowed figures of kMirrorFields: "\"handed\":12,\"success\":10,...".
 std::string totals(const MirrorStats::Window& w) {
   std::string out;
@@ -188,13 +180,13 @@ std::string to_json(const std::vector<Verdict>& verdicts) {
     const auto& v = verdicts[i];
     if (i > 0) out += ",";
     out += "{\"cluster\":" + json_string(v.cluster) + ",\"ready\":" + (v.ready ? "true" : "false") +
-           ",\"window_seconds\":" + number(v.window_seconds) + ",\"totals\":{" + totals(v.totals) +
-           "},\"criteria\":[";
+           ",\"window_seconds\":" + json_number(v.window_seconds) + ",\"totals\":{" +
+           totals(v.totals) + "},\"criteria\":[";
     for (std::size_t j = 0; j < v.criteria.size(); ++j) {
       const auto& c = v.criteria[j];
       if (j > 0) out += ",";
       out += "{\"name\":" + json_string(c.name) + ",\"ok\":" + (c.ok ? "true" : "false") +
-             ",\"value\":" + number(c.value) + ",\"limit\":" + number(c.limit) +
+             ",\"value\":" + json_number(c.value) + ",\"limit\":" + json_number(c.limit) +
              ",\"reason\":" + json_string(c.reason) + "}";
     }
     out += "]}";

@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 #include <prometheus/metric_family.h>
 
+#include "http/status_page.hpp"
+
 namespace pgdog::http {
 namespace {
 
@@ -390,6 +392,40 @@ TEST_F(HttpServerTest, AddedRoutes) {
   res = c.request("PUT /status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 405U);
+}
+
+// GET /mirrors/history answers what the sampler recorded, also while it records from another
+// thread (the server runs on two).
+TEST_F(HttpServerTest, HistoryRouteServesTheRecordedReadings) {
+  start();
+  auto history = std::make_shared<stats::MirrorHistories>();
+  stats::MirrorCounters counters;
+  counters.success = 3;
+  history->record(100.0, "m", counters);
+  add_history_route(*server_, history);
+  Client c(port());
+  auto res = c.request(get("/mirrors/history"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200U);
+  EXPECT_EQ((*res)[bhttp::field::content_type], "application/json");
+  EXPECT_EQ(res->body(), stats::to_json(history->snapshot()));
+  EXPECT_NE(res->body().find("\"success\":3,"), std::string::npos) << res->body();
+
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    for (double at = 101; !done; ++at) {
+      ++counters.success;
+      history->record(at, "m", counters);
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    res = c.request(get("/mirrors/history"));
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->body().rfind("{\"interval_seconds\":1,\"capacity\":900,", 0), 0U);
+    EXPECT_TRUE(res->body().ends_with("}]}]}")) << res->body().substr(0, 200);
+  }
+  done = true;
+  sampler.join();
 }
 
 TEST_F(HttpServerTest, RouteThatThrowsIs500) {
