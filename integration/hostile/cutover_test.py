@@ -52,6 +52,16 @@ def served_by(p):
         return c.execute("SELECT inet_server_port()").fetchone()[0]
 
 
+def status_page_dom(p):
+    """GET / on the metrics port as headless Chromium renders it once its script ran."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "status"))
+    from status_page_test import chromium
+    with tempfile.TemporaryDirectory() as profile:
+        rc, dom, err = chromium(profile, f"http://{p.metrics_host}:{p.metrics_port}/", "--dump-dom")
+    check(rc == 0 and "</html>" in dom, f"headless Chromium: {err[-1000:]}")
+    return dom
+
+
 def pgdog(general=None, mirror_port=None, **kw):
     e = env()
     g = dict(GENERAL)
@@ -166,6 +176,13 @@ def tpcb_cutover_and_back():
                   "pgdog_cutovers_total")
             check(re.search(r'pgdog_database_primary\{database="pgdog",cluster="mirror",', body),
                   "pgdog_database_primary does not name the mirror")
+            # The status page shows the direction and the history, read-only.
+            dom = status_page_dom(p)
+            check(re.search(r"pgdog &rarr; <b>mirror</b>|pgdog \u2192 <b>mirror</b>", dom),
+                  "the status page does not show pgdog served by mirror")
+            rows = re.findall(r'<td class="result-(\w+)">', dom)
+            check(rows == ["ok"], f"the status page's cutover history: {rows}")
+            check("<button" not in dom and "<form" not in dom, "the status page is not read-only")
             # Kept across RELOAD and a restart.
             with p.admin() as a:
                 a.execute("RELOAD")

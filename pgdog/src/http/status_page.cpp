@@ -32,6 +32,8 @@ std::string_view status_page() {
   svg.chart text.title { font-weight: 600; fill: #1d2330; }
   svg.chart text.current { font-size: 12px; font-weight: 700; fill: #1d2330; }
   svg.chart line.axis { stroke: #dde1e8; }
+  #cutovers .mirror h2 { font-size: 1.05rem; margin: 0; }
+  td.result-ok { color: #13632c; } td.result-failed, td.result-refused { color: #8a1c16; }
   svg.chart polyline { fill: none; stroke: #2f6fdb; stroke-width: 1.5; stroke-linejoin: round; stroke-linecap: round; }
 </style>
 </head>
@@ -39,6 +41,7 @@ std::string_view status_page() {
 <h1>pgdog mirror readiness</h1>
 <div class="sub">Refreshes every 2 s from <code>/mirrors</code> and <code>/mirrors/history</code> (the last 15 minutes, one reading a second). Full criteria and PromQL: docs/migration-readiness.md.</div>
 <div id="error"></div>
+<div id="cutovers"></div>
 <div id="mirrors">Loading…</div>
 <script>
 function text(s) { return String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c])); }
@@ -146,6 +149,24 @@ function render(data, history) {
     renderHistory(readings[m.cluster]) + '</div>').join('');
 }
 
+// GET /cutovers: which cluster serves each database with mirrors, and every cutover since the
+// start, newest first. Read-only: cutovers are made on the admin console (docs/cutover.md).
+function renderCutovers(c) {
+  const root = document.getElementById('cutovers');
+  if (!c || (!c.serving.length && !c.events.length)) { root.innerHTML = ''; return; }
+  const serving = c.serving.map(s => '<span>' + text(s.database) + ' &rarr; <b>' + text(s.cluster) +
+    '</b> (' + text(s.server) + ')</span>').join('');
+  const rows = c.events.slice().reverse().map(e => '<tr><td>' + text(e.at) + '</td><td>' +
+    text(e.database) + '</td><td>' + text(e.from) + ' &rarr; ' + text(e.to) + '</td><td>' +
+    (e.followed ? 'followed' : 'here') + '</td><td>' + (e.held_seconds * 1000).toFixed(0) +
+    ' ms</td><td class="result-' + text(e.result) + '">' + text(e.result) + '</td><td>' +
+    text(e.step ? e.step + ': ' + e.error : '') + '</td></tr>').join('');
+  root.innerHTML = '<div class="mirror"><h2>Serving now</h2><div class="numbers">' + serving +
+    '</div>' + (rows ? '<table class="cutover-history"><tr><th>at</th><th>database</th>' +
+    '<th>from &rarr; to</th><th>origin</th><th>held</th><th>result</th><th>why</th></tr>' + rows +
+    '</table>' : '<p>No cutover yet.</p>') + '</div>';
+}
+
 async function getJson(path) {
   const r = await fetch(path, {cache: 'no-store'});
   if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
@@ -154,8 +175,10 @@ async function getJson(path) {
 
 async function refresh() {
   try {
-    const [data, history] = await Promise.all([getJson('/mirrors'), getJson('/mirrors/history').catch(() => null)]);
+    const [data, history, cutovers] = await Promise.all([getJson('/mirrors'),
+      getJson('/mirrors/history').catch(() => null), getJson('/cutovers').catch(() => null)]);
     render(data, history);
+    renderCutovers(cutovers);
     document.getElementById('error').textContent = '';
   } catch (e) {
     document.getElementById('error').textContent = 'Cannot reach pgdog: ' + e;
