@@ -48,6 +48,29 @@ std::optional<Queue::Item> Queue::take_locked() {
   return std::nullopt;
 }
 
+std::vector<Queue::Item> Queue::take_more(const Fits& fits, std::size_t max) {
+  std::vector<Item> taken;
+  std::lock_guard g(mutex_);
+  for (auto it = ready_.begin(); it != ready_.end() && taken.size() < max;) {
+    auto& channel = **it;
+    if (channel.in_flight || channel.pending.empty()) {
+      channel.listed = false;  // stale, as take_locked() would find it
+      it = ready_.erase(it);
+      continue;
+    }
+    if (!fits(channel, *channel.pending.front())) {
+      ++it;  // left for another worker, in its place
+      continue;
+    }
+    channel.in_flight = true;
+    channel.listed = false;
+    taken.push_back(Item{*it, std::move(channel.pending.front())});
+    channel.pending.pop_front();
+    it = ready_.erase(it);
+  }
+  return taken;
+}
+
 Task<std::optional<Queue::Item>> Queue::pop() {
   std::shared_ptr<Waiter> waiter;
   {

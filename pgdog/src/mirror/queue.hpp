@@ -1,11 +1,13 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "mirror/channel.hpp"
 #include "mirror/request.hpp"
@@ -31,6 +33,12 @@ class Queue {
   };
   // The next request whose channel has nothing in flight; empty when the queue is closed.
   Task<std::optional<Item>> pop();
+  // More queued requests for a worker that holds one already, to replay after it on the same
+  // connection: in queue order, each from a channel with nothing in flight (so never two of
+  // one channel), those `fits` accepts, at most `max`. Never waits; each taken one is done()
+  // like a popped one.
+  using Fits = std::function<bool(const Channel&, const Request&)>;
+  std::vector<Item> take_more(const Fits& fits, std::size_t max);
   // The worker finished `item`: its channel may run its next request. After close(), the
   // channel's remaining requests are abandoned instead; returns how many.
   std::size_t done(const Item& item);
