@@ -231,7 +231,7 @@ std::vector<Queue::Item> Mirror::pipeline(Queue::Item first) {
   std::size_t bytes = lead->frames.size();
   const bool alone = !pipelinable(*first.channel, *lead) || bytes >= kPipelineBytes;
   items.push_back(std::move(first));
-  if (alone) return items;
+  // Called even when it goes alone: take_more hands what is left to another worker.
   auto more = queue_.take_more(
       [&](const Channel& channel, const Request& request) {
         if (!pipelinable(channel, request) || !same_connection(*lead, request)) return false;
@@ -239,7 +239,7 @@ std::vector<Queue::Item> Mirror::pipeline(Queue::Item first) {
         bytes += request.frames.size();
         return true;
       },
-      kPipelineRequests - 1);
+      alone ? 0 : kPipelineRequests - 1);
   std::move(more.begin(), more.end(), std::back_inserter(items));
   return items;
 }
