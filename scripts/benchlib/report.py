@@ -17,6 +17,7 @@ COLORS = {
     "pgdog": "#2ca02c",
     "pgdog-baseline": "#8c8c8c",
     "pgdog-mirror": "#ff7f0e",
+    "pgdog-mirror-baseline": "#c49c94",
     "pgdog-mirror-down": "#d62728",
     "pgdog-mirror-stalled": "#9467bd",
     "direct-unix": "#555555",

@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "mirror/compare.hpp"
-#include "mirror/replay.hpp"
 #include "protocol/sql.hpp"
 
 namespace pgdog::mirror {
@@ -21,6 +20,12 @@ double uniform() {
 }
 
 constexpr std::string_view kStopped = "mirror stopped at shutdown or removed by a reload";
+
+// A pipeline's bounds. Its frames are written before any answer is read: kept well under what
+// the kernel's socket buffers take on their own, so that the write never waits on a server
+// that waits for its answers to be read. A request larger than that goes alone, as before.
+constexpr std::size_t kPipelineRequests = 32;
+constexpr std::size_t kPipelineBytes = 32 * 1024;
 
 }  // namespace
 
@@ -198,11 +203,14 @@ Task<void> Mirror::worker() {
   while (true) {
     auto item = co_await queue_.pop();
     if (!item) break;
-    co_await replay(*item->request, *item->channel);
-    if (const std::size_t abandoned = queue_.done(*item); abandoned > 0) {
-      finish(MirrorOutcome::dropped, kStopped, abandoned);
+    auto items = pipeline(std::move(*item));
+    co_await replay(items);
+    for (const auto& done : items) {
+      if (const std::size_t abandoned = queue_.done(done); abandoned > 0) {
+        finish(MirrorOutcome::dropped, kStopped, abandoned);
+      }
     }
-    item.reset();  // the channel may close here, and want one worker fewer
+    items.clear();  // a channel may close here, and want one worker fewer
     if (retire()) co_return;
   }
   --workers_running_;  // stopped
@@ -217,21 +225,47 @@ bool Mirror::retire() {
   return false;
 }
 
-Task<void> Mirror::replay(const Request& request, Channel& channel) {
-  auto pool = pools_(request.user);
+std::vector<Queue::Item> Mirror::pipeline(Queue::Item first) {
+  std::vector<Queue::Item> items;
+  const RequestPtr lead = first.request;
+  std::size_t bytes = lead->frames.size();
+  const bool alone = !pipelinable(*first.channel, *lead) || bytes >= kPipelineBytes;
+  items.push_back(std::move(first));
+  // Called even when it goes alone: take_more hands what is left to another worker.
+  auto more = queue_.take_more(
+      [&](const Channel& channel, const Request& request) {
+        if (!pipelinable(channel, request) || !same_connection(*lead, request)) return false;
+        if (bytes + request.frames.size() > kPipelineBytes) return false;
+        bytes += request.frames.size();
+        return true;
+      },
+      alone ? 0 : kPipelineRequests - 1);
+  std::move(more.begin(), more.end(), std::back_inserter(items));
+  return items;
+}
+
+Task<void> Mirror::replay(std::span<const Queue::Item> items) {
+  const auto& user = items.front().request->user;
+  auto pool = pools_(user);
   if (!pool) {
-    finish(MirrorOutcome::connection, "no pool for user \"" + request.user + "\" on the mirror");
+    finish(MirrorOutcome::connection, "no pool for user \"" + user + "\" on the mirror",
+           items.size());
     co_return;
   }
   const auto settings = this->settings();
-  Replay replay(request, channel, std::move(pool), registry_, settings.timeout, settings.compare,
+  Replay replay(items, std::move(pool), registry_, settings.timeout, settings.compare,
                 stats_->cluster());
   co_await replay.run(io_);
-  keep_worker_for(channel);
-  auto& end = replay.end();
-  if (settings.compare != config::MirrorCompare::off &&
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    keep_worker_for(*items[i].channel);
+    conclude(*items[i].request, replay.ends()[i], settings.compare);
+  }
+}
+
+void Mirror::conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare) {
+  if (compare != config::MirrorCompare::off &&
       (end.outcome == MirrorOutcome::success || end.outcome == MirrorOutcome::query)) {
-    record_divergences(request, end.results, settings.compare == config::MirrorCompare::results);
+    record_divergences(request, end.results, compare == config::MirrorCompare::results);
   }
   finish(end.outcome, end.reason, 1, Durations{request.primary_us, end.mirror_us});
 }

@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "mirror/queue.hpp"
 #include "mirror/rate_limited_log.hpp"
+#include "mirror/replay.hpp"
 #include "stats/mirror_stats.hpp"
 
 namespace pgdog::mirror {
@@ -95,7 +96,10 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void keep_worker_for(Channel& channel);
   void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
-  Task<void> replay(const Request& request, Channel& channel);
+  // The popped item and the queued requests that can follow it on its mirror connection.
+  std::vector<Queue::Item> pipeline(Queue::Item first);
+  Task<void> replay(std::span<const Queue::Item> items);
+  void conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
   bool retire();
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);

@@ -18,20 +18,28 @@ bool Queue::try_push(const std::shared_ptr<Channel>& channel, RequestPtr request
       channel->listed = true;
       ready_.push_back(channel);
     }
-    if (!waiters_.empty()) {
-      if (auto item = take_locked()) {
-        wake = std::move(waiters_.front());
-        waiters_.pop_front();
-        wake->item = std::move(item);
-        wake->done = true;
-      }
-    }
+    // A worker handed a request and not running yet takes this one with it (take_more).
+    if (waking_ == 0) wake = hand_over_locked();
   }
-  if (wake) {
-    // The waiter's timer belongs to its worker's executor: cancel it there.
-    asio::post(wake->timer.get_executor(), [wake] { wake->timer.cancel(); });
-  }
+  if (wake) resume(wake);
   return true;
+}
+
+std::shared_ptr<Queue::Waiter> Queue::hand_over_locked() {
+  if (waiters_.empty()) return nullptr;
+  auto item = take_locked();
+  if (!item) return nullptr;
+  auto waiter = std::move(waiters_.front());
+  waiters_.pop_front();
+  waiter->item = std::move(item);
+  waiter->done = true;
+  ++waking_;
+  return waiter;
+}
+
+void Queue::resume(const std::shared_ptr<Waiter>& waiter) {
+  // The waiter's timer belongs to its worker's executor: cancel it there.
+  asio::post(waiter->timer.get_executor(), [waiter] { waiter->timer.cancel(); });
 }
 
 std::optional<Queue::Item> Queue::take_locked() {
@@ -48,6 +56,34 @@ std::optional<Queue::Item> Queue::take_locked() {
   return std::nullopt;
 }
 
+std::vector<Queue::Item> Queue::take_more(const Fits& fits, std::size_t max) {
+  std::vector<Item> taken;
+  std::shared_ptr<Waiter> wake;
+  std::unique_lock g(mutex_);
+  for (auto it = ready_.begin(); it != ready_.end() && taken.size() < max;) {
+    auto& channel = **it;
+    if (channel.in_flight || channel.pending.empty()) {
+      channel.listed = false;  // stale, as take_locked() would find it
+      it = ready_.erase(it);
+      continue;
+    }
+    if (!fits(channel, *channel.pending.front())) {
+      ++it;  // left for another worker, in its place
+      continue;
+    }
+    channel.in_flight = true;
+    channel.listed = false;
+    taken.push_back(Item{*it, std::move(channel.pending.front())});
+    channel.pending.pop_front();
+    it = ready_.erase(it);
+  }
+  // What this worker leaves goes to another.
+  if (waking_ == 0) wake = hand_over_locked();
+  g.unlock();
+  if (wake) resume(wake);
+  return taken;
+}
+
 Task<std::optional<Queue::Item>> Queue::pop() {
   std::shared_ptr<Waiter> waiter;
   {
@@ -59,7 +95,10 @@ Task<std::optional<Queue::Item>> Queue::pop() {
   }
   co_await waiter->timer.async_wait(use_nothrow);
   std::lock_guard g(mutex_);
-  if (waiter->done) co_return std::move(waiter->item);
+  if (waiter->done) {
+    --waking_;
+    co_return std::move(waiter->item);
+  }
   // Cancelled (shutdown) before anything arrived.
   std::erase(waiters_, waiter);
   co_return std::nullopt;
@@ -83,17 +122,10 @@ std::size_t Queue::done(const Item& item) {
     if (!item.channel->pending.empty() && !item.channel->listed) {
       item.channel->listed = true;
       ready_.push_back(item.channel);
-      if (!waiters_.empty()) {
-        if (auto next = take_locked()) {
-          wake = std::move(waiters_.front());
-          waiters_.pop_front();
-          wake->item = std::move(next);
-          wake->done = true;
-        }
-      }
+      if (waking_ == 0) wake = hand_over_locked();
     }
   }
-  if (wake) asio::post(wake->timer.get_executor(), [wake] { wake->timer.cancel(); });
+  if (wake) resume(wake);
   for (auto& w : closing)
     asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
   return abandoned;

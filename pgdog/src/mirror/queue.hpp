@@ -1,11 +1,13 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "mirror/channel.hpp"
 #include "mirror/request.hpp"
@@ -31,6 +33,14 @@ class Queue {
   };
   // The next request whose channel has nothing in flight; empty when the queue is closed.
   Task<std::optional<Item>> pop();
+  // More queued requests for a worker that holds one already, to replay after it on the same
+  // connection: in queue order, each from a channel with nothing in flight (so never two of
+  // one channel), those `fits` accepts, at most `max`. Never waits; each taken one is done()
+  // like a popped one. A worker calls it after every pop(), with `max` 0 if it takes nothing
+  // more: while one worker is woken and has not run yet, requests pushed meanwhile wait for it
+  // (so that it takes them together), and it hands what it leaves to the next.
+  using Fits = std::function<bool(const Channel&, const Request&)>;
+  std::vector<Item> take_more(const Fits& fits, std::size_t max);
   // The worker finished `item`: its channel may run its next request. After close(), the
   // channel's remaining requests are abandoned instead; returns how many.
   std::size_t done(const Item& item);
@@ -58,6 +68,9 @@ class Queue {
     bool done = false;
   };
   std::optional<Item> take_locked();
+  // The next request, to the first idle worker; null when there is no request or no worker.
+  std::shared_ptr<Waiter> hand_over_locked();
+  static void resume(const std::shared_ptr<Waiter>& waiter);
   // Closed: the waiters, to be woken with nothing.
   std::deque<std::shared_ptr<Waiter>> close_locked();
 
@@ -70,6 +83,7 @@ class Queue {
   std::size_t bytes_ = 0;
   bool closed_ = false;
   bool close_when_empty_ = false;
+  std::size_t waking_ = 0;  // workers handed a request that have not resumed yet
   std::deque<std::shared_ptr<Channel>> ready_;
   std::deque<std::shared_ptr<Waiter>> waiters_;
   std::multiset<Clock::time_point> ages_;

@@ -12,19 +12,34 @@ namespace pgdog::mirror {
 
 using stats::MirrorOutcome;
 
-Replay::Replay(const Request& request, Channel& channel, std::shared_ptr<backend::Pool> pool,
+bool pipelinable(const Channel& channel, const Request& request) {
+  return !channel.pinned && !channel.lease && !request.keep_server && request.statements == nullptr;
+}
+
+bool same_connection(const Request& first, const Request& next) {
+  if (first.user != next.user) return false;
+  if (!first.params || !next.params) return first.params == next.params;
+  return first.params->hash() == next.params->hash();
+}
+
+Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool> pool,
                backend::StatementRegistry& registry, config::Millis timeout,
                config::MirrorCompare compare, std::string_view cluster)
-    : request_(request),
-      channel_(channel),
+    : items_(items),
       pool_(std::move(pool)),
       timeout_(timeout),
       compare_(compare),
       cluster_(cluster),
-      track_(request.statements != nullptr && !channel.pinned),
-      rewriter_(registry, overlay_, request.statements.get()),
-      to_send_(request.frames),
-      ready_(request.syncs) {}
+      track_(items.size() == 1 && first().statements != nullptr && !channel().pinned),
+      rewriter_(registry, overlay_, first().statements.get()),
+      to_send_(first().frames),
+      ready_(first().syncs),
+      ends_(items.size()) {
+  if (items.size() == 1) return;
+  for (const auto& item : items)
+    joined_.append(item.request->frames);
+  to_send_ = joined_;
+}
 
 Task<void> Replay::run(Executor io) {
   using namespace asio::experimental::awaitable_operators;
@@ -36,17 +51,19 @@ Task<void> Replay::run(Executor io) {
   keep_lease();
 }
 
-// Past mirror_timeout the request counts as a timeout and its query is cancelled, again and
-// again until the server has answered it: a cancel that reaches the server before the query
-// started does nothing, and a query left running (waiting for a lock, say) would apply on the
-// mirror later, behind the client's next transactions.
+// Past mirror_timeout the requests not answered yet count as timeouts and the query running is
+// cancelled, again and again until the server has answered every request written (in a
+// pipeline, the next request starts when one is cancelled): a cancel that reaches the server
+// before the query started does nothing, and a query left running (waiting for a lock, say)
+// would apply on the mirror later, behind the client's next transactions.
 Task<void> Replay::watchdog(Executor io) {
   static constexpr std::array<std::chrono::milliseconds, 4> kPauses{
-      std::chrono::milliseconds(50), std::chrono::milliseconds(100),
-      std::chrono::milliseconds(200), std::chrono::milliseconds(400)};
+      std::chrono::milliseconds(50), std::chrono::milliseconds(100), std::chrono::milliseconds(200),
+      std::chrono::milliseconds(400)};
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout_);
   if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
   timed_out_ = true;
+  answered_in_time_ = answered_;
   if (!sent_) co_return;  // nothing runs on the mirror yet: the exchange stops here
   for (const auto pause : kPauses) {
     const auto& address = lease_->address();
@@ -56,9 +73,10 @@ Task<void> Replay::watchdog(Executor io) {
     timer.expires_after(pause);
     if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
   }
-  spdlog::warn("mirror {}: a timed-out query did not end after {} cancel requests; its "
-               "connection is closed",
-               cluster_, kPauses.size());
+  spdlog::warn(
+      "mirror {}: a timed-out query did not end after {} cancel requests; its "
+      "connection is closed",
+      cluster_, kPauses.size());
 }
 
 Task<void> Replay::exchange() {
@@ -67,36 +85,48 @@ Task<void> Replay::exchange() {
   const bool prepared = co_await prepare();
   if (!prepared || timed_out_) co_return;
   auto& server = *lease_;
-  const auto started = Clock::now();
+  written_ = Clock::now();
   sent_ = true;
   if (auto ec = co_await server.stream().write(to_send_)) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
   }
+  for (std::size_t i = 0; i < items_.size(); ++i) {
+    const bool more = co_await read_answers(i);
+    if (!more) co_return;
+  }
+}
+
+Task<bool> Replay::read_answers(std::size_t i) {
+  auto& server = *lease_;
+  const auto& request = *items_[i].request;
   const bool tags = compare_ != config::MirrorCompare::off;
   ReplayReader reader(
-      ReplayReader::Settings{ready_, request_.primary_errors, tags,
+      ReplayReader::Settings{i == 0 ? ready_ : request.syncs, request.primary_errors, tags,
                              compare_ == config::MirrorCompare::results, server.max_message_size()},
       server.prepared(), server.params(), server.status(), track_ ? &tracker_ : nullptr);
   const bool answered = co_await read(reader);
-  if (!answered) co_return;
-  end_.mirror_us = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
-  conclude(reader);
+  if (!answered) co_return false;
+  ends_[i].mirror_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - written_).count());
+  co_return conclude(reader, i);
 }
 
 Task<bool> Replay::lease() {
-  if (channel_.lease && !channel_.lease->broken() && channel_.lease.pool() == pool_.get()) {
-    lease_ = std::move(channel_.lease);  // the session's own mirror connection
+  auto& channel = this->channel();
+  if (channel.lease && !channel.lease->broken() && channel.lease.pool() == pool_.get()) {
+    lease_ = std::move(channel.lease);  // the session's own mirror connection
     reused_ = true;
     co_return true;
   }
-  channel_.lease = backend::Lease{};
+  channel.lease = backend::Lease{};
   auto checked_out = co_await pool_->checkout();
   if (!checked_out) {
     // The session's next transactions fail at once while the pool backs off (Mirror::admit).
-    channel_.down_until.store(pool_->retry_at().time_since_epoch().count(),
-                              std::memory_order_relaxed);
+    for (const auto& item : items_) {
+      item.channel->down_until.store(pool_->retry_at().time_since_epoch().count(),
+                                     std::memory_order_relaxed);
+    }
     fail(nullptr, checked_out.error().to_string());
     co_return false;
   }
@@ -115,8 +145,10 @@ Task<bool> Replay::prepare() {
 
 Task<bool> Replay::sync_parameters() {
   auto& server = *lease_;
-  if (!request_.params || server.synced_hash() == request_.params->hash()) co_return true;
-  protocol::Params desired = *request_.params;
+  // A pipeline's requests all have the first one's parameters (same_connection).
+  const auto& params = first().params;
+  if (!params || server.synced_hash() == params->hash()) co_return true;
+  protocol::Params desired = *params;
   // A parameter the mirror refuses is not the replay's failure; a broken connection is.
   if (auto r = co_await backend::sync_parameters(server, desired); !r && server.broken()) {
     fail(&server, r.error().to_string());
@@ -128,8 +160,9 @@ Task<bool> Replay::sync_parameters() {
 void Replay::rewrite() {
   auto& server = *lease_;
   bool rewrote = false;
-  for (auto rest = std::string_view(request_.frames); !rest.empty();) {
-    auto f = *protocol::next_frame(rest, request_.frames.size());
+  const auto& frames = first().frames;
+  for (auto rest = std::string_view(frames); !rest.empty();) {
+    auto f = *protocol::next_frame(rest, frames.size());
     rest.remove_prefix(f.size());
     if (!rewriter_.rewrite(f, server.prepared(), rewritten_, tracker_)) {
       rewritten_.append(f.raw);
@@ -158,23 +191,43 @@ Task<bool> Replay::read(ReplayReader& reader) {
   }
 }
 
-void Replay::conclude(ReplayReader& reader) {
+bool Replay::conclude(ReplayReader& reader, std::size_t i) {
   auto& server = *lease_;
   server.set_status(reader.status());
   if (!reader.first_error().empty()) {
     spdlog::debug("mirror {}: error {}: {}", cluster_, reader.first_error(),
                   reader.first_error_message());
   }
-  end_.outcome = *reader.outcome();
-  end_.reason = reader.reason();
-  end_.results = std::move(reader.results());
-  if (!reader.reusable(server.buffer().empty())) server.mark_broken();
+  auto& end = ends_[i];
+  end.outcome = *reader.outcome();
+  end.reason = reader.reason();
+  end.results = std::move(reader.results());
+  answered_ = i + 1;
+  // In a pipeline the answers to the next requests may already be buffered after this one's.
+  const bool last = answered_ == items_.size();
+  if (reader.reusable(!last || server.buffer().empty())) return true;
+  server.mark_broken();
+  if (last) return false;
+  if (end.outcome == MirrorOutcome::connection) {
+    fail(&server, "connection lost during an earlier transaction of its pipeline: " + end.reason);
+  } else {
+    fail(&server, std::string("an earlier transaction of its pipeline left the mirror connection "
+                              "in transaction status '") +
+                      reader.status() + "'; the connection was closed, this one unconfirmed");
+  }
+  return false;
 }
 
 void Replay::time_out() {
-  end_.outcome = MirrorOutcome::timeout;
-  end_.reason =
+  const std::string reason =
       "no ReadyForQuery within mirror_timeout (" + std::to_string(timeout_.count()) + " ms)";
+  // Answered whole before the deadline: their outcome stands. The rest were not confirmed in
+  // time, even those answered while the cancels went out.
+  for (std::size_t i = answered_in_time_; i < ends_.size(); ++i) {
+    ends_[i].outcome = MirrorOutcome::timeout;
+    ends_[i].reason = reason;
+    ends_[i].results.clear();
+  }
   // Never reused: it may have been stopped in the middle of anything.
   if (lease_) lease_->mark_broken();
 }
@@ -183,8 +236,9 @@ void Replay::keep_lease() {
   // A session keeps its connection for its next request (a broken one goes: the session's
   // state on the mirror is lost with it, and what depends on it fails there, as it should).
   if (!lease_ || lease_->broken()) return;
-  if (channel_.pinned || request_.keep_server) {
-    channel_.lease = std::move(lease_);
+  // A pipeline's requests keep nothing (pipelinable).
+  if (channel().pinned || first().keep_server) {
+    channel().lease = std::move(lease_);
   } else if (reused_) {
     // A transaction-mode client that was pinned is no longer: its connection is reset before
     // the pool shares it, as on the primary.
@@ -194,8 +248,10 @@ void Replay::keep_lease() {
 
 void Replay::fail(backend::ServerConnection* server, std::string why) {
   if (server != nullptr) server->mark_broken();
-  end_.outcome = MirrorOutcome::connection;
-  end_.reason = std::move(why);
+  for (std::size_t i = answered_; i < ends_.size(); ++i) {
+    ends_[i].outcome = MirrorOutcome::connection;
+    ends_[i].reason = why;
+  }
 }
 
 }  // namespace pgdog::mirror

@@ -1,10 +1,21 @@
 #pragma once
 
-// One request's replay on a mirror server, in parts: getting a lease, preparing the request for
-// that server, the exchange (write it, read the answers through a ReplayReader), all under the
-// mirror's timeout. The outcome is left in end() for the mirror to record.
+// The replay of one request, or of a pipeline of requests, on a mirror server, in parts: getting
+// a lease, preparing the requests for that server, the exchange (write them all in one write,
+// read the answers of each in turn through its own ReplayReader), all under the mirror's
+// timeout. Each request's outcome is left in ends() for the mirror to record.
+//
+// How a pipeline's answers are attributed: each request expects a known number of
+// ReadyForQuery messages, so the answers are cut between requests by counting them, in the
+// order the requests were written. A request whose answers were read whole keeps the outcome
+// they give (success, or query for an ERROR), whatever happens after it. Those not answered
+// whole when something goes wrong are never successes: past the timeout they are timeouts; on
+// a lost connection or a FATAL they are connection failures; and when a request leaves the
+// connection unusable (inside a transaction, as only a failure there does), the connection is
+// closed and the requests written after it are connection failures: they were not confirmed.
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +24,7 @@
 #include "backend/prepared.hpp"
 #include "config/config.hpp"
 #include "mirror/channel.hpp"
+#include "mirror/queue.hpp"
 #include "mirror/replay_reader.hpp"
 #include "mirror/request.hpp"
 #include "stats/mirror_stats.hpp"
@@ -20,38 +32,56 @@
 namespace pgdog::mirror {
 
 struct ReplayEnd {
-  stats::MirrorOutcome outcome = stats::MirrorOutcome::success;
-  std::string reason;                    // why it failed
-  std::vector<StatementResult> results;  // the mirror's, to compare (compare != off)
-  std::uint64_t mirror_us = 0;           // the exchange's time on the mirror server
+  // Until the request's answers are read, it is not a success.
+  stats::MirrorOutcome outcome = stats::MirrorOutcome::connection;
+  std::string reason = "no answer read";  // why it failed
+  std::vector<StatementResult> results;   // the mirror's, to compare (compare != off)
+  std::uint64_t mirror_us = 0;            // the exchange's time on the mirror server
 };
+
+// Whether a request may share a mirror connection with other channels' requests in one
+// pipeline: not one whose channel keeps a connection of its own (session mode, a pinned client),
+// and not one that uses named prepared statements (those are rewritten for the server that
+// replays them, one request at a time).
+bool pipelinable(const Channel& channel, const Request& request);
+// Whether `next` may follow `first` on the connection leased for `first`: the same pool (user)
+// and the same session parameters, which are set once for the whole pipeline.
+bool same_connection(const Request& first, const Request& next);
 
 class Replay {
  public:
-  Replay(const Request& request, Channel& channel, std::shared_ptr<backend::Pool> pool,
+  // `items`: one request, or several that are each pipelinable() and share the first's
+  // connection, in the order to write them. They outlive the replay.
+  Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool> pool,
          backend::StatementRegistry& registry, config::Millis timeout,
          config::MirrorCompare compare, std::string_view cluster);
 
-  // Replays the request. `io` runs the cancel request sent when it times out.
+  // Replays the requests. `io` runs the cancel request sent when it times out.
   Task<void> run(Executor io);
-  ReplayEnd& end() { return end_; }
+  // One per item, in order.
+  std::vector<ReplayEnd>& ends() { return ends_; }
 
  private:
+  const Request& first() const { return *items_.front().request; }
+  Channel& channel() const { return *items_.front().channel; }
   Task<void> exchange();
+  // Reads the answers to request `i`; false when nothing more can be read.
+  Task<bool> read_answers(std::size_t i);
   Task<bool> lease();
   // The parts after lease() work on the leased server.
   Task<bool> prepare();
   Task<bool> sync_parameters();
   void rewrite();
   Task<bool> read(ReplayReader& reader);
-  void conclude(ReplayReader& reader);
+  // False when the connection cannot serve the requests after `i`.
+  bool conclude(ReplayReader& reader, std::size_t i);
   Task<void> watchdog(Executor io);
   void time_out();
   void keep_lease();
+  // The requests not answered yet are connection failures.
   void fail(backend::ServerConnection* server, std::string why);
 
-  const Request& request_;
-  Channel& channel_;
+  std::span<const Queue::Item> items_;
   std::shared_ptr<backend::Pool> pool_;
   config::Millis timeout_;
   config::MirrorCompare compare_;
@@ -65,13 +95,17 @@ class Replay {
   backend::Rewriter rewriter_;
   backend::ResponseTracker tracker_;
   std::string rewritten_;
+  std::string joined_;  // a pipeline's frames, one request after the other
   std::string_view to_send_;
-  std::size_t ready_ = 0;  // ReadyForQuery messages the server will send
+  std::size_t ready_ = 0;  // ReadyForQuery messages the server will send for the first request
   backend::Lease lease_;
-  ReplayEnd end_;
-  bool sent_ = false;       // the request went to the mirror server
-  bool reused_ = false;     // the lease is the one the channel kept
-  bool timed_out_ = false;  // mirror_timeout passed first
+  std::vector<ReplayEnd> ends_;
+  std::size_t answered_ = 0;          // requests whose answers were read whole
+  std::size_t answered_in_time_ = 0;  // ... before the timeout
+  Clock::time_point written_;         // when the requests went to the server
+  bool sent_ = false;                 // the request went to the mirror server
+  bool reused_ = false;               // the lease is the one the channel kept
+  bool timed_out_ = false;            // mirror_timeout passed first
 };
 
 }  // namespace pgdog::mirror

@@ -461,5 +461,123 @@ TEST_F(MirrorWorker, SessionKeepsItsConnectionAndDiscardsItWhenItCloses) {
   EXPECT_EQ(stats().handed, 4u);  // the reset is not a mirrored transaction
 }
 
+// Requests of several clients queued while the mirror's only worker was busy replay as one
+// pipeline: one connection, written at once, the answers cut by counting ReadyForQuery. Each
+// request keeps the outcome of its own answers; those left unanswered when the connection is
+// lost or the timeout passes are connection failures or timeouts, never successes. A replay one
+// request at a time would count the requests after the fault as successes on a new connection:
+// the counts below tell a pipeline from it.
+class MirrorPipeline : public MirrorWorker {
+ protected:
+  void start(MirrorSettings settings = {}) {
+    settings.workers = 1;
+    MirrorWorker::start(settings);
+  }
+  // One autocommit request from each of `sqls`' clients, in order, all queued before the
+  // worker runs: they form one pipeline.
+  void hand(const std::vector<std::string>& sqls) {
+    for (const auto& sql : sqls)
+      client().autocommit(sql);
+  }
+};
+
+TEST_F(MirrorPipeline, AnErrorFailsOnlyItsOwnTransaction) {
+  start();
+  client().autocommit("INSERT a0");
+  client().block("INSERT b0 fail");  // BEGIN, the failing INSERT, COMMIT answered ROLLBACK
+  client().recovered_block("INSERT fail dup", "INSERT c0");
+  client().autocommit("INSERT d0");
+  EXPECT_EQ(settled(4), (Counts{.handed = 4, .success = 3, .query = 1}));
+  EXPECT_EQ(server_.connections(), 1u);
+  EXPECT_EQ(database_.queries(0),
+            (std::vector<std::string>{"INSERT a0", "BEGIN", "INSERT b0 fail", "COMMIT", "BEGIN",
+                                      "SAVEPOINT s", "INSERT fail dup", "ROLLBACK TO SAVEPOINT s",
+                                      "INSERT c0", "COMMIT", "INSERT d0"}));
+}
+
+class MirrorPipelineBroken : public MirrorPipeline,
+                             public ::testing::WithParamInterface<const char*> {};
+
+// The connection is lost at the second request: the first was answered (success), the second
+// and the third, written on that connection, were not (connection failures).
+TEST_P(MirrorPipelineBroken, RequestsNotAnsweredAreConnectionFailures) {
+  MirrorSettings settings;
+  settings.timeout = 60s;  // beyond the deadline: waiting for it fails the test
+  start(settings);
+  hand({"INSERT a0", std::string("INSERT b0 ") + GetParam(), "INSERT c0"});
+  EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 1, .connection = 2}));
+  EXPECT_EQ(server_.connections(), 1u);
+  hand({"INSERT after"});
+  EXPECT_EQ(settled(4), (Counts{.handed = 4, .success = 2, .connection = 2}));
+  EXPECT_EQ(database_.queries(1), std::vector<std::string>{"INSERT after"});
+}
+
+INSTANTIATE_TEST_SUITE_P(MirrorPipeline, MirrorPipelineBroken,
+                         ::testing::Values("reset", "fatal", "fatal_stay"));
+
+// The mirror stalls at the second request: the first was answered in time (success), the
+// second and third time out; the stalled query is cancelled and the connection not reused.
+TEST_F(MirrorPipeline, RequestsNotAnsweredInTimeAreTimeouts) {
+  MirrorSettings settings;
+  settings.timeout = 200ms;
+  start(settings);
+  hand({"INSERT a0", "INSERT b0 stall", "INSERT c0"});
+  EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 1, .timeout = 2}));
+  ASSERT_TRUE(run_until([&] { return server_.cancels().size() == 4; }));
+  for (const auto& cancel : server_.cancels())
+    EXPECT_EQ(cancel.process_id, ScriptedServer::key(0).process_id);
+  hand({"INSERT after"});
+  EXPECT_EQ(settled(4), (Counts{.handed = 4, .success = 2, .timeout = 2}));
+  EXPECT_EQ(server_.connections(), 2u);
+  EXPECT_EQ(database_.queries(1), std::vector<std::string>{"INSERT after"});
+}
+
+// A request that leaves the mirror connection inside a transaction (here the mirror answered
+// BEGIN where the primary was idle) ends the pipeline: the requests after it would run inside
+// that transaction, so the connection is closed and they are connection failures.
+TEST_F(MirrorPipeline, ConnectionLeftInATransactionEndsThePipeline) {
+  start();
+  client().send("BEGIN left open", wire::complete("BEGIN") + wire::ready('I'));
+  hand({"INSERT b0", "INSERT c0"});
+  EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 1, .connection = 2}));
+  ASSERT_TRUE(run_until([&] { return server_.closed_by_client(0); }));
+  hand({"INSERT after"});
+  EXPECT_EQ(settled(4), (Counts{.handed = 4, .success = 2, .connection = 2}));
+  EXPECT_EQ(server_.connections(), 2u);
+}
+
+// A client's requests never share a pipeline: the second waits for the first's answers, and
+// they reach the mirror in the client's order.
+TEST_F(MirrorPipeline, KeepsEachClientsOrder) {
+  start();
+  auto& a = client();
+  auto& b = client();
+  for (int i = 0; i < 3; ++i) {
+    a.autocommit("INSERT a" + std::to_string(i));
+    b.autocommit("INSERT b" + std::to_string(i));
+  }
+  EXPECT_EQ(settled(6), (Counts{.handed = 6, .success = 6}));
+  EXPECT_EQ(database_.queries(0),
+            (std::vector<std::string>{"INSERT a0", "INSERT b0", "INSERT a1", "INSERT b1",
+                                      "INSERT a2", "INSERT b2"}));
+}
+
+// A session-mode client's requests replay on its own connection, never in a pipeline: the
+// requests queued around one pipeline without it.
+TEST_F(MirrorPipeline, LeavesOutSessionsThatKeepTheirConnection) {
+  MirrorSettings settings;
+  settings.workers = 1;
+  MirrorWorker::start(settings, 2);
+  auto& a = client();
+  auto& session = client(/*session_mode=*/true);
+  auto& b = client();
+  a.autocommit("INSERT a0");
+  session.autocommit("INSERT s0");
+  b.autocommit("INSERT b0");
+  EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 3}));
+  EXPECT_EQ(database_.queries(0), (std::vector<std::string>{"INSERT a0", "INSERT b0"}));
+  EXPECT_EQ(database_.queries(1), std::vector<std::string>{"INSERT s0"});
+}
+
 }  // namespace
 }  // namespace pgdog::mirror
