@@ -213,6 +213,10 @@ AdminResult show_mirror_divergences(App& app) {
   return r;
 }
 
+std::string held_ms(const stats::CutoverEvent& e) {
+  return str(static_cast<std::uint64_t>(e.held_seconds * 1000.0 + 0.5));
+}
+
 AdminResult show_cutovers(App& app) {
   AdminResult r{{"at", "database", "from", "to", "generation", "origin", "held_ms", "result",
                  "step", "error"},
@@ -220,11 +224,32 @@ AdminResult show_cutovers(App& app) {
                 "SHOW"};
   for (const auto& e : app.cutovers().events()) {
     r.rows.push_back(Row{iso_time(e.at), e.database, e.from, e.to, str(e.generation),
-                         e.followed ? "followed" : "here",
-                         str(static_cast<std::uint64_t>(e.held_seconds * 1000.0 + 0.5)),
+                         e.followed ? "followed" : "here", held_ms(e),
                          std::string(stats::to_string(e.result)), e.step, e.error});
   }
   return r;
+}
+
+// CUTOVER ...: one row on success; refused (nothing was done) is 55000, failed (nothing was
+// swapped, the clients went on) is 58000, naming the step.
+Task<std::optional<AdminResult>> cutover(App& app, std::string_view sql, std::string& error_code,
+                                         std::string& error_message) {
+  auto command = parse_cutover(sql, error_message);
+  if (!command) {
+    error_code = "42601";
+    co_return std::nullopt;
+  }
+  const auto e = co_await run_cutover(app, std::move(*command));
+  if (e.result != stats::CutoverResult::ok) {
+    error_code = e.result == stats::CutoverResult::refused ? "55000" : "58000";
+    error_message = "CUTOVER " + std::string(stats::to_string(e.result)) + " at step \"" +
+                    e.step + "\": " + e.error + "; \"" + e.database + "\" is still served by " +
+                    e.from;
+    co_return std::nullopt;
+  }
+  co_return AdminResult{{"database", "from", "to", "generation", "held_ms"},
+                        {Row{e.database, e.from, e.to, str(e.generation), held_ms(e)}},
+                        "CUTOVER"};
 }
 
 }  // namespace
@@ -257,26 +282,7 @@ Task<std::optional<AdminResult>> AdminSession::execute(std::string_view sql,
     co_return AdminResult{{}, {}, "RELOAD"};
   }
   if (cmd == "SHOW CUTOVERS") co_return show_cutovers(app_);
-  if (cmd.starts_with("CUTOVER")) {
-    auto command = parse_cutover(sql, error_message);
-    if (!command) {
-      error_code = "42601";
-      co_return std::nullopt;
-    }
-    const auto e = co_await run_cutover(app_, std::move(*command));
-    if (e.result != stats::CutoverResult::ok) {
-      // Refused: nothing was done. Failed: nothing was swapped, the clients went on.
-      error_code = e.result == stats::CutoverResult::refused ? "55000" : "58000";
-      error_message = "CUTOVER " + std::string(stats::to_string(e.result)) + " at step \"" +
-                      e.step + "\": " + e.error + "; \"" + e.database + "\" is still served by " +
-                      e.from;
-      co_return std::nullopt;
-    }
-    co_return AdminResult{{"database", "from", "to", "generation", "held_ms"},
-                          {Row{e.database, e.from, e.to, str(e.generation),
-                               str(static_cast<std::uint64_t>(e.held_seconds * 1000.0 + 0.5))}},
-                          "CUTOVER"};
-  }
+  if (cmd.starts_with("CUTOVER")) co_return co_await cutover(app_, sql, error_code, error_message);
   if (cmd == "PAUSE") {
     app_.pause();
     // Returns once every running transaction has finished; new ones wait for RESUME.
