@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +11,7 @@
 #include "config/config.hpp"
 #include "frontend/app.hpp"
 #include "net/tls.hpp"
+#include "net/workers.hpp"
 
 namespace {
 
@@ -110,10 +110,11 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   const int workers = std::max(1, loaded->general.workers);
 
-  boost::asio::io_context io(workers);
+  pgdog::net::Workers loops(workers);
+  auto& io = loops.context(0);
   std::unique_ptr<pgdog::frontend::App> app;
   try {
-    app = std::make_unique<pgdog::frontend::App>(io, std::move(*loaded));
+    app = std::make_unique<pgdog::frontend::App>(loops.contexts(), std::move(*loaded));
     app->start();
   } catch (const std::exception& e) {
     spdlog::error("could not start: {}", e.what());
@@ -138,12 +139,7 @@ int main(int argc, char** argv) {
       };
   signals.async_wait(on_signal);
 
-  std::vector<std::thread> threads;
-  for (int i = 1; i < workers; ++i)
-    threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : threads)
-    t.join();
+  loops.run();
   spdlog::info("pgdog stopped");
   return 0;
 }

@@ -1,8 +1,12 @@
 #include "backend/pool.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
+
+#include "net/workers.hpp"
 
 namespace pgdog::backend {
 
@@ -19,6 +23,11 @@ std::uint64_t micros_since(Clock::time_point t) {
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
+// Shard i's part of min_pool_size: the remainder goes to the first ones.
+int min_share(int min_size, std::size_t shards, std::size_t i) {
+  const int n = static_cast<int>(shards);
+  return min_size / n + (static_cast<int>(i) < min_size % n ? 1 : 0);
+}
 
 }  // namespace
 
@@ -28,109 +37,159 @@ void Lease::release() {
   pool_.reset();
 }
 
+Pool::Shard::Shard(Executor ex, std::size_t i, PoolSettings s)
+    : io(ex), strand(asio::make_strand(ex)), index(i), settings(std::move(s)) {}
+
 Pool::Pool(Executor io, std::string user, std::string database, PoolSettings settings)
-    : io_(io),
-      strand_(asio::make_strand(io)),
-      user_(std::move(user)),
-      database_(std::move(database)),
-      settings_(std::move(settings)) {}
+    : Pool(std::vector<Executor>{std::move(io)}, std::move(user), std::move(database),
+           std::move(settings)) {}
+
+Pool::Pool(std::vector<Executor> workers, std::string user, std::string database,
+           PoolSettings settings)
+    : user_(std::move(user)), database_(std::move(database)) {
+  if (workers.empty()) throw std::invalid_argument("a pool needs at least one worker");
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    shards_.push_back(std::make_unique<Shard>(workers[i], i, settings));
+    shards_.back()->min_size = min_share(settings.min_size, workers.size(), i);
+  }
+}
 
 Pool::~Pool() = default;
 
+Pool::Shard& Pool::shard() const {
+  const auto i = static_cast<std::size_t>(net::Workers::current());
+  return *shards_[i < shards_.size() ? i : 0];
+}
+
 PoolSettings Pool::settings() const {
-  std::lock_guard g(mutex_);
-  return settings_;
+  std::lock_guard g(shards_[0]->mutex);
+  return shards_[0]->settings;
 }
 
 config::PoolerMode Pool::mode() const {
-  std::lock_guard g(mutex_);
-  return settings_.mode;
+  Shard& s = shard();
+  std::lock_guard g(s.mutex);
+  return s.settings.mode;
+}
+
+std::shared_ptr<const stats::PoolCounters> Pool::shared_counters() const {
+  if (shards_.size() == 1) return shards_[0]->counters;
+  auto sum = std::make_shared<stats::PoolCounters>();
+  for (const auto& s : shards_)
+    sum->merge(*s->counters);
+  return sum;
 }
 
 void Pool::start() {
   {
-    std::lock_guard g(mutex_);
+    std::lock_guard g(common_);
     if (started_) return;
     started_ = true;
   }
-  asio::co_spawn(strand_, maintain(), log_errors("pool maintenance"));
+  for (auto& s : shards_)
+    asio::co_spawn(s->strand, maintain(*s), log_errors("pool maintenance"));
 }
 
 void Pool::update(PoolSettings settings) {
   std::vector<ServerPtr> close;
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  {
-    std::lock_guard g(mutex_);
-    const bool moved = !(settings.address == settings_.address);
-    settings_ = std::move(settings);
-    if (moved) {
-      // Idle connections point at the old server; busy ones are closed at checkin.
-      close = std::move(idle_);
-      idle_.clear();
-      defaults_.reset();
+  bool moved = false;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    moved = !(settings.address == s->settings.address);
+    s->settings = settings;
+    s->min_size = min_share(settings.min_size, shards_.size(), s->index);
+    // Idle connections to the old server go now; busy ones are closed at checkin.
+    if (moved) std::move(s->idle.begin(), s->idle.end(), std::back_inserter(close));
+    if (moved) s->idle.clear();
+  }
+  if (moved) {
+    std::lock_guard g(common_);
+    defaults_.reset();
+  }
+  // A smaller size: idle connections over it go, oldest first.
+  int over = open_.load() - static_cast<int>(close.size()) - settings.size;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    while (over > 0 && !s->idle.empty()) {
+      close.push_back(std::move(s->idle.front()));
+      s->idle.erase(s->idle.begin());
+      --over;
     }
-    while (static_cast<int>(idle_.size()) + active_ + connecting_ > settings_.size &&
-           !idle_.empty()) {
-      close.push_back(std::move(idle_.front()));
-      idle_.erase(idle_.begin());
-    }
-    grow_locked();
+  }
+  release(static_cast<int>(close.size()));
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    grow_locked(*s);
   }
 }
 
 void Pool::shutdown() {
   std::vector<ServerPtr> close;
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  {
-    std::lock_guard g(mutex_);
-    closed_ = true;
-    close = std::move(idle_);
-    idle_.clear();
-    fail_waiters_locked(Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01"),
+  WakeList wake_list;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    s->closed = true;
+    std::move(s->idle.begin(), s->idle.end(), std::back_inserter(close));
+    s->idle.clear();
+    fail_waiters_locked(*s, Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01"),
                         true, wake_list);
   }
+  open_.fetch_sub(static_cast<int>(close.size()));
   wake(wake_list);
 }
 
-bool Pool::usable_locked(ServerConnection& s, Clock::time_point now) const {
-  if (s.broken() || s.status() != 'I') return false;
-  if (!(s.address() == settings_.address)) return false;
-  if (now - s.created_at() > settings_.server_lifetime) return false;
+int Pool::total_locked(const Shard& s) const {
+  return static_cast<int>(s.idle.size()) + s.active + s.connecting;
+}
+
+bool Pool::usable_locked(const Shard& s, ServerConnection& server, Clock::time_point now) const {
+  if (server.broken() || server.status() != 'I') return false;
+  if (!(server.address() == s.settings.address)) return false;
+  if (now - server.created_at() > s.settings.server_lifetime) return false;
   return true;
 }
 
 std::optional<Lease> Pool::try_checkout() {
+  Shard& s = shard();
   std::vector<ServerPtr> dead;
-  std::lock_guard g(mutex_);
-  if (closed_) return std::nullopt;
-  const auto now = Clock::now();
-  while (!paused_ && !idle_.empty()) {
-    ServerPtr s = std::move(idle_.back());
-    idle_.pop_back();
-    // A server terminated while idle has already sent FATAL and EOF. Peeking costs a syscall,
-    // so only connections that sat idle long enough to have died are checked.
-    if (!usable_locked(*s, now) || (now - s->last_used() > kIdleCheckAfter && !s->alive())) {
-      dead.push_back(std::move(s));
-      continue;
+  std::optional<Lease> lease;
+  {
+    std::lock_guard g(s.mutex);
+    if (s.closed) return std::nullopt;
+    const auto now = Clock::now();
+    while (!s.paused && !s.idle.empty()) {
+      ServerPtr server = std::move(s.idle.back());
+      s.idle.pop_back();
+      // A server terminated while idle has already sent FATAL and EOF. Peeking costs a syscall,
+      // so only connections that sat idle long enough to have died are checked.
+      if (!usable_locked(s, *server, now) ||
+          (now - server->last_used() > kIdleCheckAfter && !server->alive())) {
+        dead.push_back(std::move(server));
+        continue;
+      }
+      ++s.active;
+      s.in_use.push_back(server.get());
+      server->pool_slot = s.in_use.size() - 1;
+      server->touch();
+      lease.emplace(shared_from_this(), std::move(server));
+      break;
     }
-    ++active_;
-    mark_in_use_locked(*s);
-    s->touch();
-    return Lease(shared_from_this(), std::move(s));
   }
-  return std::nullopt;
+  release(static_cast<int>(dead.size()));
+  return lease;
 }
 
 Task<Result<Lease>> Pool::checkout() {
   auto self = shared_from_this();
+  Shard& s = shard();
   {
-    std::lock_guard g(mutex_);
-    if (closed_) co_return Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01");
+    std::lock_guard g(s.mutex);
+    if (s.closed) co_return Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01");
   }
   if (auto lease = try_checkout()) co_return std::move(*lease);
 
   {
-    std::lock_guard g(mutex_);
+    std::lock_guard g(common_);
     const auto now = Clock::now();
     if (backing_off_locked(now)) {
       Failure f = *last_error_;
@@ -146,82 +205,106 @@ Task<Result<Lease>> Pool::checkout() {
   auto ex = co_await asio::this_coro::executor;
   auto waiter = std::make_shared<Waiter>(ex);
   {
-    std::lock_guard g(mutex_);
-    if (paused_) {
+    std::lock_guard g(s.mutex);
+    if (s.paused) {
       waiter->timer.expires_at(Clock::time_point::max());
     } else {
-      waiter->timer.expires_after(settings_.checkout_timeout);
+      waiter->timer.expires_after(s.settings.checkout_timeout);
     }
-    waiters_.push_back(waiter);
-    grow_locked();
+    push_waiter_locked(s, waiter);
+    grow_locked(s);
   }
   co_await waiter->timer.async_wait(use_nothrow);
 
-  std::lock_guard g(mutex_);
-  counters_->wait_time_us.fetch_add(micros_since(waiter->since), std::memory_order_relaxed);
+  std::lock_guard g(s.mutex);
+  s.counters->wait_time_us.fetch_add(micros_since(waiter->since), std::memory_order_relaxed);
   if (waiter->done) {
     if (waiter->server) co_return Lease(self, std::move(waiter->server));
     co_return *waiter->failure;
   }
-  waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+  if (auto it = std::find(s.waiters.begin(), s.waiters.end(), waiter); it != s.waiters.end()) {
+    s.waiters.erase(it);
+    s.waiting.fetch_sub(1);
+    waiting_.fetch_sub(1);
+  }
   std::string message = "no server connection available for " + user_ + "@" + database_ +
                         " within checkout_timeout (" +
-                        std::to_string(settings_.checkout_timeout.count()) + " ms)";
+                        std::to_string(s.settings.checkout_timeout.count()) + " ms)";
+  std::lock_guard c(common_);
   if (last_error_) message += "; last connection error: " + last_error_->to_string();
   co_return Failure::from(Error::checkout_timeout, message, "08006");
 }
 
 void Pool::checkin(ServerPtr server) {
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  ServerPtr close;
+  Shard& s = *shards_[server->pool_shard < shards_.size() ? server->pool_shard : 0];
+  WakeList wake_list;
+  std::vector<ServerPtr> close;
   {
-    std::lock_guard g(mutex_);
-    --active_;
-    unmark_in_use_locked(*server);
+    std::lock_guard g(s.mutex);
+    --s.active;
+    if (server->pool_slot < s.in_use.size() && s.in_use[server->pool_slot] == server.get()) {
+      s.in_use[server->pool_slot] = s.in_use.back();
+      s.in_use[server->pool_slot]->pool_slot = server->pool_slot;
+      s.in_use.pop_back();
+    }
+    server->pool_slot = static_cast<std::size_t>(-1);
     server->touch();
-    if (closed_ || !usable_locked(*server, Clock::now())) {
-      close = std::move(server);
-      grow_locked();
+    if (s.closed || !usable_locked(s, *server, Clock::now())) {
+      close.push_back(std::move(server));
     } else {
-      hand_over_locked(std::move(server), wake_list);
+      hand_over_locked(s, std::move(server), wake_list, close);
     }
   }
+  release(static_cast<int>(close.size()));
   wake(wake_list);
 }
 
-void Pool::hand_over_locked(ServerPtr server, std::vector<std::shared_ptr<Waiter>>& wake_list) {
-  if (!paused_ && !waiters_.empty()) {
-    auto w = std::move(waiters_.front());
-    waiters_.pop_front();
-    ++active_;
-    mark_in_use_locked(*server);
+void Pool::hand_over_locked(Shard& s, ServerPtr server, WakeList& wake_list,
+                            std::vector<ServerPtr>& close) {
+  if (!s.paused && !s.waiters.empty()) {
+    auto w = pop_waiter_locked(s);
+    ++s.active;
+    s.in_use.push_back(server.get());
+    server->pool_slot = s.in_use.size() - 1;
     server->touch();
     w->server = std::move(server);
     w->done = true;
     wake_list.push_back(std::move(w));
     return;
   }
-  idle_.push_back(std::move(server));
+  // Another worker's clients wait for room while nobody here does: this server makes room for
+  // them instead of sitting idle here.
+  if (shards_.size() > 1 && !s.paused && starving_.load() > 0) {
+    close.push_back(std::move(server));
+    return;
+  }
+  s.idle.push_back(std::move(server));
 }
 
-void Pool::mark_in_use_locked(ServerConnection& s) {
-  s.pool_slot = in_use_.size();
-  in_use_.push_back(&s);
+void Pool::push_waiter_locked(Shard& s, std::shared_ptr<Waiter> w) {
+  s.waiters.push_back(std::move(w));
+  s.waiting.fetch_add(1);
+  waiting_.fetch_add(1);
 }
 
-void Pool::unmark_in_use_locked(ServerConnection& s) {
-  if (s.pool_slot >= in_use_.size() || in_use_[s.pool_slot] != &s) return;
-  in_use_[s.pool_slot] = in_use_.back();
-  in_use_[s.pool_slot]->pool_slot = s.pool_slot;
-  in_use_.pop_back();
-  s.pool_slot = static_cast<std::size_t>(-1);
+std::shared_ptr<Pool::Waiter> Pool::pop_waiter_locked(Shard& s) {
+  auto w = std::move(s.waiters.front());
+  s.waiters.pop_front();
+  s.waiting.fetch_sub(1);
+  waiting_.fetch_sub(1);
+  if (static_cast<int>(s.waiters.size()) <= s.connecting) set_starving_locked(s, false);
+  return w;
 }
 
-void Pool::fail_waiters_locked(const Failure& f, bool all,
-                               std::vector<std::shared_ptr<Waiter>>& wake_list) {
-  while (!waiters_.empty()) {
-    auto w = std::move(waiters_.front());
-    waiters_.pop_front();
+void Pool::set_starving_locked(Shard& s, bool starving) {
+  if (s.starving == starving) return;
+  s.starving = starving;
+  starving_.fetch_add(starving ? 1 : -1);
+}
+
+void Pool::fail_waiters_locked(Shard& s, const Failure& f, bool all, WakeList& wake_list) {
+  while (!s.waiters.empty()) {
+    auto w = pop_waiter_locked(s);
     w->failure = f;
     w->done = true;
     wake_list.push_back(std::move(w));
@@ -229,7 +312,7 @@ void Pool::fail_waiters_locked(const Failure& f, bool all,
   }
 }
 
-void Pool::wake(std::vector<std::shared_ptr<Waiter>>& waiters) {
+void Pool::wake(WakeList& waiters) {
   // Timers belong to the waiters' executors: cancel them there, never from this thread.
   for (auto& w : waiters) {
     auto ex = w->timer.get_executor();
@@ -237,60 +320,140 @@ void Pool::wake(std::vector<std::shared_ptr<Waiter>>& waiters) {
   }
 }
 
-void Pool::grow_locked() {
-  if (closed_ || paused_) return;
-  const int total = static_cast<int>(idle_.size()) + active_ + connecting_;
-  int want = static_cast<int>(waiters_.size()) - connecting_;
-  want = std::min(want, settings_.size - total);
-  for (int i = 0; i < want; ++i) spawn_connect_locked();
+bool Pool::reserve(int size) {
+  int open = open_.load();
+  while (open < size) {
+    if (open_.compare_exchange_weak(open, open + 1)) return true;
+  }
+  return false;
 }
 
-void Pool::spawn_connect_locked() {
-  ++connecting_;
+void Pool::release(int n) {
+  if (n <= 0) return;
+  open_.fetch_sub(n);
+  if (waiting_.load() == 0) return;
+  // The room goes to whichever shard has clients waiting (its own included).
+  for (auto& s : shards_) {
+    if (s->waiting.load() == 0) continue;
+    asio::post(s->strand, [self = shared_from_this(), shard = s.get()] {
+      std::lock_guard g(shard->mutex);
+      self->grow_locked(*shard);
+    });
+  }
+}
+
+void Pool::grow_locked(Shard& s) {
+  if (s.closed || s.paused) return;
+  const int want = static_cast<int>(s.waiters.size()) - s.connecting;
+  int opened = 0;
+  while (opened < want && reserve(s.settings.size)) {
+    spawn_connect_locked(s);
+    ++opened;
+  }
+  if (shards_.size() == 1) return;
+  const bool short_of_room = opened < want;
+  set_starving_locked(s, short_of_room);
+  if (short_of_room) {
+    asio::post(s.strand, [self = shared_from_this(), i = s.index] { self->find_room(i); });
+  }
+}
+
+void Pool::find_room(std::size_t for_shard) {
+  {
+    Shard& s = *shards_[for_shard];
+    std::lock_guard g(s.mutex);
+    if (!s.starving) return;  // served meanwhile
+  }
+  // The shard with the most idle servers closes its oldest one.
+  Shard* richest = nullptr;
+  std::size_t most = 0;
+  for (auto& s : shards_) {
+    if (s->index == for_shard) continue;
+    std::lock_guard g(s->mutex);
+    if (s->idle.size() > most) {
+      most = s->idle.size();
+      richest = s.get();
+    }
+  }
+  if (richest == nullptr) return;  // none idle: the next server put back makes the room
+  ServerPtr close;
+  {
+    std::lock_guard g(richest->mutex);
+    if (richest->idle.empty()) return;
+    close = std::move(richest->idle.front());
+    richest->idle.erase(richest->idle.begin());
+  }
+  release(1);
+}
+
+void Pool::spawn_connect_locked(Shard& s) {
+  ++s.connecting;
   // Posted, never run inline: the caller holds the mutex that connect_one() takes.
-  asio::post(strand_, [self = shared_from_this()] {
-    asio::co_spawn(self->strand_, self->connect_one(), log_errors("server connect"));
+  asio::post(s.strand, [self = shared_from_this(), shard = &s] {
+    asio::co_spawn(shard->strand, self->connect_one(*shard), log_errors("server connect"));
   });
 }
 
-Task<void> Pool::connect_one() {
+Task<void> Pool::connect_one(Shard& s) {
   auto self = shared_from_this();
-  PoolSettings s = settings();
-  auto result =
-      co_await ServerConnection::connect(io_, s.address, s.connect_timeout, s.max_message_size);
-  if (result && s.vet && !co_await s.vet(**result)) {
-    std::lock_guard g(mutex_);
-    --connecting_;  // the vetting paused the pool; its waiters wait for resume() or fail()
+  PoolSettings settings;
+  {
+    std::lock_guard g(s.mutex);
+    settings = s.settings;
+  }
+  auto result = co_await ServerConnection::connect(s.io, settings.address,
+                                                   settings.connect_timeout,
+                                                   settings.max_message_size);
+  if (result && settings.vet && !co_await settings.vet(**result)) {
+    {
+      std::lock_guard g(s.mutex);
+      --s.connecting;  // the vetting paused the pool; its waiters wait for resume() or fail()
+    }
+    release(1);
     co_return;
   }
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  ServerPtr close;
-  {
-    std::lock_guard g(mutex_);
-    --connecting_;
-    if (!result) {
-      stats::PoolCounters::add(counters_->server_connect_errors);
+  WakeList wake_list;
+  std::vector<ServerPtr> close;
+  int freed = 0;  // room given back: a failed connect's, or closed connections'
+  if (!result) {
+    stats::PoolCounters::add(s.counters->server_connect_errors);
+    {
+      std::lock_guard c(common_);
       last_error_ = result.error();
       backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
       down_until_ = Clock::now() + backoff_;
-      // With nothing else able to come back, everyone waiting would hit the same wall.
-      const bool none_alive = active_ == 0 && idle_.empty() && connecting_ == 0;
-      fail_waiters_locked(result.error(), none_alive, wake_list);
-    } else {
-      stats::PoolCounters::add(counters_->server_connects);
+    }
+    std::lock_guard g(s.mutex);
+    --s.connecting;
+    // With nothing else able to come back, everyone waiting would hit the same wall.
+    const bool none_alive = open_.load() == 1;
+    fail_waiters_locked(s, result.error(), none_alive, wake_list);
+    freed = 1;
+  } else {
+    stats::PoolCounters::add(s.counters->server_connects);
+    auto& server = *result;
+    {
+      std::lock_guard c(common_);
       last_error_.reset();
       backoff_ = std::chrono::milliseconds{0};
       down_until_ = {};
-      auto& server = *result;
-      server->prepared().set_limit(settings_.prepared_statements_limit);
       if (!defaults_) defaults_ = server->params();
-      if (closed_ || !(server->address() == settings_.address)) {
-        close = std::move(server);
-      } else {
-        hand_over_locked(std::move(server), wake_list);
-      }
     }
-    grow_locked();
+    server->prepared().set_limit(settings.prepared_statements_limit);
+    server->pool_shard = s.index;
+    std::lock_guard g(s.mutex);
+    --s.connecting;
+    if (s.closed || !(server->address() == s.settings.address)) {
+      close.push_back(std::move(server));
+    } else {
+      hand_over_locked(s, std::move(server), wake_list, close);
+    }
+    freed = static_cast<int>(close.size());
+  }
+  release(freed);
+  {
+    std::lock_guard g(s.mutex);
+    grow_locked(s);
   }
   wake(wake_list);
   if (!result) {
@@ -300,119 +463,142 @@ Task<void> Pool::connect_one() {
 
 Task<Result<protocol::Params>> Pool::server_defaults() {
   {
-    std::lock_guard g(mutex_);
+    std::lock_guard g(common_);
     if (defaults_) co_return *defaults_;
   }
   auto lease = co_await checkout();
   if (!lease) co_return lease.error();
-  std::lock_guard g(mutex_);
+  std::lock_guard g(common_);
   if (!defaults_) defaults_ = (*lease)->params();
   co_return *defaults_;
 }
 
 void Pool::pause() {
-  std::lock_guard g(mutex_);
-  paused_ = true;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    s->paused = true;
+  }
 }
 
 void Pool::resume() {
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  {
-    std::lock_guard g(mutex_);
-    paused_ = false;
-    while (!idle_.empty() && !waiters_.empty()) {
-      auto s = std::move(idle_.back());
-      idle_.pop_back();
-      hand_over_locked(std::move(s), wake_list);
+  WakeList wake_list;
+  std::vector<ServerPtr> close;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    s->paused = false;
+    while (!s->idle.empty() && !s->waiters.empty()) {
+      auto server = std::move(s->idle.back());
+      s->idle.pop_back();
+      hand_over_locked(*s, std::move(server), wake_list, close);
     }
-    grow_locked();
+    grow_locked(*s);
   }
+  release(static_cast<int>(close.size()));
   wake(wake_list);
 }
 
 void Pool::fail(const Failure& failure) {
-  std::vector<std::shared_ptr<Waiter>> wake_list;
-  {
-    std::lock_guard g(mutex_);
-    paused_ = false;
-    fail_waiters_locked(failure, true, wake_list);
+  WakeList wake_list;
+  for (auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    s->paused = false;
+    fail_waiters_locked(*s, failure, true, wake_list);
   }
   wake(wake_list);
 }
 
 PoolState Pool::state() const {
-  std::lock_guard g(mutex_);
   PoolState st;
-  st.idle = static_cast<int>(idle_.size());
-  st.active = active_;
-  st.connecting = connecting_;
-  st.waiting = static_cast<int>(waiters_.size());
-  st.size = settings_.size;
-  st.min_size = settings_.min_size;
-  st.paused = paused_;
-  st.mode = settings_.mode;
-  if (!waiters_.empty()) st.max_wait_us = micros_since(waiters_.front()->since);
+  for (const auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    st.idle += static_cast<int>(s->idle.size());
+    st.active += s->active;
+    st.connecting += s->connecting;
+    st.waiting += static_cast<int>(s->waiters.size());
+    if (!s->waiters.empty()) {
+      st.max_wait_us = std::max(st.max_wait_us, micros_since(s->waiters.front()->since));
+    }
+    if (s->index == 0) {
+      st.size = s->settings.size;
+      st.min_size = s->settings.min_size;
+      st.paused = s->paused;
+      st.mode = s->settings.mode;
+    }
+  }
   return st;
 }
 
 std::vector<ServerSummary> Pool::servers() const {
-  std::lock_guard g(mutex_);
   std::vector<ServerSummary> out;
   // Only fields fixed at connect time are read from servers in use by a session.
   auto summary = [](const ServerConnection& s, bool active) {
     return ServerSummary{s.id(), active, s.address().host, s.address().port,
                          s.key().process_id, s.created_at()};
   };
-  for (const auto* s : in_use_) out.push_back(summary(*s, true));
-  for (const auto& s : idle_) out.push_back(summary(*s, false));
+  for (const auto& s : shards_) {
+    std::lock_guard g(s->mutex);
+    for (const auto* server : s->in_use)
+      out.push_back(summary(*server, true));
+    for (const auto& server : s->idle)
+      out.push_back(summary(*server, false));
+  }
   return out;
 }
 
 std::optional<Failure> Pool::last_error() const {
-  std::lock_guard g(mutex_);
+  std::lock_guard g(common_);
   return last_error_;
 }
 
 bool Pool::backing_off_locked(Clock::time_point now) const {
-  return last_error_ && active_ == 0 && connecting_ == 0 && idle_.empty() && now < down_until_;
+  return last_error_ && open_.load() == 0 && now < down_until_;
 }
 
 Clock::time_point Pool::retry_at() const {
-  std::lock_guard g(mutex_);
+  std::lock_guard g(common_);
   return backing_off_locked(Clock::now()) ? down_until_ : Clock::time_point{};
 }
 
-Task<void> Pool::maintain() {
+Task<void> Pool::maintain(Shard& s) {
   auto self = shared_from_this();
-  asio::steady_timer timer(strand_);
+  asio::steady_timer timer(s.strand);
   while (true) {
     timer.expires_after(std::chrono::seconds(1));
     co_await timer.async_wait(use_nothrow);
+    const auto now = Clock::now();
+    bool down = false;
+    bool retry_due = false;
+    {
+      std::lock_guard c(common_);
+      down = last_error_.has_value();
+      retry_due = now >= down_until_;
+    }
     std::vector<ServerPtr> close;
     {
-      std::lock_guard g(mutex_);
-      if (closed_) co_return;
-      const auto now = Clock::now();
+      std::lock_guard g(s.mutex);
+      if (s.closed) co_return;
       // Oldest idle connections are at the front.
-      int total = static_cast<int>(idle_.size()) + active_ + connecting_;
-      for (auto it = idle_.begin(); it != idle_.end();) {
-        const bool expired = now - (*it)->created_at() > settings_.server_lifetime;
+      int total = total_locked(s);
+      for (auto it = s.idle.begin(); it != s.idle.end();) {
+        const bool expired = now - (*it)->created_at() > s.settings.server_lifetime;
         const bool idle_too_long =
-            now - (*it)->last_used() > settings_.idle_timeout && total > settings_.min_size;
+            now - (*it)->last_used() > s.settings.idle_timeout && total > s.min_size;
         if (expired || idle_too_long || !(*it)->alive()) {
           close.push_back(std::move(*it));
-          it = idle_.erase(it);
+          it = s.idle.erase(it);
           --total;
         } else {
           ++it;
         }
       }
-      const int missing = std::min(settings_.min_size, settings_.size) - total;
+      const int missing = std::min(s.min_size, s.settings.size) - total;
       // Keep min_pool_size warm, but do not hammer a server that is down.
-      if (!paused_ && (!last_error_ || (connecting_ == 0 && Clock::now() >= down_until_))) {
-        for (int i = 0; i < missing; ++i) spawn_connect_locked();
+      if (!s.paused && (!down || (s.connecting == 0 && retry_due))) {
+        for (int i = 0; i < missing && reserve(s.settings.size); ++i)
+          spawn_connect_locked(s);
       }
     }
+    release(static_cast<int>(close.size()));
   }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
-#include <unordered_set>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -89,19 +89,33 @@ struct ServerSummary {
 // Server connections for one user × database. Thread-safe; waiting clients are served in FIFO
 // order. A connection that fails makes every waiting client fail at once with its cause, so an
 // unreachable primary costs each client at most connect_timeout, not checkout_timeout.
+//
+// With several workers (net::Workers) the pool has one shard per worker: its own idle and busy
+// servers (sockets of that worker's loop), waiters, lock and counters, so a checkout and a
+// checkin touch only the calling worker's shard. `size` stays the total over the shards: a shard
+// opens a connection only when the pool as a whole is under size (one atomic count), and no
+// share is fixed in advance. A worker whose clients wait while the pool is full borrows room,
+// not servers (a socket belongs to one loop): the other workers close an idle server for it,
+// and close the next one they would have put back idle instead of keeping it, until its
+// waiters are served; then it opens its own. min_pool_size is split among the shards.
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   Pool(Executor io, std::string user, std::string database, PoolSettings settings);
+  // One shard per worker loop; checkouts use the calling worker's (net::Workers::current()).
+  Pool(std::vector<Executor> workers, std::string user, std::string database,
+       PoolSettings settings);
   ~Pool();
 
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   PoolSettings settings() const;
   config::PoolerMode mode() const;
-  stats::PoolCounters& counters() { return *counters_; }
-  std::shared_ptr<const stats::PoolCounters> shared_counters() const { return counters_; }
+  // The calling worker's counters, for the sessions that report into them.
+  stats::PoolCounters& counters() { return *shard().counters; }
+  // Every worker's counters added up, for whatever shows them.
+  std::shared_ptr<const stats::PoolCounters> shared_counters() const;
 
-  // Starts the maintenance loop (min_pool_size, idle_timeout, server_lifetime).
+  // Starts the maintenance loops (min_pool_size, idle_timeout, server_lifetime).
   void start();
   // Applies new settings: connections to a changed address are replaced as they come back.
   void update(PoolSettings settings);
@@ -143,36 +157,61 @@ class Pool : public std::enable_shared_from_this<Pool> {
     bool done = false;
     Clock::time_point since = Clock::now();
   };
+  using WakeList = std::vector<std::shared_ptr<Waiter>>;
 
-  bool usable_locked(ServerConnection& s, Clock::time_point now) const;
-  // The server is known down: the last connect failed, nothing is connected or connecting, and
-  // the backoff has not run out.
+  // One worker's part of the pool; everything but the atomics is guarded by its mutex.
+  struct Shard {
+    Shard(Executor ex, std::size_t index, PoolSettings s);
+    Executor io;
+    asio::strand<Executor> strand;
+    const std::size_t index;
+    std::shared_ptr<stats::PoolCounters> counters = std::make_shared<stats::PoolCounters>();
+    mutable std::mutex mutex;
+    PoolSettings settings;  // each shard's copy, so that its hot path takes its lock only
+    std::vector<ServerPtr> idle;             // most recently used at the back
+    std::vector<ServerConnection*> in_use;   // each knows its index: O(1) without allocation
+    std::deque<std::shared_ptr<Waiter>> waiters;
+    int active = 0;
+    int connecting = 0;
+    int min_size = 0;  // this shard's part of min_pool_size
+    bool paused = false;
+    bool closed = false;
+    bool starving = false;         // clients wait that no connection on its way will serve
+    std::atomic<int> waiting{0};  // waiters.size(), read without the lock
+  };
+
+  Shard& shard() const;
+  int total_locked(const Shard& s) const;
+  bool usable_locked(const Shard& s, ServerConnection& server, Clock::time_point now) const;
+  // Opens as many connections as the shard's waiters need and the pool's size allows; asks the
+  // other shards for room when that is not enough.
+  void grow_locked(Shard& s);
+  bool reserve(int size);
+  // Connections closed or never made: their room goes to whichever shard waits.
+  void release(int n);
+  void find_room(std::size_t for_shard);
+  void spawn_connect_locked(Shard& s);
+  void hand_over_locked(Shard& s, ServerPtr server, WakeList& wake, std::vector<ServerPtr>& close);
+  void push_waiter_locked(Shard& s, std::shared_ptr<Waiter> w);
+  std::shared_ptr<Waiter> pop_waiter_locked(Shard& s);
+  void set_starving_locked(Shard& s, bool starving);
+  void fail_waiters_locked(Shard& s, const Failure& f, bool all, WakeList& wake);
+  static void wake(WakeList& waiters);
+  // The server is known down: the last connect failed, nothing is open, and the backoff has not
+  // run out. Needs common_.
   bool backing_off_locked(Clock::time_point now) const;
-  void grow_locked();
-  void mark_in_use_locked(ServerConnection& s);
-  void unmark_in_use_locked(ServerConnection& s);
-  void spawn_connect_locked();
-  void hand_over_locked(ServerPtr server, std::vector<std::shared_ptr<Waiter>>& wake);
-  void fail_waiters_locked(const Failure& f, bool all, std::vector<std::shared_ptr<Waiter>>& wake);
-  static void wake(std::vector<std::shared_ptr<Waiter>>& waiters);
-  Task<void> connect_one();
-  Task<void> maintain();
+  Task<void> connect_one(Shard& s);
+  Task<void> maintain(Shard& s);
 
-  Executor io_;
-  asio::strand<Executor> strand_;
   const std::string user_;
   const std::string database_;
-  std::shared_ptr<stats::PoolCounters> counters_ = std::make_shared<stats::PoolCounters>();
+  std::vector<std::unique_ptr<Shard>> shards_;
+  // Connections open, opening or idle over every shard: never above settings.size.
+  std::atomic<int> open_{0};
+  std::atomic<int> waiting_{0};   // waiters over every shard
+  std::atomic<int> starving_{0};  // shards whose waiters need room the pool has not got
 
-  mutable std::mutex mutex_;
-  PoolSettings settings_;
-  std::vector<ServerPtr> idle_;   // most recently used at the back
-  std::vector<ServerConnection*> in_use_;  // each knows its index: O(1) without allocation
-  std::deque<std::shared_ptr<Waiter>> waiters_;
-  int active_ = 0;
-  int connecting_ = 0;
-  bool paused_ = false;
-  bool closed_ = false;
+  mutable std::mutex common_;  // what follows
   bool started_ = false;
   std::optional<protocol::Params> defaults_;
   std::optional<Failure> last_error_;

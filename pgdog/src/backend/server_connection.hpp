@@ -62,6 +62,7 @@ class ServerConnection {
   protocol::Params& params() { return state_.params; }
   // Index among the pool's servers in use (the pool's bookkeeping, not the connection's).
   std::size_t pool_slot = static_cast<std::size_t>(-1);
+  std::size_t pool_shard = 0;  // the pool shard (worker) whose loop its socket belongs to
 
   // Parameters SET by the proxy for some client; a client without them gets them RESET.
   protocol::Params& applied() { return state_.applied; }

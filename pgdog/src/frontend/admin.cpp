@@ -98,8 +98,9 @@ AdminResult show_pools(App& app) {
             std::to_string(st.size),
             std::to_string(st.min_size),
             st.paused ? "yes" : "no"};
-    stats::append_counter_cells(stats::PoolCommand::pools, pool->counters(), row);
-    append_pins(pool->counters(), row);
+    const auto counters = pool->shared_counters();
+    stats::append_counter_cells(stats::PoolCommand::pools, *counters, row);
+    append_pins(*counters, row);
     r.rows.push_back(std::move(row));
   }
   return r;
@@ -148,7 +149,8 @@ AdminResult show_stats(App& app) {
     r.columns.push_back(std::move(c));
   r.columns.emplace_back("avg_query_time");
   for (const auto& pool : app.pools()) {
-    const auto& c = pool->counters();
+    const auto counters = pool->shared_counters();
+    const auto& c = *counters;
     Row row{pool->database(), pool->user()};
     stats::append_counter_cells(stats::PoolCommand::stats, c, row);
     const auto queries = c.queries.load();

@@ -26,8 +26,14 @@ const std::string& first_of(const std::optional<std::string>& a,
 }  // namespace
 
 App::App(asio::io_context& io, config::Config config)
-    : io_(io), acceptor_(io), unix_listener_(io.get_executor()) {
-  threads_ = config.general.workers;
+    : App(std::vector<asio::io_context*>{&io}, std::move(config)) {}
+
+App::App(std::vector<asio::io_context*> loops, config::Config config)
+    : loops_(std::move(loops)),
+      loop_sessions_(std::make_unique<std::atomic<int>[]>(loops_.size())),
+      io_(*loops_.at(0)),
+      acceptor_(io_),
+      unix_listener_(io_.get_executor()) {
   // value() throws the error, which names the key and the file.
   server_tls_ = net::connect_context(config).value();
   client_tls_ = net::accept_context(config).value();
@@ -251,14 +257,41 @@ std::string App::unix_socket_path() const {
   return unix_listener_.is_open() ? unix_listener_.path() : std::string();
 }
 
-Executor App::session_executor() {
-  if (threads_ > 1) return asio::make_strand(io_);
-  return io_.get_executor();
+std::vector<Executor> App::loop_executors() const {
+  std::vector<Executor> out;
+  for (auto* loop : loops_)
+    out.emplace_back(loop->get_executor());
+  return out;
 }
 
+std::size_t App::next_loop() const {
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < loops_.size(); ++i) {
+    if (loop_sessions_[i].load() < loop_sessions_[best].load()) best = i;
+  }
+  return best;
+}
+
+void App::run_session(std::size_t loop, std::shared_ptr<ClientSession> session) {
+  loop_sessions_[loop].fetch_add(1);
+  asio::co_spawn(loops_[loop]->get_executor(), session->run(),
+                 [this, loop, session](std::exception_ptr e) {
+                   loop_sessions_[loop].fetch_sub(1);
+                   log_errors("client session")(e);
+                 });
+}
+
+void App::stop_loops() {
+  for (auto* loop : loops_)
+    loop->stop();
+}
+
+// Accepts on loop 0 straight into a socket of the loop that will serve the client (an accept
+// hand-off: no file descriptor moves between loops afterwards).
 Task<void> App::accept_loop() {
   while (acceptor_.is_open()) {
-    auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+    const std::size_t loop = next_loop();
+    auto [ec, socket] = co_await acceptor_.async_accept(*loops_[loop], use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
       // Out of file descriptors and the like: back off instead of spinning.
@@ -267,15 +300,15 @@ Task<void> App::accept_loop() {
       co_await t.async_wait(use_nothrow);
       continue;
     }
-    auto session = std::make_shared<ClientSession>(*this, net::Socket(std::move(socket)));
-    asio::co_spawn(session_executor(), session->run(), log_errors("client session"));
+    run_session(loop, std::make_shared<ClientSession>(*this, net::Socket(std::move(socket))));
   }
 }
 
 Task<void> App::accept_unix_loop() {
   auto& acceptor = unix_listener_.acceptor();
   while (acceptor.is_open()) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    const std::size_t loop = next_loop();
+    auto [ec, socket] = co_await acceptor.async_accept(*loops_[loop], use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       spdlog::warn("accept on {} failed: {}", unix_listener_.path(), ec.message());
@@ -283,8 +316,7 @@ Task<void> App::accept_unix_loop() {
       co_await t.async_wait(use_nothrow);
       continue;
     }
-    auto session = std::make_shared<ClientSession>(*this, std::move(socket));
-    asio::co_spawn(session_executor(), session->run(), log_errors("client session"));
+    run_session(loop, std::make_shared<ClientSession>(*this, std::move(socket)));
   }
 }
 
@@ -412,7 +444,7 @@ void App::apply_users_locked(const config::Config& c,
           old->second->user.password == u.password ? old->second->scram : auth::ScramSecret{};
     } else {
       entry->pool =
-          std::make_shared<backend::Pool>(io_.get_executor(), u.name, u.database, settings);
+          std::make_shared<backend::Pool>(loop_executors(), u.name, u.database, settings);
       added.push_back(entry->pool);
     }
     if (u.password && entry->scram.salt.empty())
@@ -448,7 +480,7 @@ std::shared_ptr<mirror::Mirror> App::make_mirror(const config::Config& c,
   }
   const std::string destination = m.destination_db;
   return std::make_shared<mirror::Mirror>(
-      io_.get_executor(), threads_, std::move(s), stats,
+      loop_executors(), std::move(s), stats,
       [this, destination](const std::string& user) { return mirror_pool(user, destination); },
       statements_);
 }
@@ -504,7 +536,7 @@ std::shared_ptr<backend::Pool> App::mirror_pool(const std::string& user,
   if (source_user == nullptr || db == nullptr) return nullptr;
   auto settings = pool_settings(*c, *source_user, *db);
   if (removed) settings.min_size = 0;
-  auto pool = std::make_shared<backend::Pool>(io_.get_executor(), user, destination, settings);
+  auto pool = std::make_shared<backend::Pool>(loop_executors(), user, destination, settings);
   pool->start();
   mirror_pools_.emplace(key, pool);
   return pool;
@@ -668,7 +700,7 @@ void App::shutdown(bool graceful) {
   const bool again = shutting_down_.exchange(true);
   if (again) {
     // A second request (SIGINT after SIGTERM) does not wait any longer.
-    if (!graceful) io_.stop();
+    if (!graceful) stop_loops();
     return;
   }
   asio::post(io_, [this, graceful] {
@@ -680,7 +712,7 @@ void App::shutdown(bool graceful) {
       if (auto s = c->session()) s->terminate(graceful);
     }
     const auto timeout = graceful ? config()->general.shutdown_timeout : config::Millis{0};
-    asio::co_spawn(io_, drain(timeout), [this](std::exception_ptr) { io_.stop(); });
+    asio::co_spawn(io_, drain(timeout), [this](std::exception_ptr) { stop_loops(); });
   });
 }
 

@@ -29,6 +29,8 @@
 
 namespace pgdog::frontend {
 
+class ClientSession;
+
 // A user that may log in to one database: its credentials and its pool.
 struct UserEntry {
   config::User user;
@@ -41,7 +43,11 @@ struct UserEntry {
 // atomically.
 class App {
  public:
-  // Throws (naming the key and the file) when the TLS files do not load.
+  // Throws (naming the key and the file) when the TLS files do not load. Clients are spread over
+  // `loops`, one per worker thread (net::Workers); the first also runs the listeners, the
+  // metrics endpoint and the App's own timers. The loops are stopped at shutdown.
+  App(std::vector<asio::io_context*> loops, config::Config config);
+  // One loop (tests).
   App(asio::io_context& io, config::Config config);
   ~App();
 
@@ -68,9 +74,9 @@ class App {
   // Null without tls_certificate. A reload replaces it for new clients; a connection's SSL holds
   // its own reference to the OpenSSL context it was made with.
   net::TlsContext client_tls() const;
-  // Sessions run here: a strand when several threads run the io_context.
-  Executor session_executor();
   Executor io_executor() { return io_.get_executor(); }
+  // One executor per worker loop: pools and mirrors keep a part on each.
+  std::vector<Executor> loop_executors() const;
 
   // Validated configuration in; pools, users and passwords change without dropping clients.
   void apply(config::Config next);
@@ -138,6 +144,10 @@ class App {
   void record_history();
   Task<void> accept_loop();
   Task<void> accept_unix_loop();
+  // The loop the next client goes to: the one serving the fewest.
+  std::size_t next_loop() const;
+  void run_session(std::size_t loop, std::shared_ptr<ClientSession> session);
+  void stop_loops();
   void listen_unix(const config::Config& c);
   Task<void> drain(config::Millis timeout);
   backend::PoolSettings pool_settings(const config::Config& c, const config::User& u,
@@ -152,7 +162,10 @@ class App {
   std::shared_ptr<backend::Pool> mirror_pool(const std::string& user,
                                              const std::string& destination);
 
-  asio::io_context& io_;
+  std::vector<asio::io_context*> loops_;
+  // Sessions running on each loop.
+  std::unique_ptr<std::atomic<int>[]> loop_sessions_;
+  asio::io_context& io_;  // loops_[0]
   tcp::acceptor acceptor_;
   net::UnixListener unix_listener_;
   ClientRegistry clients_;
@@ -187,7 +200,6 @@ class App {
       std::make_shared<stats::MirrorHistories>();
   bool started_ = false;
   std::atomic<bool> shutting_down_{false};
-  int threads_ = 1;
 };
 
 }  // namespace pgdog::frontend

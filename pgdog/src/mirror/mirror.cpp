@@ -2,7 +2,6 @@
 
 #include <random>
 
-#include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
 #include "mirror/compare.hpp"
@@ -29,11 +28,10 @@ constexpr std::size_t kPipelineBytes = 32 * 1024;
 
 }  // namespace
 
-Mirror::Mirror(Executor io, int threads, MirrorSettings settings,
+Mirror::Mirror(std::vector<Executor> loops, MirrorSettings settings,
                std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools,
                backend::StatementRegistry& registry)
-    : io_(std::move(io)),
-      threads_(threads),
+    : loops_(std::move(loops)),
       settings_(std::move(settings)),
       stats_(std::move(stats)),
       pools_(std::move(pools)),
@@ -54,13 +52,14 @@ void Mirror::start() {
   workers_wanted_ += workers;
   for (int i = 0; i < workers; ++i)
     spawn_worker();
-  asio::co_spawn(io_, flush_logs(weak), log_task_errors(stats_->cluster(), "log"));
+  asio::co_spawn(loops_.front(), flush_logs(weak), log_task_errors(stats_->cluster(), "log"));
 }
 
 void Mirror::spawn_worker() {
   ++workers_running_;
-  Executor ex = threads_ > 1 ? Executor(asio::make_strand(io_)) : io_;
-  asio::co_spawn(ex, worker(), log_task_errors(stats_->cluster(), "worker"));
+  // Each loop has one thread: a worker's handlers never run at once, no strand needed.
+  const auto& loop = loops_[next_loop_.fetch_add(1) % loops_.size()];
+  asio::co_spawn(loop, worker(), log_task_errors(stats_->cluster(), "worker"));
 }
 
 std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
@@ -255,7 +254,7 @@ Task<void> Mirror::replay(std::span<const Queue::Item> items) {
   const auto settings = this->settings();
   Replay replay(items, std::move(pool), registry_, settings.timeout, settings.compare,
                 stats_->cluster());
-  co_await replay.run(io_);
+  co_await replay.run(co_await asio::this_coro::executor);
   for (std::size_t i = 0; i < items.size(); ++i) {
     keep_worker_for(*items[i].channel);
     conclude(*items[i].request, replay.ends()[i], settings.compare);

@@ -42,8 +42,9 @@ struct Traits {
 // One [[mirroring]] entry: its queue, its workers, and the stats of its destination cluster.
 class Mirror : public std::enable_shared_from_this<Mirror> {
  public:
-  // `registry` interns the statements that replays prepare on mirror servers.
-  Mirror(Executor io, int threads, MirrorSettings settings,
+  // `registry` interns the statements that replays prepare on mirror servers. Its workers are
+  // spread over `loops` (one per pgdog worker thread; the first also runs its log flusher).
+  Mirror(std::vector<Executor> loops, MirrorSettings settings,
          std::shared_ptr<stats::MirrorStats> stats, PoolLookup pools,
          backend::StatementRegistry& registry);
   ~Mirror();
@@ -104,8 +105,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);
 
-  Executor io_;
-  int threads_;
+  std::vector<Executor> loops_;
+  std::atomic<std::size_t> next_loop_{0};
   mutable std::mutex mutex_;
   MirrorSettings settings_;
   std::shared_ptr<stats::MirrorStats> stats_;

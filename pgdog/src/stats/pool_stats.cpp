@@ -55,6 +55,24 @@ void Histogram::observe_us(std::uint64_t us) {
   sum_us_.fetch_add(us, std::memory_order_relaxed);
 }
 
+void Histogram::merge(const Histogram& other) {
+  for (std::size_t i = 0; i < buckets_.size(); ++i)
+    buckets_[i].fetch_add(other.bucket(i), std::memory_order_relaxed);
+  count_.fetch_add(other.count(), std::memory_order_relaxed);
+  sum_us_.fetch_add(other.sum_us(), std::memory_order_relaxed);
+}
+
+void PoolCounters::merge(const PoolCounters& other) {
+#define PGDOG_POOL_COUNTER_MERGE(member, ...) \
+  add(member, other.member.load(std::memory_order_relaxed));
+  PGDOG_POOL_COUNTERS(PGDOG_POOL_COUNTER_MERGE)
+#undef PGDOG_POOL_COUNTER_MERGE
+  query_duration.merge(other.query_duration);
+  pinned.fetch_add(other.pinned.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  for (std::size_t i = 0; i < pins.size(); ++i)
+    add(pins[i], other.pins[i].load(std::memory_order_relaxed));
+}
+
 std::vector<std::string> counter_columns(PoolCommand command) {
   std::vector<std::string> out;
   for (const auto* c : shown_by(command))

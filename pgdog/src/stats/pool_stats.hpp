@@ -26,6 +26,8 @@ class Histogram {
   std::uint64_t bucket(std::size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
   std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   std::uint64_t sum_us() const { return sum_us_.load(std::memory_order_relaxed); }
+  // Adds another histogram's observations (the shards of a pool, when read).
+  void merge(const Histogram& other);
 
  private:
   std::array<std::atomic<std::uint64_t>, kDurationBuckets.size()> buckets_{};  // non-cumulative
@@ -82,6 +84,8 @@ struct PoolCounters {
   static void add(std::atomic<std::uint64_t>& c, std::uint64_t v = 1) {
     c.fetch_add(v, std::memory_order_relaxed);
   }
+  // Adds another's totals: a pool's workers each count into their own, added up when read.
+  void merge(const PoolCounters& other);
 };
 
 enum class PoolUnit { count, micros };

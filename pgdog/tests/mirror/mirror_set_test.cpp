@@ -14,7 +14,8 @@ class MirrorSetTest : public ::testing::Test {
     s.destination = std::move(destination);
     auto stats = std::make_shared<stats::MirrorStats>(s.destination);
     return std::make_shared<Mirror>(
-        io_.get_executor(), 1, std::move(s), stats, [](const std::string&) { return nullptr; },
+        std::vector<Executor>{io_.get_executor()}, std::move(s), stats,
+        [](const std::string&) { return nullptr; },
         registry_);
   }
   asio::io_context io_;

@@ -48,7 +48,7 @@ class TapTest : public ::testing::Test {
  protected:
   std::shared_ptr<Mirror> add_mirror(MirrorSettings s = {}) {
     auto stats = std::make_shared<stats::MirrorStats>(s.destination.empty() ? "m" : s.destination);
-    auto m = std::make_shared<Mirror>(io_.get_executor(), 1, std::move(s), stats,
+    auto m = std::make_shared<Mirror>(std::vector<Executor>{io_.get_executor()}, std::move(s), stats,
                                       [](const std::string&) { return nullptr; }, registry_);
     mirrors_.push_back(m);
     return m;

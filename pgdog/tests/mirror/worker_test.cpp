@@ -180,7 +180,7 @@ class MirrorWorker : public ::testing::Test {
     settings.destination = "mirror_db";
     stats_ = std::make_shared<MirrorStats>("mirror_db");
     mirror_ = std::make_shared<Mirror>(
-        io_.get_executor(), 1, std::move(settings), stats_,
+        std::vector<Executor>{io_.get_executor()}, std::move(settings), stats_,
         [pool = pool_](const std::string&) { return pool; }, registry_);
     mirror_->start();
   }
