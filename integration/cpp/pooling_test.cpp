@@ -1,10 +1,17 @@
 // Pooling: many clients on few servers, an exhausted pool, clients that vanish mid-transaction,
 // and session state that must not leak from one client to the next.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "harness/harness.hpp"
 
@@ -18,39 +25,40 @@ constexpr const char* kPoolDb = "pgdog_it_pool";
 
 class PoolingTest : public IntegrationTest {};
 
-TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
-  constexpr int kClients = 200;
-  constexpr int kTransactions = 20;
-  constexpr int kPoolSize = 10;
-  ASSERT_EQ(recreate_database(kPoolDb), "");
-  Pgdog pgdog(PgdogConfig()
-                  .set("checkout_timeout", "60000")
-                  .with_databases(database_toml(kPoolDb, e().primary_port, "",
-                                                "pool_size = " + std::to_string(kPoolSize)))
-                  .with_users(user_toml("pgdog", kPoolDb, std::string("pgdog"))));
-  ASSERT_TRUE(pgdog.started());
+// What many clients competing for a small pool saw, and what the primary saw meanwhile.
+struct Crowd {
+  int failures = 0;
+  int finished = 0;
+  std::string first_failure;
+  std::set<std::string> backend_pids;  // as the clients' own queries reported them
+  int max_backends = 0;                // sampled from pg_stat_activity of kPoolDb
+  int samples = 0;
+  Clock::duration took{};
+};
 
+// `clients` clients connect to kPoolDb through pgdog, then all at once run `transactions`
+// transactions of their own (BEGIN, a SELECT of a value only this transaction knows, COMMIT).
+Crowd run_crowd(const Pgdog& pgdog, int clients, int transactions) {
+  Crowd out;
   std::atomic<int> finished{0};
   std::atomic<int> failures{0};
   std::mutex mutex;
-  std::string first_failure;
-  std::set<std::string> backend_pids;
   auto fail = [&](const std::string& what) {
     ++failures;
     std::lock_guard g(mutex);
-    if (first_failure.empty()) first_failure = what;
+    if (out.first_failure.empty()) out.first_failure = what;
   };
 
   // Everyone connects first, then all start at once so they really compete for servers.
-  std::barrier start(kClients + 1);
-  std::vector<std::thread> clients;
-  for (int id = 0; id < kClients; ++id) {
-    clients.emplace_back([&, id] {
+  std::barrier start(clients + 1);
+  std::vector<std::thread> threads;
+  for (int id = 0; id < clients; ++id) {
+    threads.emplace_back([&, id] {
       auto c = Conn::connect(pgdog.conninfo("pgdog", std::string("pgdog"), kPoolDb), 60s);
       start.arrive_and_wait();
       if (!c.ok()) return fail("client " + std::to_string(id) + ": " + c.connect_error().message);
       std::set<std::string> pids;
-      for (int i = 0; i < kTransactions; ++i) {
+      for (int i = 0; i < transactions; ++i) {
         const std::string expect = std::to_string(id * 1000 + i);
         auto begin = c.exec("BEGIN");
         auto r = c.exec("SELECT " + expect + ", pg_backend_pid()");
@@ -63,7 +71,7 @@ TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
       }
       ++finished;
       std::lock_guard g(mutex);
-      backend_pids.insert(pids.begin(), pids.end());
+      out.backend_pids.insert(pids.begin(), pids.end());
     });
   }
 
@@ -86,22 +94,126 @@ TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
 
   start.arrive_and_wait();
   const auto began = Clock::now();
-  for (auto& t : clients)
+  for (auto& t : threads)
     t.join();
-  const auto took = Clock::now() - began;
+  out.took = Clock::now() - began;
   done = true;
   monitor.join();
+  out.failures = failures.load();
+  out.finished = finished.load();
+  out.max_backends = max_backends.load();
+  out.samples = samples.load();
+  return out;
+}
 
-  EXPECT_EQ(failures.load(), 0) << "first failure: " << first_failure;
-  EXPECT_EQ(finished.load(), kClients);
-  EXPECT_GT(samples.load(), 0);
-  EXPECT_GE(max_backends.load(), 1);
-  EXPECT_LE(max_backends.load(), kPoolSize) << "more server connections than pool_size";
-  EXPECT_LE(backend_pids.size(), static_cast<std::size_t>(kPoolSize));
+void expect_served_within(const Crowd& crowd, int clients, int pool_size) {
+  EXPECT_EQ(crowd.failures, 0) << "first failure: " << crowd.first_failure;
+  EXPECT_EQ(crowd.finished, clients);
+  EXPECT_GT(crowd.samples, 0);
+  EXPECT_GE(crowd.max_backends, 1);
+  EXPECT_LE(crowd.max_backends, pool_size) << "more server connections than pool_size";
+}
+
+TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
+  constexpr int kClients = 200;
+  constexpr int kTransactions = 20;
+  constexpr int kPoolSize = 10;
+  ASSERT_EQ(recreate_database(kPoolDb), "");
+  Pgdog pgdog(PgdogConfig()
+                  .set("checkout_timeout", "60000")
+                  .with_databases(database_toml(kPoolDb, e().primary_port, "",
+                                                "pool_size = " + std::to_string(kPoolSize)))
+                  .with_users(user_toml("pgdog", kPoolDb, std::string("pgdog"))));
+  ASSERT_TRUE(pgdog.started());
+  const auto crowd = run_crowd(pgdog, kClients, kTransactions);
+  expect_served_within(crowd, kClients, kPoolSize);
+  EXPECT_LE(crowd.backend_pids.size(), static_cast<std::size_t>(kPoolSize));
   std::cout << kClients << " clients x " << kTransactions << " transactions in "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
-            << backend_pids.size() << " distinct servers, at most " << max_backends.load()
-            << " backends seen\n";
+            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count()
+            << " ms, " << crowd.backend_pids.size() << " distinct servers, at most "
+            << crowd.max_backends << " backends seen\n";
+}
+
+// The cell of column `name` (an admin console result).
+std::string cell(const Result& r, std::size_t row, const std::string& name) {
+  const auto it = std::find(r.columns.begin(), r.columns.end(), name);
+  return it == r.columns.end() ? "<no column " + name + ">"
+                               : r.at(row, static_cast<std::size_t>(it - r.columns.begin()));
+}
+
+// CPU time (clock ticks) of each thread of `pid`, by thread name.
+std::map<std::string, long> thread_ticks(pid_t pid) {
+  std::map<std::string, long> out;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& entry : std::filesystem::directory_iterator(task)) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // After "(comm)": state is field 3, utime 14 and stime 15.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+    if (f.size() > 12) out[name] += std::stol(f[11]) + std::stol(f[12]);
+  }
+  return out;
+}
+
+// workers = 2: one event loop per thread, each with its share of the pool. Clients land on both
+// loops, the pool's size is still the total (the primary never sees more), every transaction is
+// counted once in SHOW STATS (each loop's counters added up), and both threads did the work.
+TEST_F(PoolingTest, TwoWorkersShareOnePoolAndItsCounters) {
+  constexpr int kClients = 64;
+  constexpr int kTransactions = 40;
+  constexpr int kPoolSize = 6;
+  ASSERT_EQ(recreate_database(kPoolDb), "");
+  Pgdog pgdog(PgdogConfig()
+                  .set("workers", "2")
+                  .set("checkout_timeout", "60000")
+                  .with_databases(database_toml(kPoolDb, e().primary_port, "",
+                                                "pool_size = " + std::to_string(kPoolSize)))
+                  .with_users(user_toml("pgdog", kPoolDb, std::string("pgdog"))));
+  ASSERT_TRUE(pgdog.started());
+  const auto before = thread_ticks(pgdog.pid());
+  ASSERT_EQ(before.count("pgdog-worker-1"), 1u) << "no thread named pgdog-worker-1";
+
+  // Distinct servers may exceed the size: room a loop lends is a server closed there and
+  // opened on the other loop. At once there are never more than pool_size.
+  const auto crowd = run_crowd(pgdog, kClients, kTransactions);
+  expect_served_within(crowd, kClients, kPoolSize);
+
+  auto admin = pgdog.admin();
+  ASSERT_TRUE(admin.ok()) << admin.connect_error().message;
+  auto stats = admin.exec("SHOW STATS");
+  ASSERT_TRUE(stats.ok()) << stats.describe();
+  std::string counted;
+  for (std::size_t row = 0; row < stats.rows.size(); ++row) {
+    if (cell(stats, row, "database") == kPoolDb) counted = cell(stats, row, "total_xact_count");
+  }
+  EXPECT_EQ(counted, std::to_string(kClients * kTransactions)) << pgdog.admin_snapshot();
+  auto pools = admin.exec("SHOW POOLS");
+  ASSERT_TRUE(pools.ok()) << pools.describe();
+  for (std::size_t row = 0; row < pools.rows.size(); ++row) {
+    if (cell(pools, row, "database") != kPoolDb) continue;
+    const int servers = std::stoi(cell(pools, row, "sv_active")) +
+                        std::stoi(cell(pools, row, "sv_idle")) +
+                        std::stoi(cell(pools, row, "sv_login"));
+    EXPECT_LE(servers, kPoolSize) << pgdog.admin_snapshot();
+    EXPECT_GE(servers, 1);
+  }
+
+  const auto after = thread_ticks(pgdog.pid());
+  for (const std::string thread : {"pgdog", "pgdog-worker-1"}) {
+    ASSERT_EQ(after.count(thread), 1u) << thread;
+    EXPECT_GT(after.at(thread), before.count(thread) ? before.at(thread) : 0)
+        << thread << " did none of the work";
+  }
+  std::cout << kClients << " clients x " << kTransactions << " transactions on 2 workers in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count()
+            << " ms, " << crowd.backend_pids.size() << " distinct servers, at most "
+            << crowd.max_backends << " backends seen; CPU ticks pgdog "
+            << after.at("pgdog") << ", pgdog-worker-1 " << after.at("pgdog-worker-1") << "\n";
 }
 
 TEST_F(PoolingTest, ExhaustedPoolWaitsCheckoutTimeoutThenErrors) {

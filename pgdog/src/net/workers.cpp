@@ -1,6 +1,9 @@
 #include "net/workers.hpp"
 
 #include <algorithm>
+#include <string>
+
+#include <pthread.h>
 
 namespace pgdog::net {
 
@@ -29,6 +32,9 @@ std::vector<asio::io_context*> Workers::contexts() {
 void Workers::run() {
   for (int i = 1; i < size(); ++i) {
     threads_.emplace_back([this, i] {
+      // Named for top -H and /proc/<pid>/task/*/comm (at most 15 characters).
+      const std::string name = "pgdog-worker-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       set_current(i);
       loops_[static_cast<std::size_t>(i)]->io.run();
     });
