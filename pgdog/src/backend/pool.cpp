@@ -17,6 +17,8 @@ constexpr auto kIdleCheckAfter = std::chrono::milliseconds(100);
 // back is used again within a second or two.
 constexpr std::chrono::milliseconds kMinBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{2'000};
+// An idle server another worker may have closed for its waiting clients, beyond its share.
+constexpr auto kLendAfter = std::chrono::milliseconds(1'000);
 
 std::uint64_t micros_since(Clock::time_point t) {
   return static_cast<std::uint64_t>(
@@ -272,9 +274,10 @@ void Pool::hand_over_locked(Shard& s, ServerPtr server, WakeList& wake_list,
     wake_list.push_back(std::move(w));
     return;
   }
-  // Another worker's clients wait for room while nobody here does: this server makes room for
-  // them instead of sitting idle here.
-  if (shards_.size() > 1 && !s.paused && starving_.load() > 0) {
+  // Another worker below its share has clients waiting while nobody here does, and this worker
+  // holds more than its share: this server makes room for them instead of sitting idle here.
+  if (shards_.size() > 1 && !s.paused && starving_.load() > 0 &&
+      total_locked(s) + 1 > fair_share(s)) {
     close.push_back(std::move(server));
     return;
   }
@@ -352,38 +355,44 @@ void Pool::grow_locked(Shard& s) {
   }
   if (shards_.size() == 1) return;
   const bool short_of_room = opened < want;
-  set_starving_locked(s, short_of_room);
-  if (short_of_room) {
+  // Waiting while the pool is full is normal under load; a worker starves only below its share.
+  set_starving_locked(s, short_of_room && total_locked(s) < fair_share(s));
+  if (short_of_room && !s.finding_room) {
+    s.finding_room = true;
     asio::post(s.strand, [self = shared_from_this(), i = s.index] { self->find_room(i); });
   }
 }
 
+int Pool::fair_share(const Shard& s) const {
+  return std::max(1, s.settings.size / static_cast<int>(shards_.size()));
+}
+
 void Pool::find_room(std::size_t for_shard) {
+  bool below_share = false;
   {
     Shard& s = *shards_[for_shard];
     std::lock_guard g(s.mutex);
-    if (!s.starving) return;  // served meanwhile
+    s.finding_room = false;
+    if (static_cast<int>(s.waiters.size()) <= s.connecting) return;  // served meanwhile
+    below_share = total_locked(s) < fair_share(s);
   }
-  // The shard with the most idle servers closes its oldest one.
-  Shard* richest = nullptr;
-  std::size_t most = 0;
+  // Another worker closes an idle server for it: any idle one when it is below its share and
+  // that worker above its own, else only one unused for kLendAfter (a busy worker's idle moments
+  // are not room to lend: closing them would only make it reconnect).
+  const auto now = Clock::now();
+  ServerPtr close;
   for (auto& s : shards_) {
     if (s->index == for_shard) continue;
     std::lock_guard g(s->mutex);
-    if (s->idle.size() > most) {
-      most = s->idle.size();
-      richest = s.get();
-    }
+    if (s->idle.empty()) continue;
+    const bool lends = (below_share && total_locked(*s) > fair_share(*s)) ||
+                       now - s->idle.front()->last_used() >= kLendAfter;
+    if (!lends) continue;
+    close = std::move(s->idle.front());
+    s->idle.erase(s->idle.begin());
+    break;
   }
-  if (richest == nullptr) return;  // none idle: the next server put back makes the room
-  ServerPtr close;
-  {
-    std::lock_guard g(richest->mutex);
-    if (richest->idle.empty()) return;
-    close = std::move(richest->idle.front());
-    richest->idle.erase(richest->idle.begin());
-  }
-  release(1);
+  if (close) release(1);
 }
 
 void Pool::spawn_connect_locked(Shard& s) {

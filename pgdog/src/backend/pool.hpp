@@ -95,9 +95,12 @@ struct ServerSummary {
 // checkin touch only the calling worker's shard. `size` stays the total over the shards: a shard
 // opens a connection only when the pool as a whole is under size (one atomic count), and no
 // share is fixed in advance. A worker whose clients wait while the pool is full borrows room,
-// not servers (a socket belongs to one loop): the other workers close an idle server for it,
-// and close the next one they would have put back idle instead of keeping it, until its
-// waiters are served; then it opens its own. min_pool_size is split among the shards.
+// not servers (a socket belongs to one loop). Below its fair share (size / workers) it gets room
+// from a worker above its own: that one closes an idle server, or the next server it would have
+// kept idle, and the waiting worker opens its own. At or above its share it gets only servers
+// another worker left unused for a second. So under load each worker settles at its share and
+// nothing is closed; an idle worker's servers go to a busy one. min_pool_size is split among the
+// shards.
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   Pool(Executor io, std::string user, std::string database, PoolSettings settings);
@@ -176,12 +179,15 @@ class Pool : public std::enable_shared_from_this<Pool> {
     int min_size = 0;  // this shard's part of min_pool_size
     bool paused = false;
     bool closed = false;
-    bool starving = false;         // clients wait that no connection on its way will serve
+    bool starving = false;      // below its share, with clients no connection on its way serves
+    bool finding_room = false;  // a find_room() for it is posted
     std::atomic<int> waiting{0};  // waiters.size(), read without the lock
   };
 
   Shard& shard() const;
   int total_locked(const Shard& s) const;
+  // size / workers, at least 1: what a worker may keep however busy the others are.
+  int fair_share(const Shard& s) const;
   bool usable_locked(const Shard& s, ServerConnection& server, Clock::time_point now) const;
   // Opens as many connections as the shard's waiters need and the pool's size allows; asks the
   // other shards for room when that is not enough.
