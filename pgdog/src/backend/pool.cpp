@@ -373,26 +373,37 @@ void Pool::find_room(std::size_t for_shard) {
     Shard& s = *shards_[for_shard];
     std::lock_guard g(s.mutex);
     s.finding_room = false;
-    if (static_cast<int>(s.waiters.size()) <= s.connecting) return;  // served meanwhile
+    if (s.closed || s.paused || static_cast<int>(s.waiters.size()) <= s.connecting) return;
     below_share = total_locked(s) < fair_share(s);
   }
-  // Another worker closes an idle server for it: any idle one when it is below its share and
-  // that worker above its own, else only one unused for kLendAfter (a busy worker's idle moments
-  // are not room to lend: closing them would only make it reconnect).
+  // Another worker closes an idle server for it: any idle one while it is below its share,
+  // else only one unused for kLendAfter (a busy worker's idle moments are not room to lend:
+  // closing them would only make it reconnect).
   const auto now = Clock::now();
   ServerPtr close;
   for (auto& s : shards_) {
     if (s->index == for_shard) continue;
     std::lock_guard g(s->mutex);
     if (s->idle.empty()) continue;
-    const bool lends = (below_share && total_locked(*s) > fair_share(*s)) ||
-                       now - s->idle.front()->last_used() >= kLendAfter;
-    if (!lends) continue;
+    if (!below_share && now - s->idle.front()->last_used() < kLendAfter) continue;
     close = std::move(s->idle.front());
     s->idle.erase(s->idle.begin());
     break;
   }
-  if (close) release(1);
+  if (close) {
+    release(1);
+    return;
+  }
+  // Nothing to lend yet: servers put back above their worker's share come its way (starving),
+  // and idle ones are looked at again once they may have been unused long enough.
+  Shard& s = *shards_[for_shard];
+  std::lock_guard g(s.mutex);
+  if (s.finding_room) return;
+  s.finding_room = true;
+  auto timer = std::make_shared<asio::steady_timer>(s.strand, kLendAfter);
+  timer->async_wait([self = shared_from_this(), timer, for_shard](const error_code&) {
+    self->find_room(for_shard);
+  });
 }
 
 void Pool::spawn_connect_locked(Shard& s) {

@@ -113,6 +113,22 @@ TEST_F(PoolShards, AnIdleServerOfAnotherWorkerMakesRoom) {
   EXPECT_EQ(server_.connections(), 3u);
 }
 
+// At its share, a worker gets another's idle server only once it has been unused for a second
+// (a busy worker's idle moment is not room to lend), and then without anyone asking again.
+TEST_F(PoolShards, AtItsShareAWorkerGetsOnlyAServerLeftUnused) {
+  auto pool = two_shards(io_, settings_for(server_, 2));
+  { ASSERT_TRUE(checkout_as(io_, *pool, 0)); }  // worker 0: one idle, just used
+  auto mine = checkout_as(io_, *pool, 1);       // worker 1: its share, opened for it
+  ASSERT_TRUE(mine);
+  ASSERT_EQ(server_.connections(), 2u);
+  const auto asked = Clock::now();
+  auto second = checkout_as(io_, *pool, 1);
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_GE(Clock::now() - asked, 900ms);
+  EXPECT_EQ(server_.connections(), 3u);
+  EXPECT_TRUE(server_.closed_by_client(0));
+}
+
 TEST_F(PoolShards, EachWorkerReusesItsOwnServers) {
   auto pool = two_shards(io_, settings_for(server_, 4));
   std::uint64_t id0 = 0;
