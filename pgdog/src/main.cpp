@@ -112,6 +112,10 @@ int main(int argc, char** argv) {
 
   pgdog::net::Workers loops(workers);
   auto& io = loops.context(0);
+  // Before the listeners open: a signal sent as soon as the port accepts (a supervisor, a test)
+  // is held for the handler below, never left to the default action.
+  boost::asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+  std::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<pgdog::frontend::App> app;
   try {
     app = std::make_unique<pgdog::frontend::App>(loops.contexts(), std::move(*loaded));
@@ -121,8 +125,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  boost::asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
-  std::signal(SIGPIPE, SIG_IGN);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
