@@ -228,6 +228,7 @@ Task<Result<Lease>> Pool::checkout() {
     s.waiters.erase(it);
     s.waiting.fetch_sub(1);
     waiting_.fetch_sub(1);
+    if (static_cast<int>(s.waiters.size()) <= s.connecting) set_starving_locked(s, false);
   }
   std::string message = "no server connection available for " + user_ + "@" + database_ +
                         " within checkout_timeout (" +
