@@ -129,9 +129,9 @@ TEST_F(PoolingTest, TwoHundredClientsOnPoolOfTen) {
   expect_served_within(crowd, kClients, kPoolSize);
   EXPECT_LE(crowd.backend_pids.size(), static_cast<std::size_t>(kPoolSize));
   std::cout << kClients << " clients x " << kTransactions << " transactions in "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count()
-            << " ms, " << crowd.backend_pids.size() << " distinct servers, at most "
-            << crowd.max_backends << " backends seen\n";
+            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count() << " ms, "
+            << crowd.backend_pids.size() << " distinct servers, at most " << crowd.max_backends
+            << " backends seen\n";
 }
 
 // The cell of column `name` (an admin console result).
@@ -210,10 +210,10 @@ TEST_F(PoolingTest, TwoWorkersShareOnePoolAndItsCounters) {
         << thread << " did none of the work";
   }
   std::cout << kClients << " clients x " << kTransactions << " transactions on 2 workers in "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count()
-            << " ms, " << crowd.backend_pids.size() << " distinct servers, at most "
-            << crowd.max_backends << " backends seen; CPU ticks pgdog "
-            << after.at("pgdog") << ", pgdog-worker-1 " << after.at("pgdog-worker-1") << "\n";
+            << std::chrono::duration_cast<std::chrono::milliseconds>(crowd.took).count() << " ms, "
+            << crowd.backend_pids.size() << " distinct servers, at most " << crowd.max_backends
+            << " backends seen; CPU ticks pgdog " << after.at("pgdog") << ", pgdog-worker-1 "
+            << after.at("pgdog-worker-1") << "\n";
 }
 
 TEST_F(PoolingTest, ExhaustedPoolWaitsCheckoutTimeoutThenErrors) {

@@ -195,11 +195,11 @@ Task<Result<Lease>> Pool::checkout() {
     const auto now = Clock::now();
     if (backing_off_locked(now)) {
       Failure f = *last_error_;
-      f.message += " (pgdog retries the server in " +
-                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      down_until_ - now)
-                                      .count()) +
-                   " ms)";
+      f.message +=
+          " (pgdog retries the server in " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(down_until_ - now).count()) +
+          " ms)";
       co_return f;
     }
   }
@@ -422,8 +422,7 @@ Task<void> Pool::connect_one(Shard& s) {
     std::lock_guard g(s.mutex);
     settings = s.settings;
   }
-  auto result = co_await ServerConnection::connect(s.io, settings.address,
-                                                   settings.connect_timeout,
+  auto result = co_await ServerConnection::connect(s.io, settings.address, settings.connect_timeout,
                                                    settings.max_message_size);
   if (result && settings.vet && !co_await settings.vet(**result)) {
     {
@@ -553,8 +552,8 @@ std::vector<ServerSummary> Pool::servers() const {
   std::vector<ServerSummary> out;
   // Only fields fixed at connect time are read from servers in use by a session.
   auto summary = [](const ServerConnection& s, bool active) {
-    return ServerSummary{s.id(), active, s.address().host, s.address().port,
-                         s.key().process_id, s.created_at()};
+    return ServerSummary{
+        s.id(), active, s.address().host, s.address().port, s.key().process_id, s.created_at()};
   };
   for (const auto& s : shards_) {
     std::lock_guard g(s->mutex);

@@ -170,17 +170,17 @@ class Pool : public std::enable_shared_from_this<Pool> {
     const std::size_t index;
     std::shared_ptr<stats::PoolCounters> counters = std::make_shared<stats::PoolCounters>();
     mutable std::mutex mutex;
-    PoolSettings settings;  // each shard's copy, so that its hot path takes its lock only
-    std::vector<ServerPtr> idle;             // most recently used at the back
-    std::vector<ServerConnection*> in_use;   // each knows its index: O(1) without allocation
+    PoolSettings settings;        // each shard's copy, so that its hot path takes its lock only
+    std::vector<ServerPtr> idle;  // most recently used at the back
+    std::vector<ServerConnection*> in_use;  // each knows its index: O(1) without allocation
     std::deque<std::shared_ptr<Waiter>> waiters;
     int active = 0;
     int connecting = 0;
     int min_size = 0;  // this shard's part of min_pool_size
     bool paused = false;
     bool closed = false;
-    bool starving = false;      // below its share, with clients no connection on its way serves
-    bool finding_room = false;  // a find_room() for it is posted
+    bool starving = false;        // below its share, with clients no connection on its way serves
+    bool finding_room = false;    // a find_room() for it is posted
     std::atomic<int> waiting{0};  // waiters.size(), read without the lock
   };
 

@@ -1,9 +1,8 @@
 #include "net/workers.hpp"
 
 #include <algorithm>
-#include <string>
-
 #include <pthread.h>
+#include <string>
 
 namespace pgdog::net {
 
@@ -53,8 +52,12 @@ void Workers::stop() {
   }
 }
 
-int Workers::current() { return current_worker; }
+int Workers::current() {
+  return current_worker;
+}
 
-void Workers::set_current(int index) { current_worker = index; }
+void Workers::set_current(int index) {
+  current_worker = index;
+}
 
 }  // namespace pgdog::net

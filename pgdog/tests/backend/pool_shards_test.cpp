@@ -5,8 +5,6 @@
 // on one io_context and say which worker calls with Workers::set_current; the last one runs two
 // loops on two threads for real.
 
-#include "backend/pool.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -17,6 +15,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
 
+#include "backend/pool.hpp"
 #include "net/workers.hpp"
 #include "support/run.hpp"
 #include "support/scripted_server.hpp"
@@ -39,8 +38,8 @@ PoolSettings settings_for(const ScriptedServer& server, int size) {
 
 // Two shards on one io_context: which one a call uses is the worker the test says it is.
 std::shared_ptr<Pool> two_shards(asio::io_context& io, PoolSettings settings) {
-  return std::make_shared<Pool>(std::vector<Executor>{io.get_executor(), io.get_executor()},
-                                "bob", "appdb", std::move(settings));
+  return std::make_shared<Pool>(std::vector<Executor>{io.get_executor(), io.get_executor()}, "bob",
+                                "appdb", std::move(settings));
 }
 
 // Checks out as worker `worker`.
