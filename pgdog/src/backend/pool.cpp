@@ -402,8 +402,9 @@ void Pool::find_room(std::size_t for_shard) {
   if (s.finding_room) return;
   s.finding_room = true;
   auto timer = std::make_shared<asio::steady_timer>(s.strand, kLendAfter);
-  timer->async_wait([self = shared_from_this(), timer, for_shard](const error_code&) {
-    self->find_room(for_shard);
+  // Weak: a timer pending at shutdown must not keep the pool alive.
+  timer->async_wait([weak = weak_from_this(), timer, for_shard](const error_code& ec) {
+    if (auto self = weak.lock(); self && !ec) self->find_room(for_shard);
   });
 }
 

@@ -19,6 +19,10 @@ Workers::~Workers() {
   stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  for (auto& l : loops_)
+    l->guard.reset();
+  for (auto& l : loops_)
+    l->io.shutdown();
 }
 
 std::vector<asio::io_context*> Workers::contexts() {

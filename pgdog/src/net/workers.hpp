@@ -40,8 +40,16 @@ class Workers {
   static void set_current(int index);
 
  private:
+  // An io_context whose shutdown (destroying what it still holds: coroutine frames, handlers)
+  // the destructor can run for every loop before it destroys any: what one loop's frames hold
+  // (a pool, a server socket) may belong to another loop, whose services must still exist when
+  // it goes.
+  struct Context : asio::io_context {
+    Context() : asio::io_context(1) {}  // one thread: Asio takes no scheduler lock for it
+    using asio::io_context::shutdown;
+  };
   struct Loop {
-    asio::io_context io{1};  // one thread: Asio takes no scheduler lock for it
+    Context io;
     asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
   };
   std::vector<std::unique_ptr<Loop>> loops_;
