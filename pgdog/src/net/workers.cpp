@@ -50,10 +50,10 @@ void Workers::run() {
 }
 
 void Workers::stop() {
-  for (auto& l : loops_) {
-    l->guard.reset();
+  // io_context::stop is thread-safe and ends run() whatever work is outstanding; the guards go
+  // in the destructor, on one thread.
+  for (auto& l : loops_)
     l->io.stop();
-  }
 }
 
 int Workers::current() {
