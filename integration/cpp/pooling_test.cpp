@@ -175,7 +175,13 @@ TEST_F(PoolingTest, TwoWorkersShareOnePoolAndItsCounters) {
                                                 "pool_size = " + std::to_string(kPoolSize)))
                   .with_users(user_toml("pgdog", kPoolDb, std::string("pgdog"))));
   ASSERT_TRUE(pgdog.started());
-  const auto before = thread_ticks(pgdog.pid());
+  // The second loop's thread starts (and names itself) once the first loop runs, which is after
+  // the port accepts: wait for it.
+  auto before = thread_ticks(pgdog.pid());
+  for (int i = 0; i < 500 && before.count("pgdog-worker-1") == 0; ++i) {
+    std::this_thread::sleep_for(20ms);
+    before = thread_ticks(pgdog.pid());
+  }
   ASSERT_EQ(before.count("pgdog-worker-1"), 1u) << "no thread named pgdog-worker-1";
 
   // Distinct servers may exceed the size: room a loop lends is a server closed there and
