@@ -53,6 +53,22 @@ Result<Lease> checkout_as(asio::io_context& io, Pool& pool, int worker) {
 class PoolShards : public ::testing::Test {
  protected:
   ~PoolShards() override { net::Workers::set_current(0); }
+  // Worker 1 asks `pool` for a server and waits; `served` is set once it got one (the lease
+  // goes back at once). True once it is waiting.
+  bool wait_as_worker_1(const std::shared_ptr<Pool>& pool, bool& served) {
+    net::Workers::set_current(1);
+    asio::co_spawn(
+        io_,
+        [pool, &served]() -> Task<void> {
+          auto lease = co_await pool->checkout();
+          served = static_cast<bool>(lease);
+        },
+        asio::detached);
+    const bool waiting = test::run_until(io_, [&] { return pool->state().waiting == 1; });
+    net::Workers::set_current(0);
+    return waiting;
+  }
+
   asio::io_context io_;
   ScriptedServer server_{io_};
 };
@@ -64,16 +80,7 @@ TEST_F(PoolShards, SizeIsTheTotalOverEveryWorker) {
   ASSERT_TRUE(a && b);
   // Worker 1 finds the pool full: it waits, and no third connection is made.
   bool served = false;
-  net::Workers::set_current(1);
-  asio::co_spawn(
-      io_,
-      [&]() -> Task<void> {
-        auto lease = co_await pool->checkout();
-        served = static_cast<bool>(lease);
-      },
-      asio::detached);
-  ASSERT_TRUE(test::run_until(io_, [&] { return pool->state().waiting == 1; }));
-  net::Workers::set_current(0);
+  ASSERT_TRUE(wait_as_worker_1(pool, served));
   test::run_for(io_, 50ms);
   EXPECT_EQ(server_.connections(), 2u);
   EXPECT_FALSE(served);
@@ -157,16 +164,7 @@ TEST_F(PoolShards, PauseHoldsEveryWorker) {
   { ASSERT_TRUE(checkout_as(io_, *pool, 0)); }
   pool->pause();
   bool served = false;
-  net::Workers::set_current(1);
-  asio::co_spawn(
-      io_,
-      [&]() -> Task<void> {
-        auto lease = co_await pool->checkout();
-        served = static_cast<bool>(lease);
-      },
-      asio::detached);
-  ASSERT_TRUE(test::run_until(io_, [&] { return pool->state().waiting == 1; }));
-  net::Workers::set_current(0);
+  ASSERT_TRUE(wait_as_worker_1(pool, served));
   test::run_for(io_, 50ms);
   EXPECT_FALSE(served);
   EXPECT_EQ(server_.connections(), 1u);
