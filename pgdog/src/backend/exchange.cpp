@@ -85,14 +85,13 @@ constexpr std::string_view kSessionSettings =
 
 }  // namespace
 
-// What few clients have: the parameters they sent at login, the settings they changed in the
-// open transaction, and the state that pins them to their server.
+// What few clients have: the settings they changed in the open transaction, and the state that
+// pins them to their server.
 struct Exchange::Session {
   struct Touched {
     std::string name;
     bool reset = false;  // the last change was a RESET (or SET ... TO DEFAULT)
   };
-  protocol::Params startup;
   std::vector<Touched> touched;
   bool reset_all = false;
   bool reset_startup = false;  // a RESET of a parameter in `startup`: its value is due back
@@ -128,8 +127,13 @@ Exchange::Session& Exchange::session() {
   return *session_;
 }
 
-void Exchange::set_startup(const protocol::Params& startup) {
-  if (!startup.empty()) session().startup = startup;
+void Exchange::set_startup(std::shared_ptr<const protocol::Params> startup) {
+  startup_ = std::move(startup);
+}
+
+const protocol::Params& Exchange::startup() const {
+  static const protocol::Params none;
+  return startup_ ? *startup_ : none;
 }
 
 bool Exchange::pinned() const { return session_ && session_->held != 0; }
@@ -141,14 +145,14 @@ void Exchange::note(const protocol::sql::SessionEffects& e) {
   const bool session_mode = mode_ == config::PoolerMode::session;
   for (const auto& setting : e.settings) {
     if (setting.local) continue;  // gone with the transaction
-    const bool startup = setting.reset && s.startup.get(setting.name);
-    if (session_mode && !startup) continue;
+    const bool back_to_startup = setting.reset && startup().get(setting.name);
+    if (session_mode && !back_to_startup) continue;
     s.touched.push_back({setting.name, setting.reset});
-    s.reset_startup = s.reset_startup || startup;
+    s.reset_startup = s.reset_startup || back_to_startup;
   }
-  if (e.reset_all && (!session_mode || !s.startup.empty())) {
+  if (e.reset_all && (!session_mode || !startup().empty())) {
     s.reset_all = true;
-    s.reset_startup = s.reset_startup || !s.startup.empty();
+    s.reset_startup = s.reset_startup || !startup().empty();
   }
   if (e.opaque && !session_mode) s.discover = true;
   if (mode_ != config::PoolerMode::transaction || !pinning_) return;
@@ -464,10 +468,10 @@ std::string Exchange::settle_query(const ServerState& server) {
   };
   const bool block = server.status != 'I';
   for (const auto& t : s.touched) {
-    if (!block || (t.reset && s.startup.get(t.name))) add(t.name);
+    if (!block || (t.reset && startup().get(t.name))) add(t.name);
   }
   if (s.reset_all) {
-    for (const auto& [name, value] : s.startup.items()) add(name);
+    for (const auto& [name, value] : startup().items()) add(name);
     if (!block) {
       for (const auto& [name, value] : params_.items()) add(name);
       for (const auto& [name, value] : server.applied.items()) add(name);
@@ -532,7 +536,7 @@ bool Exchange::settled(const std::vector<std::optional<std::string>>& row, Serve
     if (s.was_reset(name) && effective) {
       // At the server's default now; the client's default is what it sent at login, if anything.
       server.applied.erase(name);
-      if (const auto start = s.startup.get(name)) {
+      if (const auto start = startup().get(name)) {
         params_.set(name, *start);
         sync = sync || !value || *value != *start;
       } else {

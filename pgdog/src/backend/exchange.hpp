@@ -99,8 +99,9 @@ class Exchange {
     pinning_ = pinning == config::PoolPinning::automatic;
   }
   // The session parameters the client sent at login: RESET returns to these, as PostgreSQL's
-  // does, not to the server's defaults.
-  void set_startup(const protocol::Params& startup);
+  // does, not to the server's defaults. Shared: clients that sent the same ones may hold one
+  // copy (App::shared_startup).
+  void set_startup(std::shared_ptr<const protocol::Params> startup);
 
   // Transaction mode with prepared statements: the client's named statements are kept here
   // and prepared on whichever server it gets (see prepared.hpp).
@@ -183,7 +184,9 @@ class Exchange {
   void hold(std::uint8_t held);
   struct Session;  // state few clients have: made on first use
   Session& session();
+  const protocol::Params& startup() const;
   std::unique_ptr<Session> session_;
+  std::shared_ptr<const protocol::Params> startup_;
 
   config::PoolerMode mode_;
   std::size_t max_message_size_;

@@ -21,6 +21,7 @@
 #include "mirror/mirror_set.hpp"
 #include "net/tls.hpp"
 #include "net/unix_socket.hpp"
+#include "protocol/params.hpp"
 #include "stats/cutover_log.hpp"
 #include "stats/mirror_history.hpp"
 #include "stats/proxy_metrics.hpp"
@@ -71,6 +72,8 @@ class App {
   ClientRegistry& clients() { return clients_; }
   // Named prepared statements, interned across every client (transaction mode).
   backend::StatementRegistry& statement_registry() { return statements_; }
+  // The session parameters clients sent at login, one copy per distinct set.
+  protocol::SharedParams& startup_params() { return startup_params_; }
   // Null without tls_certificate. A reload replaces it for new clients; a connection's SSL holds
   // its own reference to the OpenSSL context it was made with.
   net::TlsContext client_tls() const;
@@ -170,6 +173,7 @@ class App {
   net::UnixListener unix_listener_;
   ClientRegistry clients_;
   backend::StatementRegistry statements_;
+  protocol::SharedParams startup_params_;
   net::TlsContext server_tls_;  // fixed at startup (tls_verify and its CA are restart-only)
 
   mutable std::mutex mutex_;

@@ -23,7 +23,6 @@ void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory
 
 Task<void> ClientSession::run() {
   auto self = shared_from_this();
-  executor_ = co_await asio::this_coro::executor;
   info_ = app_.clients().add(net::peer_address(client_.socket()));
   info_->set_session(weak_from_this());
   auto login = co_await Login(app_, client_, in_, *info_, app_.config()).run();
@@ -50,7 +49,9 @@ void ClientSession::start(LoginResult login) {
   const auto mode = user_->pool->mode();
   exchange_.configure(mode, config->general.max_message_size, config->general.pool_pinning);
   exchange_.params() = std::move(login.params);
-  exchange_.set_startup(login.startup);
+  if (!login.startup.empty()) {
+    exchange_.set_startup(app_.startup_params().intern(std::move(login.startup)));
+  }
   // In session mode the client keeps its server, and its statements with it.
   if (mode == config::PoolerMode::transaction &&
       config->general.prepared_statements == config::PreparedStatements::extended) {
@@ -66,7 +67,7 @@ void ClientSession::start(LoginResult login) {
 }
 
 void ClientSession::terminate(bool graceful) {
-  asio::post(executor_, [self = shared_from_this(), graceful] {
+  asio::post(executor(), [self = shared_from_this(), graceful] {
     if (self->closing_) return;
     if (graceful && self->server_ && self->exchange_.busy()) {
       self->terminate_after_transaction_ = true;
@@ -75,14 +76,14 @@ void ClientSession::terminate(bool graceful) {
     // Written asynchronously, so that it reaches TLS clients as well, then closed.
     self->closing_ = true;
     asio::co_spawn(
-        self->executor_,
+        self->executor(),
         [self]() -> Task<void> {
           std::string out;
           protocol::write_error(out,
                                 {.severity = "FATAL",
                                  .code = "57P01",
                                  .message = "terminating connection due to administrator command"});
-          asio::steady_timer timer(self->executor_, std::chrono::seconds(1));
+          asio::steady_timer timer(self->executor(), std::chrono::seconds(1));
           using namespace asio::experimental::awaitable_operators;
           co_await (self->client_.write(out) || timer.async_wait(use_nothrow));
           self->client_.close();
@@ -94,7 +95,7 @@ void ClientSession::terminate(bool graceful) {
 void ClientSession::cancel_query() {
   // Asked on the target session's own executor, so nothing has to be published on every
   // transaction for the rare cancel.
-  asio::post(executor_, [self = shared_from_this()] {
+  asio::post(executor(), [self = shared_from_this()] {
     if (!self->server_) return;  // nothing running: nothing to cancel
     const auto key = self->server_->cancel_key();
     if (!key) return;
@@ -177,7 +178,7 @@ void ClientSession::park() {
   in_.release();  // back in idle_read_
   client_.async_read_some(in_.prepare(1), [self = shared_from_this()](error_code ec, std::size_t n) {
     auto& session = *self;
-    asio::co_spawn(session.executor_, session.relay(std::move(self), ec, n),
+    asio::co_spawn(session.executor(), session.relay(std::move(self), ec, n),
                    log_errors("client session"));
   });
 }
@@ -227,10 +228,10 @@ Task<bool> ClientSession::read_either() {
   // by the next read of its side (its buffer is not touched meanwhile).
   auto& d = duplex();
   if (d.client.idle()) {
-    d.client.start(client_, in_.prepare(client_want()), executor_, d.wakeup, shared_from_this());
+    d.client.start(client_, in_.prepare(client_want()), executor(), d.wakeup, shared_from_this());
   }
   if (d.server.idle()) {
-    d.server.start(server_->stream(), server_->buffer().prepare(server_want()), executor_,
+    d.server.start(server_->stream(), server_->buffer().prepare(server_want()), executor(),
                    d.wakeup, shared_from_this());
   }
   while (!d.client.ready() && !d.server.ready()) co_await d.wakeup.wait();

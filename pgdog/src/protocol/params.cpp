@@ -122,6 +122,27 @@ void Params::rehash() {
   hash_ = pairs_.empty() ? 0 : h;
 }
 
+std::shared_ptr<const Params> SharedParams::intern(Params params) {
+  std::lock_guard g(mutex_);
+  auto [first, last] = by_hash_.equal_range(params.hash());
+  for (auto it = first; it != last; ++it) {
+    if (auto known = it->second.lock(); known && *known == params) return known;
+  }
+  if (by_hash_.size() >= sweep_at_) {
+    std::erase_if(by_hash_, [](const auto& entry) { return entry.second.expired(); });
+    sweep_at_ = std::max<std::size_t>(64, 2 * by_hash_.size());
+  }
+  params.compact();
+  auto shared = std::make_shared<const Params>(std::move(params));
+  by_hash_.emplace(shared->hash(), shared);
+  return shared;
+}
+
+std::size_t SharedParams::distinct() const {
+  std::lock_guard g(mutex_);
+  return by_hash_.size();
+}
+
 bool is_session_parameter(std::string_view name) {
   if (name.starts_with("_pq_.")) return false;
   return !contains(kNotParameters, name) && !is_read_only_parameter(name);

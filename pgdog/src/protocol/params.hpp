@@ -2,9 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -53,6 +56,10 @@ class Params {
   }
   // Gives back spare room (kept by every idle client after login).
   void compact() { pairs_.shrink_to_fit(); }
+  // The same pairs, spelled the same.
+  bool operator==(const Params& other) const {
+    return hash_ == other.hash_ && pairs_ == other.pairs_;
+  }
 
  private:
   // Offset of the pair named `name` (or pairs_.size()), and where a new one would go.
@@ -61,6 +68,21 @@ class Params {
   void rehash();
   std::string pairs_;
   std::uint64_t hash_ = 0;
+};
+
+// One copy of each distinct set of Params for everyone who holds the same: the startup
+// parameters of an application's connections are usually all alike, and each idle client would
+// otherwise keep its own. Thread-safe; a set is freed when its last holder lets go (swept from
+// the table once it has doubled since the last sweep).
+class SharedParams {
+ public:
+  std::shared_ptr<const Params> intern(Params params);
+  std::size_t distinct() const;  // sets in the table, some perhaps no longer held
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_multimap<std::uint64_t, std::weak_ptr<const Params>> by_hash_;
+  std::size_t sweep_at_ = 64;
 };
 
 // Parameters a client may carry in its startup packet and expect to hold on any pooled server;

@@ -471,7 +471,7 @@ TEST(ExchangeSession, ResetOfAStartupParameterReturnsToTheClientsValue) {
   Conversation c(PoolerMode::session);  // in both modes
   protocol::Params startup;
   startup.set("DateStyle", "Postgres, MDY");
-  c.exchange.set_startup(startup);
+  c.exchange.set_startup(std::make_shared<const protocol::Params>(startup));
   c.exchange.params() = startup;
   c.client(wire::query("RESET datestyle"));
   c.answer(wire::parameter_status("DateStyle", "ISO, MDY") + wire::complete("RESET") +
@@ -488,7 +488,7 @@ TEST(ExchangeSession, ResetInsideABlockIsSettledAtOnce) {
   Conversation c;
   protocol::Params startup;
   startup.set("TimeZone", "Europe/Paris");
-  c.exchange.set_startup(startup);
+  c.exchange.set_startup(std::make_shared<const protocol::Params>(startup));
   c.client(wire::query("BEGIN"));
   c.answer(wire::complete("BEGIN") + wire::ready('T'));
   c.client(wire::query("RESET TimeZone"));

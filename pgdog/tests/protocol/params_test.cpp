@@ -1,5 +1,6 @@
 #include "protocol/params.hpp"
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,6 +80,45 @@ TEST(Params, SetFromItsOwnValue) {
   EXPECT_EQ(p.get("c").value_or("?"), "first value, long enough to live on the heap");
   p.compact();
   EXPECT_EQ(p.size(), 3u);
+}
+
+Params startup(std::string_view application_name) {
+  Params p;
+  p.set("application_name", application_name);
+  p.set("DateStyle", "ISO, MDY");
+  return p;
+}
+
+TEST(SharedParams, ClientsThatSentTheSameHoldOneCopy) {
+  SharedParams shared;
+  auto a = shared.intern(startup("billing-worker"));
+  auto b = shared.intern(startup("billing-worker"));
+  auto c = shared.intern(startup("reports"));
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_NE(a.get(), c.get());
+  EXPECT_EQ(c->get("application_name").value_or("?"), "reports");
+  EXPECT_EQ(*a, startup("billing-worker"));
+  EXPECT_EQ(shared.distinct(), 2u);
+}
+
+TEST(SharedParams, ASetNoOneHoldsIsFreedAndSweptAway) {
+  SharedParams shared;
+  std::weak_ptr<const Params> first = shared.intern(startup("gone"));
+  EXPECT_TRUE(first.expired());  // the table does not keep it alive
+  // Interning it again makes a new copy, not the dead one.
+  auto again = shared.intern(startup("gone"));
+  EXPECT_EQ(again->get("application_name").value_or("?"), "gone");
+  // Every client with its own application_name: the table stays about as large as what is held.
+  std::vector<std::shared_ptr<const Params>> held;
+  for (int i = 0; i < 1000; ++i) {
+    auto p = shared.intern(startup("client-" + std::to_string(i)));
+    if (i % 10 == 0) held.push_back(std::move(p));
+  }
+  EXPECT_LE(shared.distinct(), 2 * (held.size() + 1) + 64);
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    EXPECT_EQ(held[i]->get("application_name").value_or("?"),
+              "client-" + std::to_string(10 * i));
+  }
 }
 
 }  // namespace
