@@ -100,7 +100,7 @@ class Exchange {
   }
   // The session parameters the client sent at login: RESET returns to these, as PostgreSQL's
   // does, not to the server's defaults. Shared: clients that sent the same ones may hold one
-  // copy (App::shared_startup).
+  // copy (protocol::SharedParams).
   void set_startup(std::shared_ptr<const protocol::Params> startup);
 
   // Transaction mode with prepared statements: the client's named statements are kept here

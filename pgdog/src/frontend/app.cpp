@@ -300,7 +300,8 @@ Task<void> App::accept_loop() {
       co_await t.async_wait(use_nothrow);
       continue;
     }
-    run_session(loop, std::make_shared<ClientSession>(*this, net::Socket(std::move(socket))));
+    run_session(loop, std::make_shared<ClientSession>(*this, net::Socket(std::move(socket)),
+                                                      *loops_[loop]));
   }
 }
 
@@ -316,7 +317,7 @@ Task<void> App::accept_unix_loop() {
       co_await t.async_wait(use_nothrow);
       continue;
     }
-    run_session(loop, std::make_shared<ClientSession>(*this, std::move(socket)));
+    run_session(loop, std::make_shared<ClientSession>(*this, std::move(socket), *loops_[loop]));
   }
 }
 

@@ -14,8 +14,8 @@ using Next = backend::Exchange::Next;
 
 }  // namespace
 
-ClientSession::ClientSession(App& app, net::Socket socket)
-    : app_(app), client_(std::move(socket)) {}
+ClientSession::ClientSession(App& app, net::Socket socket, asio::io_context& loop)
+    : app_(app), loop_(loop.get_executor()), client_(std::move(socket)) {}
 
 ClientSession::~ClientSession() = default;
 
