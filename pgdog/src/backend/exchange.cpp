@@ -118,7 +118,7 @@ struct Exchange::Session {
 };
 
 Exchange::Exchange(config::PoolerMode mode, std::size_t max_message_size)
-    : mode_(mode), max_message_size_(max_message_size) {}
+    : max_message_size_(max_message_size), mode_(mode) {}
 
 Exchange::~Exchange() = default;
 

@@ -188,7 +188,6 @@ class Exchange {
   std::unique_ptr<Session> session_;
   std::shared_ptr<const protocol::Params> startup_;
 
-  config::PoolerMode mode_;
   std::size_t max_message_size_;
   protocol::Params params_;
   ClientStatements statements_;
@@ -198,14 +197,16 @@ class Exchange {
   FrameTap* tap_ = nullptr;
   std::string rewritten_;  // a batch rewritten for the server
   std::string assembled_;  // answers changed on their way to the client
+  // Packed (mode_ beside pending_, the flags in one byte): every idle client holds an Exchange.
   int pending_ = 0;        // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
-  bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
-  bool copy_in_ = false;   // the server is receiving COPY data
-  bool in_transaction_ = false;
-  bool pinning_ = true;
-  bool dirty_ = false;       // session state was created on the server held
-  bool settle_due_ = false;
-  char last_tag_ = 0;        // the transaction's last CommandComplete: 'C' COMMIT, 'R' ROLLBACK
+  config::PoolerMode mode_;
+  bool unsynced_ : 1 = false;  // extended-protocol messages sent since the last Sync
+  bool copy_in_ : 1 = false;   // the server is receiving COPY data
+  bool in_transaction_ : 1 = false;
+  bool pinning_ : 1 = true;
+  bool dirty_ : 1 = false;  // session state was created on the server held
+  bool settle_due_ : 1 = false;
+  char last_tag_ = 0;       // the transaction's last CommandComplete: 'C' COMMIT, 'R' ROLLBACK
   std::uint8_t new_pins_ = 0;
   std::uint16_t errors_ = 0;  // ErrorResponses in the transaction
 };

@@ -78,7 +78,11 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
 
   App& app_;
   asio::io_context::executor_type loop_;  // 8 bytes a client; an Executor would be 56
-  net::Stream client_;
+  // [[no_unique_address]]: the flags below sit in the stream's tail padding (8 bytes a client).
+  [[no_unique_address]] net::Stream client_;
+  bool closing_ = false;  // the client is going away
+  bool terminate_after_transaction_ = false;
+  bool counted_pinned_ = false;  // counted in the pool's pinned gauge
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
   // Where a client's next query lands while it is idle (see park()): pgbench's queries fit,
@@ -92,9 +96,6 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   std::unique_ptr<Duplex> duplex_;
   Clock::time_point request_started_{};
   Clock::time_point transaction_started_{};
-  bool closing_ = false;  // the client is going away
-  bool terminate_after_transaction_ = false;
-  bool counted_pinned_ = false;  // counted in the pool's pinned gauge
 };
 
 }  // namespace pgdog::frontend
