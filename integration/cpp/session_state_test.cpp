@@ -211,6 +211,36 @@ TEST_F(SessionStateTest, ResetReturnsToTheStartupValueInBothModes) {
   }
 }
 
+// pgdog keeps one copy of each distinct set of startup parameters for all the clients that sent
+// it: each still changes and resets its own settings, and a client that sent other ones gets
+// its own values back.
+TEST_F(SessionStateTest, ClientsThatSentTheSameStartupParametersResetAlone) {
+  Pgdog pgdog(PgdogConfig().with_pool_size(2));
+  ASSERT_TRUE(pgdog.started());
+  auto c = must_connect(pgdog, "options='-c DateStyle=Postgres,MDY'");
+  {
+    auto a = must_connect(pgdog, "options='-c DateStyle=SQL,DMY'");
+    auto b = must_connect(pgdog, "options='-c DateStyle=SQL,DMY'");
+    run_ok(a, "SET DateStyle = 'German'");
+    EXPECT_EQ(run_ok(b, "SHOW DateStyle"), "SQL, DMY");
+    run_ok(b, "SET DateStyle = 'ISO, YMD'");
+    run_ok(c, "SET DateStyle = 'ISO, YMD'");
+    run_ok(a, "RESET DateStyle");
+    EXPECT_EQ(run_ok(a, "SHOW DateStyle"), "SQL, DMY");
+    EXPECT_EQ(run_ok(b, "SHOW DateStyle"), "ISO, YMD");
+    run_ok(b, "RESET ALL");
+    EXPECT_EQ(run_ok(b, "SHOW DateStyle"), "SQL, DMY");
+  }
+  run_ok(c, "RESET DateStyle");
+  EXPECT_EQ(run_ok(c, "SHOW DateStyle"), "Postgres, MDY");
+  EXPECT_EQ(c.parameter("DateStyle"), "Postgres, MDY");
+  // After the first two left, a new client with their startup parameters gets them back too.
+  auto d = must_connect(pgdog, "options='-c DateStyle=SQL,DMY'");
+  run_ok(d, "SET DateStyle = 'German'");
+  run_ok(d, "RESET DateStyle");
+  EXPECT_EQ(run_ok(d, "SHOW DateStyle"), "SQL, DMY");
+}
+
 TEST_F(SessionStateTest, PinnedClientKeepsItsStateWhileOthersPool) {
   Pgdog pgdog(PgdogConfig().with_pool_size(2));
   ASSERT_TRUE(pgdog.started());
