@@ -177,12 +177,10 @@ TEST_F(PoolingTest, TwoWorkersShareOnePoolAndItsCounters) {
   ASSERT_TRUE(pgdog.started());
   // The second loop's thread starts (and names itself) once the first loop runs, which is after
   // the port accepts: wait for it.
-  auto before = thread_ticks(pgdog.pid());
-  for (int i = 0; i < 500 && before.count("pgdog-worker-1") == 0; ++i) {
-    std::this_thread::sleep_for(20ms);
-    before = thread_ticks(pgdog.pid());
-  }
-  ASSERT_EQ(before.count("pgdog-worker-1"), 1u) << "no thread named pgdog-worker-1";
+  ASSERT_TRUE(wait_until([&] { return thread_ticks(pgdog.pid()).count("pgdog-worker-1") == 1; },
+                         10s))
+      << "no thread named pgdog-worker-1";
+  const auto before = thread_ticks(pgdog.pid());
 
   // Distinct servers may exceed the size: room a loop lends is a server closed there and
   // opened on the other loop. At once there are never more than pool_size.
