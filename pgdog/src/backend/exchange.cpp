@@ -281,7 +281,7 @@ void Exchange::prepare_frame(const protocol::Frame& f, ServerState& server) {
 }
 
 std::optional<std::string_view> Exchange::answer_alone(std::string_view batch) {
-  if (!rewriter_ || !rewriter_->can_answer_alone(batch, max_message_size_)) return std::nullopt;
+  if (!answers_alone(batch)) return std::nullopt;
   rewritten_.clear();
   rewriter_->answer_alone(batch, max_message_size_, rewritten_);
   pending_ = 0;

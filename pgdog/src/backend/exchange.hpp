@@ -125,6 +125,10 @@ class Exchange {
   // statements, Sync): its answers, and nothing is outstanding afterwards. Nothing when the
   // batch needs a server.
   std::optional<std::string_view> answer_alone(std::string_view batch);
+  // Whether answer_alone() would answer `batch` (it changes nothing).
+  bool answers_alone(std::string_view batch) const {
+    return rewriter_ && rewriter_->can_answer_alone(batch, max_message_size_);
+  }
   // No server could be had for `batch`: the answers PostgreSQL would give, each request failed
   // with `error`. Nothing is outstanding afterwards.
   std::string fail(std::string_view batch, const protocol::ErrorSpec& error);

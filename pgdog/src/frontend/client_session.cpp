@@ -36,7 +36,8 @@ Task<void> ClientSession::run() {
     start(std::move(login));
     set_state(ClientState::idle);
     // relay() ends the connection itself; this frame goes away as soon as the client is idle.
-    co_await relay(std::move(self), error_code{}, 0);
+    // What the client sent after its startup packet is served first.
+    co_await relay(std::move(self), take_batch(0), error_code{});
     co_return;
   }
   app_.clients().remove(*info_);
@@ -111,13 +112,10 @@ Task<void> ClientSession::fatal(std::string_view code, std::string_view message)
   co_await send_fatal(client_, code, message);
 }
 
-Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> self,
-                                error_code ec, std::size_t parked) {
+Task<void> ClientSession::relay(std::shared_ptr<ClientSession> self,
+                                std::optional<backend::ClientBatch> batch, error_code ec) {
   bool open = !ec;
-  if (open) {
-    in_.commit(parked);
-    open = co_await on_client(parked);
-  }
+  if (open && batch) open = co_await send_batch(std::move(*batch));
   while (open && !closing_) {
     if (terminate_after_transaction_ && !exchange_.busy()) {
       co_await fatal("57P01", "terminating connection due to administrator command");
@@ -127,24 +125,14 @@ Task<void> ClientSession::relay([[maybe_unused]] std::shared_ptr<ClientSession> 
                           (!duplex_ || duplex_->server.idle());
     const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
     switch (next) {
-      case Next::client: {
-        if (can_park()) {
-          park();  // idle between transactions: wait without this coroutine
-          co_return;
-        }
+      case Next::client:
         if (duplex_ && !duplex_->client.idle()) {
           open = co_await read_client();
           break;
         }
-        // The common case awaits the socket here: no coroutine frame per read.
-        auto [read_ec, n] = co_await client_.read_some(in_.prepare(client_want()));
-        open = !read_ec;
-        if (open) {
-          in_.commit(n);
-          open = co_await on_client(n);
-        }
-        break;
-      }
+        // The client is waited for without this coroutine, by the quick path.
+        read_client_quickly(std::move(self));
+        co_return;
       case Next::server:
         open = co_await on_server();
         break;
@@ -174,13 +162,140 @@ bool ClientSession::can_park() const {
   return !server_ && in_.empty() && (!duplex_ || duplex_->client.idle());
 }
 
-void ClientSession::park() {
-  in_.release();  // back in idle_read_
-  client_.async_read_some(in_.prepare(1), [self = shared_from_this()](error_code ec, std::size_t n) {
+void ClientSession::read_client_quickly(std::shared_ptr<ClientSession> self) {
+  std::span<char> into;
+  if (can_park()) {
+    in_.release();  // idle between transactions: back in idle_read_
+    into = in_.prepare(1);
+  } else {
+    into = in_.prepare(client_want());
+  }
+  client_.async_read_some(into, [self = std::move(self)](error_code ec, std::size_t n) mutable {
     auto& session = *self;
-    asio::co_spawn(session.executor(), session.relay(std::move(self), ec, n),
-                   log_errors("client session"));
+    session.on_client_read(std::move(self), ec, n);
   });
+}
+
+void ClientSession::spawn(Task<void> task) {
+  asio::co_spawn(executor(), std::move(task), log_errors("client session"));
+}
+
+void ClientSession::on_client_read(std::shared_ptr<ClientSession> self, error_code ec,
+                                   std::size_t n) {
+  std::optional<backend::ClientBatch> batch;
+  if (!ec) {
+    in_.commit(n);
+    batch = take_batch(n);
+    if (quick() && send_quickly(self, *batch)) return;
+  }
+  spawn(relay(std::move(self), std::move(batch), ec));
+}
+
+// The quick path: callbacks that do what relay() would, for as long as nothing but a read has
+// to be waited for: a request of whole frames, a server idle in the pool with the client's
+// settings, a batch and answers the sockets take at once, a server that goes back clean. That
+// is most requests, and they then cost no coroutine frame; at any other step relay() (or a
+// coroutine that ends in it) takes over from the state the step left.
+
+bool ClientSession::quick() const {
+  // Reads Next::either started are relay()'s to collect.
+  return !closing_ && !terminate_after_transaction_ &&
+         (!duplex_ || (duplex_->client.idle() && duplex_->server.idle()));
+}
+
+bool ClientSession::send_quickly(std::shared_ptr<ClientSession>& self,
+                                 const backend::ClientBatch& batch) {
+  // Nothing done when it returns false: send_batch() takes the batch as it was.
+  const std::string_view frames = in_.readable().substr(0, batch.size);
+  if (frames.empty() || !batch.violation.empty() || batch.terminate) return false;
+  if (!server_ && (exchange_.answers_alone(frames) || !try_attach())) return false;
+  const std::string_view to_send = exchange_.prepare(frames, server_->state());
+  error_code ec;
+  const std::size_t sent = server_->stream().write_now_some(to_send, ec);
+  if (!ec && sent < to_send.size()) {
+    spawn([](std::shared_ptr<ClientSession> session, std::string_view rest,
+             std::size_t size) -> Task<void> {
+      session->batch_sent(co_await session->server_->stream().write(rest));
+      session->in_.consume(size);
+      session->go_on(session);
+    }(std::move(self), to_send.substr(sent), batch.size));
+    return true;
+  }
+  batch_sent(ec);
+  in_.consume(batch.size);
+  go_on(std::move(self));
+  return true;
+}
+
+void ClientSession::go_on(std::shared_ptr<ClientSession> self) {
+  while (quick()) {
+    const bool buffered = server_ && !server_->buffer().empty();
+    const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
+    if (next == Next::client) {
+      read_client_quickly(std::move(self));
+      return;
+    }
+    if (next == Next::server) {
+      if (!buffered) {
+        read_server_quickly(std::move(self));
+        return;
+      }
+      if (!answer_quickly(self)) return;
+      continue;
+    }
+    if (next != Next::release || exchange_.dirty()) break;
+    release_server();
+  }
+  spawn(relay(std::move(self), std::nullopt, error_code{}));
+}
+
+bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
+  // on_server() for the bytes read so far; false when the session went on elsewhere.
+  auto& server = *server_;
+  const auto chunk = exchange_.read_server(server.buffer().readable(), server.state());
+  if (!chunk.lost.empty()) {
+    spawn(lose(std::move(self), chunk.lost));
+    return false;
+  }
+  count(chunk.events);
+  if (chunk.done == 0 && chunk.out.empty()) {  // an answer not all read yet
+    read_server_quickly(std::move(self));
+    return false;
+  }
+  std::size_t sent = 0;
+  error_code ec;
+  if (!deliver_now(chunk.out, sent, ec) && !ec) {
+    spawn([](std::shared_ptr<ClientSession> session, std::string_view rest,
+             std::size_t done) -> Task<void> {
+      session->delivered(done, co_await session->client_.write(rest));
+      session->go_on(session);
+    }(std::move(self), chunk.out.substr(sent), chunk.done));
+    return false;
+  }
+  delivered(chunk.done, ec);
+  return true;
+}
+
+void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self) {
+  auto& server = *server_;
+  server.stream().async_read_some(
+      server.buffer().prepare(server_want()),
+      [self = std::move(self)](error_code ec, std::size_t n) mutable {
+        auto& session = *self;
+        if (ec) {
+          session.server_->mark_broken();
+          session.spawn(session.lose(std::move(self), "server connection lost: " + ec.message()));
+          return;
+        }
+        session.server_->buffer().commit(n);
+        session.go_on(std::move(self));
+      });
+}
+
+Task<void> ClientSession::lose([[maybe_unused]] std::shared_ptr<ClientSession> self,
+                               std::string lost) {
+  co_await report_lost(lost);
+  co_await finish();
 }
 
 std::size_t ClientSession::client_want() const {
@@ -206,7 +321,7 @@ Task<bool> ClientSession::read_client() {
   const auto [ec, n] = duplex_->client.take();
   if (ec) co_return false;
   in_.commit(n);
-  co_return co_await on_client(n);
+  co_return co_await send_batch(take_batch(n));
 }
 
 Task<bool> ClientSession::read_server() {
@@ -239,10 +354,14 @@ Task<bool> ClientSession::read_either() {
   co_return co_await read_client();
 }
 
-Task<bool> ClientSession::on_client(std::size_t received) {
+backend::ClientBatch ClientSession::take_batch(std::size_t received) {
   if (received > 0) PoolCounters::add(counters().bytes_received, received);
-  const auto batch = exchange_.read_client(in_.readable());
+  auto batch = exchange_.read_client(in_.readable());
   if (batch.started) request_started_ = Clock::now();
+  return batch;
+}
+
+Task<bool> ClientSession::send_batch(backend::ClientBatch batch) {
   std::string_view frames = in_.readable().substr(0, batch.size);
   if (!frames.empty() && !server_) {
     // A client that only prepares what servers already know does not wait for one.
@@ -259,9 +378,7 @@ Task<bool> ClientSession::on_client(std::size_t received) {
     error_code ec;
     const std::size_t sent = server_->stream().write_now_some(to_send, ec);
     if (!ec && sent < to_send.size()) ec = co_await server_->stream().write(to_send.substr(sent));
-    // Noticed when the answer is read: the client is told the server was lost.
-    if (ec) server_->mark_broken();
-    note_pins();
+    batch_sent(ec);
   }
   in_.consume(batch.size);
   if (!batch.violation.empty()) {
@@ -269,6 +386,12 @@ Task<bool> ClientSession::on_client(std::size_t received) {
     co_return false;
   }
   co_return !batch.terminate && !closing_;
+}
+
+void ClientSession::batch_sent(error_code ec) {
+  // Noticed when the answer is read: the client is told the server was lost.
+  if (ec) server_->mark_broken();
+  note_pins();
 }
 
 Task<bool> ClientSession::attach_or_fail(std::string_view batch) {
@@ -302,8 +425,7 @@ Task<bool> ClientSession::on_server() {
       if (!deliver_now(chunk.out, sent, ec) && !ec) {
         ec = co_await client_.write(chunk.out.substr(sent));
       }
-      buffer.consume(chunk.done);
-      closing_ = closing_ || ec.failed();
+      delivered(chunk.done, ec);
       co_return !ec;
     }
     auto [ec, n] = co_await server.stream().read_some(buffer.prepare(server_want()));
@@ -314,6 +436,11 @@ Task<bool> ClientSession::on_server() {
     }
     buffer.commit(n);
   }
+}
+
+void ClientSession::delivered(std::size_t done, error_code ec) {
+  server_->buffer().consume(done);
+  closing_ = closing_ || ec.failed();
 }
 
 bool ClientSession::deliver_now(std::string_view out, std::size_t& sent, error_code& ec) {

@@ -41,17 +41,31 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   };
 
   void start(LoginResult login);
-  // After login the client alternates between relay(), the coroutine that serves its requests,
-  // and park(), a read with a plain callback into idle_read_ that holds no coroutine frame and
-  // no heap buffer: an idle client costs its session object and little else.
-  Task<void> relay(std::shared_ptr<ClientSession> self, error_code ec, std::size_t parked);
-  void park();
+  // After login a client's requests are served by callbacks (the quick path, go_on()) while
+  // nothing but a read has to be waited for, which is most requests; relay(), a coroutine,
+  // takes over for any other step and hands back at the next read of the client. A client
+  // between transactions waits in a read with a plain callback into idle_read_: no coroutine
+  // frame, no heap buffer; an idle client costs its session object and little else.
+  Task<void> relay(std::shared_ptr<ClientSession> self, std::optional<backend::ClientBatch> batch,
+                   error_code ec);
+  void read_client_quickly(std::shared_ptr<ClientSession> self);
   bool can_park() const;
+  void on_client_read(std::shared_ptr<ClientSession> self, error_code ec, std::size_t n);
+  bool quick() const;
+  bool send_quickly(std::shared_ptr<ClientSession>& self, const backend::ClientBatch& batch);
+  void go_on(std::shared_ptr<ClientSession> self);
+  bool answer_quickly(std::shared_ptr<ClientSession>& self);
+  void read_server_quickly(std::shared_ptr<ClientSession> self);
+  void spawn(Task<void> task);
+  Task<void> lose(std::shared_ptr<ClientSession> self, std::string lost);
   Task<bool> read_client();
   Task<bool> read_server();
   Task<bool> read_either();
-  Task<bool> on_client(std::size_t received);
+  backend::ClientBatch take_batch(std::size_t received);
+  Task<bool> send_batch(backend::ClientBatch batch);
+  void batch_sent(error_code ec);
   Task<bool> on_server();
+  void delivered(std::size_t done, error_code ec);
   Task<bool> attach_or_fail(std::string_view batch);
   Task<bool> deliver(std::string_view out);
   bool deliver_now(std::string_view out, std::size_t& sent, error_code& ec);
@@ -85,7 +99,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool counted_pinned_ = false;  // counted in the pool's pinned gauge
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
-  // Where a client's next query lands while it is idle (see park()): pgbench's queries fit,
+  // Where a client's next query lands while it is idle (see read_client_quickly()): pgbench's queries fit,
   // simple or extended (about 60 and 115 bytes); longer ones continue on the heap, at the cost
   // of one more read.
   std::array<char, 160> idle_read_;
