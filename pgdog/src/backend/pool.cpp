@@ -172,7 +172,7 @@ std::optional<Lease> Pool::try_checkout() {
       ++s.active;
       s.in_use.push_back(server.get());
       server->pool_slot = s.in_use.size() - 1;
-      server->touch();
+      server->touch(now);
       lease.emplace(shared_from_this(), std::move(server));
       break;
     }
@@ -251,8 +251,9 @@ void Pool::checkin(ServerPtr server) {
       s.in_use.pop_back();
     }
     server->pool_slot = static_cast<std::size_t>(-1);
-    server->touch();
-    if (s.closed || !usable_locked(s, *server, Clock::now())) {
+    const auto now = Clock::now();
+    server->touch(now);
+    if (s.closed || !usable_locked(s, *server, now)) {
       close.push_back(std::move(server));
     } else {
       hand_over_locked(s, std::move(server), wake_list, close);

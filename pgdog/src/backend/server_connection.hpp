@@ -76,7 +76,7 @@ class ServerConnection {
   std::uint64_t id() const { return id_; }
   Clock::time_point created_at() const { return created_at_; }
   Clock::time_point last_used() const { return last_used_; }
-  void touch() { last_used_ = Clock::now(); }
+  void touch(Clock::time_point now = Clock::now()) { last_used_ = now; }
   const ServerAddress& address() const { return address_; }
 
   // The connection can no longer be trusted (I/O error, FATAL, protocol violation, timeout).

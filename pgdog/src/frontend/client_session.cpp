@@ -115,7 +115,14 @@ Task<void> ClientSession::fatal(std::string_view code, std::string_view message)
 Task<void> ClientSession::relay(std::shared_ptr<ClientSession> self,
                                 std::optional<backend::ClientBatch> batch, error_code ec) {
   bool open = !ec;
-  if (open && batch) open = co_await send_batch(std::move(*batch));
+  if (open && batch) {
+    open = co_await send_batch(std::move(*batch));
+    // Usually the batch waited for a server: the quick path takes the rest of the request.
+    if (open && quick()) {
+      go_on(std::move(self));
+      co_return;
+    }
+  }
   while (open && !closing_) {
     if (terminate_after_transaction_ && !exchange_.busy()) {
       co_await fatal("57P01", "terminating connection due to administrator command");
@@ -370,7 +377,8 @@ Task<bool> ClientSession::send_batch(backend::ClientBatch batch) {
       if (!co_await deliver(*answers)) co_return false;
     }
   }
-  bool attached = !frames.empty() && (server_ || try_attach());
+  // Not try_attach() first: the quick path tried it, or the client has reads outstanding.
+  bool attached = !frames.empty() && server_;
   if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
   if (attached) {
     // The tap and the answer bookkeeping see the batch before it is written.
