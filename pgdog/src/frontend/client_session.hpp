@@ -99,9 +99,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool counted_pinned_ = false;  // counted in the pool's pinned gauge
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
-  // Where a client's next query lands while it is idle (see read_client_quickly()): pgbench's queries fit,
-  // simple or extended (about 60 and 115 bytes); longer ones continue on the heap, at the cost
-  // of one more read.
+  // Where a client's next query lands while it is idle (see read_client_quickly()): pgbench's
+  // queries fit, simple or extended (about 60 and 115 bytes); longer ones continue on the heap,
+  // at the cost of one more read.
   std::array<char, 160> idle_read_;
   protocol::Buffer in_{std::span<char>(idle_read_)};
   backend::Lease server_;
