@@ -40,7 +40,11 @@ void Lease::release() {
 }
 
 Pool::Shard::Shard(Executor ex, std::size_t i, PoolSettings s)
-    : io(ex), strand(asio::make_strand(ex)), index(i), settings(std::move(s)) {}
+    : io(ex),
+      strand(asio::make_strand(ex)),
+      index(i),
+      settings(std::move(s)),
+      sweep_timer(std::make_shared<asio::steady_timer>(strand)) {}
 
 Pool::Pool(Executor io, std::string user, std::string database, PoolSettings settings)
     : Pool(std::vector<Executor>{std::move(io)}, std::move(user), std::move(database),
@@ -56,7 +60,11 @@ Pool::Pool(std::vector<Executor> workers, std::string user, std::string database
   }
 }
 
-Pool::~Pool() = default;
+Pool::~Pool() {
+  // No one else holds the pool: only the reactor may still touch the timers.
+  for (auto& s : shards_)
+    s->sweep_timer->cancel();
+}
 
 Pool::Shard& Pool::shard() const {
   const auto i = static_cast<std::size_t>(net::Workers::current());
@@ -151,96 +159,99 @@ bool Pool::usable_locked(const Shard& s, ServerConnection& server, Clock::time_p
   return true;
 }
 
+ServerPtr Pool::take_idle_locked(Shard& s, Clock::time_point now, std::vector<ServerPtr>& dead) {
+  while (!s.paused && !s.idle.empty()) {
+    ServerPtr server = std::move(s.idle.back());
+    s.idle.pop_back();
+    // A server terminated while idle has already sent FATAL and EOF. Peeking costs a syscall,
+    // so only connections that sat idle long enough to have died are checked.
+    if (!usable_locked(s, *server, now) ||
+        (now - server->last_used() > kIdleCheckAfter && !server->alive())) {
+      dead.push_back(std::move(server));
+      continue;
+    }
+    lend_locked(s, *server, now);
+    return server;
+  }
+  return nullptr;
+}
+
+void Pool::lend_locked(Shard& s, ServerConnection& server, Clock::time_point now) {
+  ++s.active;
+  s.in_use.push_back(&server);
+  server.pool_slot = s.in_use.size() - 1;
+  server.touch(now);
+}
+
 std::optional<Lease> Pool::try_checkout() {
   Shard& s = shard();
   std::vector<ServerPtr> dead;
-  std::optional<Lease> lease;
+  ServerPtr server;
   {
     std::lock_guard g(s.mutex);
     if (s.closed) return std::nullopt;
-    const auto now = Clock::now();
-    while (!s.paused && !s.idle.empty()) {
-      ServerPtr server = std::move(s.idle.back());
-      s.idle.pop_back();
-      // A server terminated while idle has already sent FATAL and EOF. Peeking costs a syscall,
-      // so only connections that sat idle long enough to have died are checked.
-      if (!usable_locked(s, *server, now) ||
-          (now - server->last_used() > kIdleCheckAfter && !server->alive())) {
-        dead.push_back(std::move(server));
-        continue;
-      }
-      ++s.active;
-      s.in_use.push_back(server.get());
-      server->pool_slot = s.in_use.size() - 1;
-      server->touch(now);
-      lease.emplace(shared_from_this(), std::move(server));
-      break;
-    }
+    server = take_idle_locked(s, Clock::now(), dead);
   }
   release(static_cast<int>(dead.size()));
-  return lease;
+  if (!server) return std::nullopt;
+  return Lease(shared_from_this(), std::move(server));
 }
 
 Task<Result<Lease>> Pool::checkout() {
-  auto self = shared_from_this();
-  Shard& s = shard();
-  {
-    std::lock_guard g(s.mutex);
-    if (s.closed) co_return Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01");
-  }
+  auto self = shared_from_this();  // alive while this waits
   if (auto lease = try_checkout()) co_return std::move(*lease);
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<Lease>)>(
+      [this](auto resume) {
+        using Handler = decltype(resume);
+        wait({.served =
+                  [](std::shared_ptr<void> waiter, std::size_t, Result<Lease> lease) {
+                    auto& handler = *std::static_pointer_cast<Handler>(waiter);
+                    const auto ex = asio::get_associated_executor(handler);
+                    asio::post(ex, [handler = std::move(handler),
+                                    lease = std::move(lease)]() mutable {
+                      std::move(handler)(std::move(lease));
+                    });
+                  },
+              .waiter = std::make_shared<Handler>(std::move(resume))});
+      },
+      asio::use_awaitable);
+}
 
-  {
-    std::lock_guard g(common_);
-    const auto now = Clock::now();
-    if (backing_off_locked(now)) {
-      Failure f = *last_error_;
-      f.message +=
-          " (pgdog retries the server in " +
-          std::to_string(
-              std::chrono::duration_cast<std::chrono::milliseconds>(down_until_ - now).count()) +
-          " ms)";
-      co_return f;
-    }
-  }
-
-  auto ex = co_await asio::this_coro::executor;
-  auto waiter = std::make_shared<Waiter>(ex);
+void Pool::wait(PoolWaiter who) {
+  Shard& s = shard();
+  std::optional<Wake> at_once;
+  std::vector<ServerPtr> dead;
   {
     std::lock_guard g(s.mutex);
-    if (s.paused) {
-      waiter->timer.expires_at(Clock::time_point::max());
+    const auto t = Clock::now();
+    if (s.closed) {
+      at_once = Wake{std::move(who), nullptr,
+                 Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01")};
+    } else if (auto server = take_idle_locked(s, t, dead)) {
+      at_once = Wake{std::move(who), std::move(server), std::nullopt};
     } else {
-      waiter->timer.expires_after(s.settings.checkout_timeout);
+      std::optional<Failure> down;
+      {
+        std::lock_guard c(common_);
+        down = down_failure_locked(t);
+      }
+      if (down) {
+        at_once = Wake{std::move(who), nullptr, std::move(down)};
+      } else {
+        const auto deadline =
+            s.paused ? Clock::time_point::max() : t + s.settings.checkout_timeout;
+        push_waiter_locked(s, Waiting{std::move(who), t, deadline});
+        grow_locked(s);
+      }
     }
-    push_waiter_locked(s, waiter);
-    grow_locked(s);
   }
-  co_await waiter->timer.async_wait(use_nothrow);
-
-  std::lock_guard g(s.mutex);
-  s.counters->wait_time_us.fetch_add(micros_since(waiter->since), std::memory_order_relaxed);
-  if (waiter->done) {
-    if (waiter->server) co_return Lease(self, std::move(waiter->server));
-    co_return *waiter->failure;
-  }
-  if (auto it = std::find(s.waiters.begin(), s.waiters.end(), waiter); it != s.waiters.end()) {
-    s.waiters.erase(it);
-    s.waiting.fetch_sub(1);
-    waiting_.fetch_sub(1);
-    if (static_cast<int>(s.waiters.size()) <= s.connecting) set_starving_locked(s, false);
-  }
-  std::string message = "no server connection available for " + user_ + "@" + database_ +
-                        " within checkout_timeout (" +
-                        std::to_string(s.settings.checkout_timeout.count()) + " ms)";
-  std::lock_guard c(common_);
-  if (last_error_) message += "; last connection error: " + last_error_->to_string();
-  co_return Failure::from(Error::checkout_timeout, message, "08006");
+  release(static_cast<int>(dead.size()));
+  if (at_once) wake(std::move(*at_once));
 }
 
 void Pool::checkin(ServerPtr server) {
   Shard& s = *shards_[server->pool_shard < shards_.size() ? server->pool_shard : 0];
-  WakeList wake_list;
+  std::optional<Wake> woken;
   std::vector<ServerPtr> close;
   {
     std::lock_guard g(s.mutex);
@@ -256,49 +267,53 @@ void Pool::checkin(ServerPtr server) {
     if (s.closed || !usable_locked(s, *server, now)) {
       close.push_back(std::move(server));
     } else {
-      hand_over_locked(s, std::move(server), wake_list, close);
+      woken = hand_over_locked(s, std::move(server), close);
     }
   }
   release(static_cast<int>(close.size()));
-  wake(wake_list);
+  if (woken) wake(std::move(*woken));
 }
 
-void Pool::hand_over_locked(Shard& s, ServerPtr server, WakeList& wake_list,
-                            std::vector<ServerPtr>& close) {
+std::optional<Pool::Wake> Pool::hand_over_locked(Shard& s, ServerPtr server,
+                                                 std::vector<ServerPtr>& close) {
   if (!s.paused && !s.waiters.empty()) {
     auto w = pop_waiter_locked(s);
-    ++s.active;
-    s.in_use.push_back(server.get());
-    server->pool_slot = s.in_use.size() - 1;
-    server->touch();
-    w->server = std::move(server);
-    w->done = true;
-    wake_list.push_back(std::move(w));
-    return;
+    lend_locked(s, *server, Clock::now());
+    return Wake{std::move(w.who), std::move(server), std::nullopt};
   }
   // Another worker below its share has clients waiting while nobody here does, and this worker
   // holds more than its share: this server makes room for them instead of sitting idle here.
   if (shards_.size() > 1 && !s.paused && starving_.load() > 0 &&
       total_locked(s) + 1 > fair_share(s)) {
     close.push_back(std::move(server));
-    return;
+    return std::nullopt;
   }
   s.idle.push_back(std::move(server));
+  return std::nullopt;
 }
 
-void Pool::push_waiter_locked(Shard& s, std::shared_ptr<Waiter> w) {
+void Pool::push_waiter_locked(Shard& s, Waiting w) {
+  const bool sooner = w.deadline < s.sweep_at;
+  if (sooner) s.sweep_at = w.deadline;
   s.waiters.push_back(std::move(w));
   s.waiting.fetch_add(1);
   waiting_.fetch_add(1);
+  // Under load the sweep is already due sooner: a waiter costs no timer of its own.
+  if (sooner) asio::post(s.strand, [self = shared_from_this(), &s] { self->arm_sweep(s); });
 }
 
-std::shared_ptr<Pool::Waiter> Pool::pop_waiter_locked(Shard& s) {
+Pool::Waiting Pool::pop_waiter_locked(Shard& s) {
   auto w = std::move(s.waiters.front());
   s.waiters.pop_front();
+  s.counters->wait_time_us.fetch_add(micros_since(w.since), std::memory_order_relaxed);
+  waiters_left_locked(s);
+  return w;
+}
+
+void Pool::waiters_left_locked(Shard& s) {
   s.waiting.fetch_sub(1);
   waiting_.fetch_sub(1);
   if (static_cast<int>(s.waiters.size()) <= s.connecting) set_starving_locked(s, false);
-  return w;
 }
 
 void Pool::set_starving_locked(Shard& s, bool starving) {
@@ -309,20 +324,75 @@ void Pool::set_starving_locked(Shard& s, bool starving) {
 
 void Pool::fail_waiters_locked(Shard& s, const Failure& f, bool all, WakeList& wake_list) {
   while (!s.waiters.empty()) {
-    auto w = pop_waiter_locked(s);
-    w->failure = f;
-    w->done = true;
-    wake_list.push_back(std::move(w));
+    wake_list.push_back(Wake{pop_waiter_locked(s).who, nullptr, f});
     if (!all) break;
   }
 }
 
-void Pool::wake(WakeList& waiters) {
-  // Timers belong to the waiters' executors: cancel them there, never from this thread.
-  for (auto& w : waiters) {
-    auto ex = w->timer.get_executor();
-    asio::post(ex, [w = std::move(w)] { w->timer.cancel(); });
+void Pool::arm_sweep(Shard& s) {
+  Clock::time_point at;
+  {
+    std::lock_guard g(s.mutex);
+    at = s.sweep_at;
   }
+  if (at == s.armed_at || at == Clock::time_point::max()) return;
+  // A wait set for later is cancelled; one already done runs sweep(), which re-arms.
+  s.armed_at = at;
+  s.sweep_timer->expires_at(at);
+  s.sweep_timer->async_wait(
+      [weak = weak_from_this(), timer = s.sweep_timer, &s](const error_code& ec) {
+        // Weak: a sweep pending at shutdown must not keep the pool alive.
+        if (auto self = weak.lock(); self && !ec) self->sweep(s);
+      });
+}
+
+void Pool::sweep(Shard& s) {
+  s.armed_at = Clock::time_point::max();
+  WakeList late;
+  {
+    std::lock_guard g(s.mutex);
+    const auto now = Clock::now();
+    auto next = Clock::time_point::max();
+    std::optional<Failure> timeout;
+    for (auto it = s.waiters.begin(); it != s.waiters.end();) {
+      if (it->deadline > now) {
+        next = std::min(next, it->deadline);
+        ++it;
+        continue;
+      }
+      if (!timeout) timeout = timeout_failure_locked(s);
+      s.counters->wait_time_us.fetch_add(micros_since(it->since), std::memory_order_relaxed);
+      late.push_back(Wake{std::move(it->who), nullptr, timeout});
+      it = s.waiters.erase(it);
+      waiters_left_locked(s);
+    }
+    s.sweep_at = next;
+  }
+  arm_sweep(s);
+  wake(late);
+}
+
+Failure Pool::timeout_failure_locked(const Shard& s) const {
+  std::string message = "no server connection available for " + user_ + "@" + database_ +
+                        " within checkout_timeout (" +
+                        std::to_string(s.settings.checkout_timeout.count()) + " ms)";
+  std::lock_guard c(common_);
+  if (last_error_) message += "; last connection error: " + last_error_->to_string();
+  return Failure::from(Error::checkout_timeout, message, "08006");
+}
+
+void Pool::wake(Wake w) {
+  if (w.server) {
+    w.who.served(std::move(w.who.waiter), w.who.token,
+                 Lease(shared_from_this(), std::move(w.server)));
+  } else {
+    w.who.served(std::move(w.who.waiter), w.who.token, std::move(*w.failure));
+  }
+}
+
+void Pool::wake(WakeList& waiters) {
+  for (auto& w : waiters)
+    wake(std::move(w));
 }
 
 bool Pool::reserve(int size) {
@@ -435,6 +505,7 @@ Task<void> Pool::connect_one(Shard& s) {
     co_return;
   }
   WakeList wake_list;
+  std::optional<Wake> woken;
   std::vector<ServerPtr> close;
   int freed = 0;  // room given back: a failed connect's, or closed connections'
   if (!result) {
@@ -468,7 +539,7 @@ Task<void> Pool::connect_one(Shard& s) {
     if (s.closed || !(server->address() == s.settings.address)) {
       close.push_back(std::move(server));
     } else {
-      hand_over_locked(s, std::move(server), wake_list, close);
+      woken = hand_over_locked(s, std::move(server), close);
     }
     freed = static_cast<int>(close.size());
   }
@@ -477,6 +548,7 @@ Task<void> Pool::connect_one(Shard& s) {
     std::lock_guard g(s.mutex);
     grow_locked(s);
   }
+  if (woken) wake(std::move(*woken));
   wake(wake_list);
   if (!result) {
     spdlog::warn("pool {}@{}: {}", user_, database_, result.error().to_string());
@@ -511,7 +583,9 @@ void Pool::resume() {
     while (!s->idle.empty() && !s->waiters.empty()) {
       auto server = std::move(s->idle.back());
       s->idle.pop_back();
-      hand_over_locked(*s, std::move(server), wake_list, close);
+      if (auto woken = hand_over_locked(*s, std::move(server), close)) {
+        wake_list.push_back(std::move(*woken));
+      }
     }
     grow_locked(*s);
   }
@@ -538,7 +612,7 @@ PoolState Pool::state() const {
     st.connecting += s->connecting;
     st.waiting += static_cast<int>(s->waiters.size());
     if (!s->waiters.empty()) {
-      st.max_wait_us = std::max(st.max_wait_us, micros_since(s->waiters.front()->since));
+      st.max_wait_us = std::max(st.max_wait_us, micros_since(s->waiters.front().since));
     }
     if (s->index == 0) {
       st.size = s->settings.size;
@@ -574,6 +648,16 @@ std::optional<Failure> Pool::last_error() const {
 
 bool Pool::backing_off_locked(Clock::time_point now) const {
   return last_error_ && open_.load() == 0 && now < down_until_;
+}
+
+std::optional<Failure> Pool::down_failure_locked(Clock::time_point now) const {
+  if (!backing_off_locked(now)) return std::nullopt;
+  Failure f = *last_error_;
+  f.message += " (pgdog retries the server in " +
+               std::to_string(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(down_until_ - now).count()) +
+               " ms)";
+  return f;
 }
 
 Clock::time_point Pool::retry_at() const {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 #include "backend/server_connection.hpp"
@@ -65,6 +66,17 @@ class Lease {
   ServerPtr server_;
 };
 
+// A checkout that waits without a coroutine (Pool::wait). `served` runs once, with a server or
+// the reason there is none, on the thread that found it and outside the pool's locks, so it
+// must post what it does to the waiter's own executor. The pool keeps `waiter` alive until then
+// and hands `token` back with it.
+struct PoolWaiter {
+  using Served = void (*)(std::shared_ptr<void> waiter, std::size_t token, Result<Lease> lease);
+  Served served = nullptr;
+  std::shared_ptr<void> waiter;
+  std::size_t token = 0;
+};
+
 struct PoolState {
   int idle = 0;
   int active = 0;
@@ -87,7 +99,9 @@ struct ServerSummary {
 };
 
 // Server connections for one user × database. Thread-safe; waiting clients are served in FIFO
-// order. A connection that fails makes every waiting client fail at once with its cause, so an
+// order (per worker, below). A waiter has no timer of its own: each shard keeps one, due at its
+// first waiter's checkout_timeout, and fails the waiters whose time ran out when it fires. A
+// connection that fails makes every waiting client fail at once with its cause, so an
 // unreachable primary costs each client at most connect_timeout, not checkout_timeout.
 //
 // With several workers (net::Workers) the pool has one shard per worker: its own idle and busy
@@ -129,6 +143,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // An idle server right now, or nothing (then checkout() waits): no coroutine on the common
   // path.
   std::optional<Lease> try_checkout();
+  // checkout() for a caller without a coroutine: `waiter.served` gets the result, maybe before
+  // wait() returns.
+  void wait(PoolWaiter waiter);
   void checkin(ServerPtr server);
 
   // Holds checkouts until resume(); running transactions finish normally.
@@ -152,15 +169,18 @@ class Pool : public std::enable_shared_from_this<Pool> {
   Clock::time_point retry_at() const;
 
  private:
-  struct Waiter {
-    explicit Waiter(Executor ex) : timer(std::move(ex)) {}
-    asio::steady_timer timer;
+  struct Waiting {
+    PoolWaiter who;
+    Clock::time_point since;
+    Clock::time_point deadline;  // never, for one that came while the pool was paused
+  };
+  // A waiter to tell, once the locks are let go: its server, or why there is none.
+  struct Wake {
+    PoolWaiter who;
     ServerPtr server;
     std::optional<Failure> failure;
-    bool done = false;
-    Clock::time_point since = Clock::now();
   };
-  using WakeList = std::vector<std::shared_ptr<Waiter>>;
+  using WakeList = std::vector<Wake>;
 
   // One worker's part of the pool; everything but the atomics is guarded by its mutex.
   struct Shard {
@@ -173,7 +193,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
     PoolSettings settings;        // each shard's copy, so that its hot path takes its lock only
     std::vector<ServerPtr> idle;  // most recently used at the back
     std::vector<ServerConnection*> in_use;  // each knows its index: O(1) without allocation
-    std::deque<std::shared_ptr<Waiter>> waiters;
+    std::deque<Waiting> waiters;
+    // The earliest deadline among the waiters (never: none) and the timer that fails them when
+    // it passes. The timer and armed_at are the strand's.
+    Clock::time_point sweep_at = Clock::time_point::max();
+    Clock::time_point armed_at = Clock::time_point::max();
+    std::shared_ptr<asio::steady_timer> sweep_timer;
     int active = 0;
     int connecting = 0;
     int min_size = 0;  // this shard's part of min_pool_size
@@ -197,15 +222,27 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void release(int n);
   void find_room(std::size_t for_shard);
   void spawn_connect_locked(Shard& s);
-  void hand_over_locked(Shard& s, ServerPtr server, WakeList& wake, std::vector<ServerPtr>& close);
-  void push_waiter_locked(Shard& s, std::shared_ptr<Waiter> w);
-  std::shared_ptr<Waiter> pop_waiter_locked(Shard& s);
+  // An idle server made ready for a client, or nothing; unusable ones found go to `dead`.
+  ServerPtr take_idle_locked(Shard& s, Clock::time_point now, std::vector<ServerPtr>& dead);
+  void lend_locked(Shard& s, ServerConnection& server, Clock::time_point now);
+  // To the first waiter, if any (returned: whom to tell), else idle or closed.
+  std::optional<Wake> hand_over_locked(Shard& s, ServerPtr server, std::vector<ServerPtr>& close);
+  void push_waiter_locked(Shard& s, Waiting w);
+  Waiting pop_waiter_locked(Shard& s);
+  void waiters_left_locked(Shard& s);
   void set_starving_locked(Shard& s, bool starving);
   void fail_waiters_locked(Shard& s, const Failure& f, bool all, WakeList& wake);
-  static void wake(WakeList& waiters);
+  // On the shard's strand: the timer set for sweep_at, and what it does when that comes.
+  void arm_sweep(Shard& s);
+  void sweep(Shard& s);
+  Failure timeout_failure_locked(const Shard& s) const;
+  void wake(Wake w);
+  void wake(WakeList& waiters);
   // The server is known down: the last connect failed, nothing is open, and the backoff has not
   // run out. Needs common_.
   bool backing_off_locked(Clock::time_point now) const;
+  // The failure a checkout gets at once while backing off, or nothing. Needs common_.
+  std::optional<Failure> down_failure_locked(Clock::time_point now) const;
   Task<void> connect_one(Shard& s);
   Task<void> maintain(Shard& s);
 

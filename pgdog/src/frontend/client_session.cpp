@@ -215,23 +215,74 @@ bool ClientSession::send_quickly(std::shared_ptr<ClientSession>& self,
   // Nothing done when it returns false: send_batch() takes the batch as it was.
   const std::string_view frames = in_.readable().substr(0, batch.size);
   if (frames.empty() || !batch.violation.empty() || batch.terminate) return false;
-  if (!server_ && (exchange_.answers_alone(frames) || !try_attach())) return false;
-  const std::string_view to_send = exchange_.prepare(frames, server_->state());
+  if (!server_) {
+    if (exchange_.answers_alone(frames)) return false;
+    if (!try_attach()) {
+      wait_for_server(std::move(self), batch.size);
+      return true;
+    }
+  }
+  send_now(std::move(self), batch.size);
+  return true;
+}
+
+void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t size) {
+  const std::string_view to_send =
+      exchange_.prepare(in_.readable().substr(0, size), server_->state());
   error_code ec;
   const std::size_t sent = server_->stream().write_now_some(to_send, ec);
   if (!ec && sent < to_send.size()) {
     spawn([](std::shared_ptr<ClientSession> session, std::string_view rest,
-             std::size_t size) -> Task<void> {
+             std::size_t taken) -> Task<void> {
       session->batch_sent(co_await session->server_->stream().write(rest));
-      session->in_.consume(size);
+      session->in_.consume(taken);
       session->go_on(session);
-    }(std::move(self), to_send.substr(sent), batch.size));
-    return true;
+    }(std::move(self), to_send.substr(sent), size));
+    return;
   }
   batch_sent(ec);
-  in_.consume(batch.size);
+  in_.consume(size);
   go_on(std::move(self));
-  return true;
+}
+
+void ClientSession::wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size) {
+  // No coroutine and no timer: the pool keeps the session, and its batch's size, until a server
+  // comes back or checkout_timeout passes.
+  set_state(ClientState::waiting);
+  auto& pool = *user_->pool;
+  pool.wait({.served = &ClientSession::served, .waiter = std::move(self), .token = size});
+}
+
+void ClientSession::served(std::shared_ptr<void> waiter, std::size_t size,
+                           backend::Result<backend::Lease> lease) {
+  // On whichever thread gave the server back: the session goes on on its own loop.
+  auto self = std::static_pointer_cast<ClientSession>(std::move(waiter));
+  const auto loop = self->loop_;
+  asio::post(loop, [self = std::move(self), size, lease = std::move(lease)]() mutable {
+    auto& session = *self;
+    if (lease && !session.closing_ && (*lease)->synced_hash() == session.exchange_.params().hash()) {
+      session.hold(std::move(*lease));
+      session.send_now(std::move(self), size);
+      return;
+    }
+    session.spawn(session.take_waited(std::move(self), size, std::move(lease)));
+  });
+}
+
+Task<void> ClientSession::take_waited(std::shared_ptr<ClientSession> self, std::size_t size,
+                                      backend::Result<backend::Lease> lease) {
+  // What attach() and send_batch() would have done with this checkout: relay() goes on.
+  if (const auto failure = co_await take(std::move(lease))) {
+    co_await fail_batch(in_.readable().substr(0, size), *failure);
+    in_.consume(size);
+    co_await relay(std::move(self), std::nullopt, error_code{});
+  } else if (closing_) {
+    co_await relay(std::move(self), std::nullopt, error_code{});  // finish() gives it back
+  } else {
+    backend::ClientBatch batch;
+    batch.size = size;
+    co_await relay(std::move(self), std::move(batch), error_code{});
+  }
 }
 
 void ClientSession::go_on(std::shared_ptr<ClientSession> self) {
@@ -403,13 +454,17 @@ void ClientSession::batch_sent(error_code ec) {
 }
 
 Task<bool> ClientSession::attach_or_fail(std::string_view batch) {
-  auto failure = co_await attach();
+  const auto failure = co_await attach();
   if (!failure) co_return true;
+  co_await fail_batch(batch, *failure);
+  co_return false;
+}
+
+Task<void> ClientSession::fail_batch(std::string_view batch, const backend::Failure& failure) {
   // As PostgreSQL would answer the batch: each request fails with the reason.
   PoolCounters::add(counters().errors);
-  const std::string message = failure->to_string();
-  co_await deliver(exchange_.fail(batch, {.code = failure->sqlstate, .message = message}));
-  co_return false;
+  const std::string message = failure.to_string();
+  co_await deliver(exchange_.fail(batch, {.code = failure.sqlstate, .message = message}));
 }
 
 Task<bool> ClientSession::on_server() {

@@ -53,6 +53,14 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   void on_client_read(std::shared_ptr<ClientSession> self, error_code ec, std::size_t n);
   bool quick() const;
   bool send_quickly(std::shared_ptr<ClientSession>& self, const backend::ClientBatch& batch);
+  void send_now(std::shared_ptr<ClientSession> self, std::size_t size);
+  // Waiting for a server without a coroutine (backend::PoolWaiter); the rare outcomes (a
+  // failure, parameters to set first, a session closing meanwhile) go on in take_waited().
+  void wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size);
+  static void served(std::shared_ptr<void> waiter, std::size_t size,
+                     backend::Result<backend::Lease> lease);
+  Task<void> take_waited(std::shared_ptr<ClientSession> self, std::size_t size,
+                         backend::Result<backend::Lease> lease);
   void go_on(std::shared_ptr<ClientSession> self);
   bool answer_quickly(std::shared_ptr<ClientSession>& self);
   void read_server_quickly(std::shared_ptr<ClientSession> self);
@@ -67,10 +75,14 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   Task<bool> on_server();
   void delivered(std::size_t done, error_code ec);
   Task<bool> attach_or_fail(std::string_view batch);
+  Task<void> fail_batch(std::string_view batch, const backend::Failure& failure);
   Task<bool> deliver(std::string_view out);
   bool deliver_now(std::string_view out, std::size_t& sent, error_code& ec);
   void count(const backend::ServerEvents& events);
   Task<std::optional<backend::Failure>> attach();
+  // What a checkout brought: the server, set up for this client, or why there is none.
+  Task<std::optional<backend::Failure>> take(backend::Result<backend::Lease> lease);
+  void hold(backend::Lease lease);
   bool try_attach();
   Task<void> sync_parameters();
   Task<bool> settle();

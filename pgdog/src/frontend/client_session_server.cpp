@@ -45,24 +45,29 @@ bool ClientSession::try_attach() {
   auto lease = user_->pool->try_checkout();
   if (!lease) return false;
   if ((*lease)->synced_hash() != exchange_.params().hash()) return false;  // attach() syncs
-  server_ = std::move(*lease);
-  exchange_.attached();
-  set_state(ClientState::active);
+  hold(std::move(*lease));
   return true;
 }
 
 Task<std::optional<backend::Failure>> ClientSession::attach() {
   set_state(ClientState::waiting);
-  auto lease = co_await user_->pool->checkout();
+  co_return co_await take(co_await user_->pool->checkout());
+}
+
+Task<std::optional<backend::Failure>> ClientSession::take(backend::Result<backend::Lease> lease) {
   if (!lease) {
     set_state(ClientState::idle);
     co_return lease.error();
   }
-  server_ = std::move(*lease);
-  exchange_.attached();
-  set_state(ClientState::active);
+  hold(std::move(*lease));
   if (server_->synced_hash() != exchange_.params().hash()) co_await sync_parameters();
   co_return std::nullopt;
+}
+
+void ClientSession::hold(backend::Lease lease) {
+  server_ = std::move(lease);
+  exchange_.attached();
+  set_state(ClientState::active);
 }
 
 void ClientSession::release_server() {

@@ -1,5 +1,5 @@
 // Pool against the scripted server on a loopback io_context: checkout and release, reuse,
-// checkout_timeout, FIFO handover, a refused server (waiters fail at once, then backoff),
+// checkout_timeout, FIFO handover, waiting without a coroutine (Pool::wait), a refused server (waiters fail at once, then backoff),
 // reconnect, broken connections, min_pool_size and idle_timeout.
 
 #include "backend/pool.hpp"
@@ -116,6 +116,169 @@ TEST(Pool, WaitersGetTheServerInArrivalOrder) {
   ASSERT_TRUE(test::run_until(io, [&] { return order.size() == 3; }));
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(server.connections(), 1u);
+}
+
+// Pool::wait(), the checkout without a coroutine: what each waiter was told, in order.
+struct Outcome {
+  int id = 0;
+  Result<Lease> lease;
+  Clock::time_point at;
+};
+
+struct Recorder {
+  std::vector<Outcome>* outcomes;
+};
+
+PoolWaiter waiter_for(const std::shared_ptr<Recorder>& recorder, int id) {
+  return {.served =
+              [](std::shared_ptr<void> waiter, std::size_t token, Result<Lease> lease) {
+                // Kept, not acted on: a session would post this to its own loop.
+                auto& r = *std::static_pointer_cast<Recorder>(waiter);
+                r.outcomes->push_back({static_cast<int>(token), std::move(lease), Clock::now()});
+              },
+          .waiter = recorder,
+          .token = static_cast<std::size_t>(id)};
+}
+
+bool timed_out(const Outcome& o) {
+  return !o.lease && o.lease.error().code == make_error_code(Error::checkout_timeout);
+}
+
+TEST(Pool, CallbackAndCoroutineWaitersShareOneQueueInArrivalOrder) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto pool = make_pool(io, settings_for(server, 1));
+  auto busy = checkout(io, *pool);
+  ASSERT_TRUE(busy) << busy.error().to_string();
+
+  std::vector<Outcome> outcomes;
+  auto recorder = std::make_shared<Recorder>(&outcomes);
+  pool->wait(waiter_for(recorder, 1));
+  bool second_served = false;
+  asio::co_spawn(
+      io,
+      [&]() -> Task<void> {
+        auto lease = co_await pool->checkout();
+        second_served = lease.has_value();
+        // The lease goes back here, to the third waiter.
+      },
+      asio::detached);
+  ASSERT_TRUE(test::run_until(io, [&] { return pool->state().waiting == 2; }));
+  pool->wait(waiter_for(recorder, 3));
+  EXPECT_EQ(pool->state().waiting, 3);
+
+  busy->release();
+  ASSERT_EQ(outcomes.size(), 1u);  // told at once, by the checkin
+  EXPECT_EQ(outcomes[0].id, 1);
+  ASSERT_TRUE(outcomes[0].lease) << outcomes[0].lease.error().to_string();
+  EXPECT_FALSE(second_served);
+  outcomes[0].lease->release();
+  ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 2; }));
+  EXPECT_TRUE(second_served);
+  EXPECT_EQ(outcomes[1].id, 3);
+  ASSERT_TRUE(outcomes[1].lease) << outcomes[1].lease.error().to_string();
+  EXPECT_EQ(server.connections(), 1u);
+  EXPECT_EQ(pool->state().waiting, 0);
+}
+
+// Waiters have no timers of their own: one per pool shard fails each at its own deadline.
+TEST(Pool, EachWaiterTimesOutAtItsOwnCheckoutTimeout) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto settings = settings_for(server, 1);
+  settings.checkout_timeout = 400ms;
+  auto pool = make_pool(io, settings);
+  auto busy = checkout(io, *pool);
+  ASSERT_TRUE(busy) << busy.error().to_string();
+
+  std::vector<Outcome> outcomes;
+  auto recorder = std::make_shared<Recorder>(&outcomes);
+  const auto first_came = Clock::now();
+  pool->wait(waiter_for(recorder, 1));
+  test::run_for(io, 200ms);
+  ASSERT_TRUE(outcomes.empty());
+  const auto second_came = Clock::now();
+  pool->wait(waiter_for(recorder, 2));
+  ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 2; }));
+  EXPECT_EQ(outcomes[0].id, 1);
+  EXPECT_EQ(outcomes[1].id, 2);
+  for (const auto& o : outcomes)
+    EXPECT_TRUE(timed_out(o)) << (o.lease ? "served" : o.lease.error().to_string());
+  EXPECT_GE(outcomes[0].at - first_came, 400ms);
+  EXPECT_GE(outcomes[1].at - second_came, 400ms);
+  EXPECT_EQ(pool->state().waiting, 0);
+  EXPECT_EQ(server.connections(), 1u);
+}
+
+// A waiter served before its deadline is not failed when the deadline comes: the one behind it
+// times out, so the sweep ran past the first one's deadline.
+TEST(Pool, AServedWaiterIsNotFailedAtItsDeadline) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto settings = settings_for(server, 1);
+  settings.checkout_timeout = 300ms;
+  auto pool = make_pool(io, settings);
+  auto busy = checkout(io, *pool);
+  ASSERT_TRUE(busy) << busy.error().to_string();
+
+  std::vector<Outcome> outcomes;
+  auto recorder = std::make_shared<Recorder>(&outcomes);
+  pool->wait(waiter_for(recorder, 1));
+  pool->wait(waiter_for(recorder, 2));
+  busy->release();
+  ASSERT_EQ(outcomes.size(), 1u);
+  ASSERT_TRUE(outcomes[0].lease) << outcomes[0].lease.error().to_string();
+  ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 2; }));
+  EXPECT_EQ(outcomes[1].id, 2);
+  EXPECT_TRUE(timed_out(outcomes[1]));
+  EXPECT_TRUE(outcomes[0].lease);  // still holding its server
+  EXPECT_EQ(pool->state().active, 1);
+}
+
+// The sweep is set for the earliest deadline: a waiter under a shorter checkout_timeout (a
+// reload) is not held to the one set for the waiters before it.
+TEST(Pool, AShorterCheckoutTimeoutAppliesToTheNextWaiter) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto settings = settings_for(server, 1);  // checkout_timeout 60 s
+  auto pool = make_pool(io, settings);
+  auto busy = checkout(io, *pool);
+  ASSERT_TRUE(busy) << busy.error().to_string();
+
+  std::vector<Outcome> outcomes;
+  auto recorder = std::make_shared<Recorder>(&outcomes);
+  pool->wait(waiter_for(recorder, 1));
+  test::run_for(io, 50ms);  // the sweep is set, 60 s away
+  settings.checkout_timeout = 300ms;
+  pool->update(settings);
+  pool->wait(waiter_for(recorder, 2));
+  ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 1; }));
+  EXPECT_EQ(outcomes[0].id, 2);
+  EXPECT_TRUE(timed_out(outcomes[0]));
+  EXPECT_EQ(pool->state().waiting, 1);
+
+  busy->release();
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[1].id, 1);
+  EXPECT_TRUE(outcomes[1].lease);
+}
+
+// A pool that goes away lets go of what waits in it, without telling it anything.
+TEST(Pool, ADroppedPoolLetsItsWaitersGo) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto pool = make_pool(io, settings_for(server, 1));
+  pool->pause();
+  std::vector<Outcome> outcomes;
+  auto recorder = std::make_shared<Recorder>(&outcomes);
+  std::weak_ptr<Recorder> kept = recorder;
+  pool->wait(waiter_for(recorder, 1));
+  recorder.reset();
+  EXPECT_FALSE(kept.expired());
+  EXPECT_EQ(pool->state().waiting, 1);
+  pool.reset();
+  EXPECT_TRUE(kept.expired());
+  EXPECT_TRUE(outcomes.empty());
 }
 
 // One refused connect fails every waiter with its cause, at once: nobody waits for
