@@ -389,6 +389,45 @@ TEST_F(LifecycleTest, ShutdownTimeoutEndsALingeringTransaction) {
   p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable);
 }
 
+// A client waiting for a server when the shutdown begins is told 57P01 at once, and what it
+// sent never runs, although the server it waited for comes free before pgdog exits.
+TEST_F(LifecycleTest, ClientWaitingForAServerAtShutdownIsToldAndItsStatementNeverRuns) {
+  auto p = connect_primary();
+  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable +
+                     "; CREATE TABLE " + kShutdownTable + " (id int)")
+                  .ok());
+  Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "10000").with_pool_size(1));
+  ASSERT_TRUE(pgdog.started());
+  auto busy = pgdog.connect();
+  auto waiter = pgdog.connect();
+  auto admin = pgdog.admin();
+  ASSERT_TRUE(busy.ok() && waiter.ok() && admin.ok());
+  ASSERT_TRUE(busy.exec("BEGIN").ok());
+  ASSERT_TRUE(busy.exec(std::string("INSERT INTO ") + kShutdownTable + " VALUES (1)").ok());
+  auto waited = std::async(std::launch::async, [&] {
+    return waiter.exec(std::string("INSERT INTO ") + kShutdownTable + " VALUES (2)", 10s);
+  });
+  ASSERT_TRUE(
+      wait_until([&] { return admin_rows(admin, "SHOW CLIENTS", "state", "waiting") == 1; }, 10s))
+      << "the second client never waited for the server";
+
+  pgdog.signal(SIGTERM);
+  auto r = waited.get();
+  ASSERT_FALSE(r.ok()) << "the waiting client's statement ran during shutdown";
+  EXPECT_EQ(r.error->sqlstate, "57P01") << r.describe();
+  // Its server comes free now, and goes to the session that was told to go.
+  r = busy.exec(std::string("INSERT INTO ") + kShutdownTable + " VALUES (3)", 5s);
+  EXPECT_TRUE(r.ok()) << r.describe();
+  r = busy.exec("COMMIT", 5s);
+  EXPECT_TRUE(r.ok()) << r.describe();
+  auto status = pgdog.wait_exit(5s);
+  ASSERT_TRUE(status.has_value()) << "pgdog did not exit after the last transaction";
+  EXPECT_EQ(*status, 0);
+  r = p.exec(std::string("SELECT string_agg(id::text, ',' ORDER BY id) FROM ") + kShutdownTable);
+  EXPECT_EQ(r.at(0), "1,3");
+  p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable);
+}
+
 TEST_F(LifecycleTest, SigintExitsPromptlyWithClientsConnected) {
   Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "30000"));
   ASSERT_TRUE(pgdog.started());

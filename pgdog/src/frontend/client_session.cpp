@@ -431,7 +431,8 @@ Task<bool> ClientSession::send_batch(backend::ClientBatch batch) {
   // Not try_attach() first: the quick path tried it, or the client has reads outstanding.
   bool attached = !frames.empty() && server_;
   if (!frames.empty() && !attached) attached = co_await attach_or_fail(frames);
-  if (attached) {
+  // A client told to go while it waited (terminate()) has nothing sent for it.
+  if (attached && !closing_) {
     // The tap and the answer bookkeeping see the batch before it is written.
     const std::string_view to_send = exchange_.prepare(frames, server_->state());
     error_code ec;
