@@ -23,8 +23,7 @@ void ClientSession::set_state(ClientState s) { info_->state.store(s, std::memory
 
 Task<void> ClientSession::run() {
   auto self = shared_from_this();
-  info_ = app_.clients().add(net::peer_address(client_.socket()));
-  info_->set_session(weak_from_this());
+  info_ = app_.clients().add(net::peer_address(client_.socket()), weak_from_this());
   auto login = co_await Login(app_, client_, in_, *info_, app_.config()).run();
   closing_ = login.kind == LoginResult::Kind::close;
   // An idle client keeps no read buffer.

@@ -20,40 +20,30 @@ std::string_view to_string(ClientState s) {
 
 void ClientInfo::set_identity(std::string user, std::string database,
                               std::string application_name) {
-  std::lock_guard g(mutex_);
+  if (identified_.load(std::memory_order_relaxed)) return;  // once
   user_ = std::move(user);
   database_ = std::move(database);
   application_name_ = std::move(application_name);
+  identified_.store(true, std::memory_order_release);
 }
 
 std::string ClientInfo::user() const {
-  std::lock_guard g(mutex_);
-  return user_;
+  return identified_.load(std::memory_order_acquire) ? user_ : std::string();
 }
 
 std::string ClientInfo::database() const {
-  std::lock_guard g(mutex_);
-  return database_;
+  return identified_.load(std::memory_order_acquire) ? database_ : std::string();
 }
 
 std::string ClientInfo::application_name() const {
-  std::lock_guard g(mutex_);
-  return application_name_;
+  return identified_.load(std::memory_order_acquire) ? application_name_ : std::string();
 }
 
-void ClientInfo::set_session(std::weak_ptr<Terminable> s) {
-  std::lock_guard g(mutex_);
-  session_ = std::move(s);
-}
-
-std::shared_ptr<Terminable> ClientInfo::session() const {
-  std::lock_guard g(mutex_);
-  return session_.lock();
-}
-
-std::shared_ptr<ClientInfo> ClientRegistry::add(std::string address) {
+std::shared_ptr<ClientInfo> ClientRegistry::add(std::string address,
+                                                std::weak_ptr<Terminable> session) {
   auto c = std::make_shared<ClientInfo>();
   c->address = std::move(address);
+  c->session_ = std::move(session);
   std::lock_guard g(mutex_);
   c->id = next_id_++;
   // Keys are random so that a client cannot guess another's; the pid is unique among clients.
@@ -63,7 +53,7 @@ std::shared_ptr<ClientInfo> ClientRegistry::add(std::string address) {
   } while (c->process_id == 0 || by_pid_.contains(c->process_id));
   RAND_bytes(reinterpret_cast<unsigned char*>(&c->secret_key), sizeof(c->secret_key));
   by_pid_.emplace(c->process_id, c);
-  c->connected_on_arrival = by_pid_.size();
+  c->connected_on_arrival = static_cast<std::uint32_t>(by_pid_.size());
   return c;
 }
 

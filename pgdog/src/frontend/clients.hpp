@@ -36,36 +36,44 @@ struct ClientInfo {
   std::string address;
   std::chrono::system_clock::time_point connected_at = std::chrono::system_clock::now();
   std::atomic<ClientState> state{ClientState::login};
+
+ private:
+  std::atomic<bool> identified_{false};  // user_, database_ and application_name_ are set
+
+ public:
+  // Clients connected when this one arrived, itself included: what max_client_conn is checked
+  // against (login waits for the startup packet, by when a burst is all connected).
+  std::uint32_t connected_on_arrival = 0;
   std::atomic<std::uint64_t> transactions{0};
   std::atomic<std::uint64_t> queries{0};
   // The mirror set version (mirror::MirrorSet) the client's open transaction began under, 0
   // between transactions: a transaction begun before a mirror was added misses that mirror.
   std::atomic<std::uint64_t> mirror_version{0};
-  // Clients connected when this one arrived, itself included: what max_client_conn is checked
-  // against (login waits for the startup packet, by when a burst is all connected).
-  std::size_t connected_on_arrival = 0;
 
-  // Set once at login, read by the admin console.
+  // Set once, at login; empty until then. Read by the admin console.
   void set_identity(std::string user, std::string database, std::string application_name);
   std::string user() const;
   std::string database() const;
   std::string application_name() const;
 
-  void set_session(std::weak_ptr<Terminable> s);
-  std::shared_ptr<Terminable> session() const;
+  std::shared_ptr<Terminable> session() const { return session_.lock(); }
 
  private:
-  mutable std::mutex mutex_;
+  friend class ClientRegistry;
+  // Written before identified_ is set and never after: no lock (a mutex would be 40 bytes of
+  // every client).
   std::string user_;
   std::string database_;
   std::string application_name_;
+  // Set before the registry shows the client to anyone, never after.
   std::weak_ptr<Terminable> session_;
 };
 
 // Every connected client, by id and by the key it would cancel with.
 class ClientRegistry {
  public:
-  std::shared_ptr<ClientInfo> add(std::string address);
+  // `session` is what terminate() and KILL reach: set before the client is listed.
+  std::shared_ptr<ClientInfo> add(std::string address, std::weak_ptr<Terminable> session = {});
   void remove(const ClientInfo& client);
   // The client owning this key, or null: a wrong key matches nothing.
   std::shared_ptr<ClientInfo> find(std::int32_t process_id, std::int32_t secret_key) const;
