@@ -31,6 +31,8 @@ class Category final : public boost::system::error_category {
         return "timed out waiting for a server connection";
       case Error::pool_shutdown:
         return "connection pool is shut down";
+      case Error::checkout_cancelled:
+        return "waiting for a server connection was cancelled";
     }
     return "unknown backend error";
   }

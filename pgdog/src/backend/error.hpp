@@ -18,6 +18,7 @@ enum class Error {
   connection_closed,   // EOF or reset from the server
   checkout_timeout,    // no server became free within checkout_timeout
   pool_shutdown,       // the pool was closed (reload removed it, or shutdown)
+  checkout_cancelled,  // the caller stopped waiting (a timeout of its own around the checkout)
 };
 
 const boost::system::error_category& category();

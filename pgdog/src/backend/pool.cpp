@@ -200,25 +200,52 @@ std::optional<Lease> Pool::try_checkout() {
 Task<Result<Lease>> Pool::checkout() {
   auto self = shared_from_this();  // alive while this waits
   if (auto lease = try_checkout()) co_return std::move(*lease);
+  Shard& s = shard();
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<Lease>)>(
-      [this](auto resume) {
+      [this, &s](auto resume) {
         using Handler = decltype(resume);
-        wait({.served =
-                  [](std::shared_ptr<void> waiter, std::size_t, Result<Lease> lease) {
-                    auto& handler = *std::static_pointer_cast<Handler>(waiter);
-                    const auto ex = asio::get_associated_executor(handler);
-                    asio::post(ex, [handler = std::move(handler),
-                                    lease = std::move(lease)]() mutable {
-                      std::move(handler)(std::move(lease));
-                    });
-                  },
-              .waiter = std::make_shared<Handler>(std::move(resume))});
+        auto box = std::make_shared<Handler>(std::move(resume));
+        // Cancelled (a timeout of the caller's around the checkout, `timer || checkout()`): it
+        // leaves the queue at once, as a waiter with a timer of its own did.
+        if (auto slot = asio::get_associated_cancellation_slot(*box); slot.is_connected()) {
+          slot.assign([this, &s, key = box.get()](asio::cancellation_type) { abandon(s, key); });
+        }
+        wait(s, {.served =
+                     [](std::shared_ptr<void> waiter, std::size_t, Result<Lease> lease) {
+                       auto& handler = *std::static_pointer_cast<Handler>(waiter);
+                       const auto ex = asio::get_associated_executor(handler);
+                       asio::post(ex, [handler = std::move(handler),
+                                       lease = std::move(lease)]() mutable {
+                         asio::get_associated_cancellation_slot(handler).clear();
+                         std::move(handler)(std::move(lease));
+                       });
+                     },
+                 .waiter = std::move(box)});
       },
       asio::use_awaitable);
 }
 
-void Pool::wait(PoolWaiter who) {
-  Shard& s = shard();
+void Pool::abandon(Shard& s, const void* waiter) {
+  std::optional<Waiting> gone;
+  {
+    std::lock_guard g(s.mutex);
+    const auto it = std::find_if(s.waiters.begin(), s.waiters.end(),
+                                 [&](const Waiting& w) { return w.who.waiter.get() == waiter; });
+    if (it == s.waiters.end()) return;  // served already: the server is on its way
+    gone = std::move(*it);
+    s.waiters.erase(it);
+    s.counters->wait_time_us.fetch_add(micros_since(gone->since), std::memory_order_relaxed);
+    waiters_left_locked(s);
+  }
+  wake(Wake{std::move(gone->who), nullptr,
+            Failure::from(Error::checkout_cancelled,
+                          "waiting for a server for " + user_ + "@" + database_ + " was cancelled",
+                          "57014")});
+}
+
+void Pool::wait(PoolWaiter who) { wait(shard(), std::move(who)); }
+
+void Pool::wait(Shard& s, PoolWaiter who) {
   std::optional<Wake> at_once;
   std::vector<ServerPtr> dead;
   {

@@ -210,6 +210,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   };
 
   Shard& shard() const;
+  void wait(Shard& s, PoolWaiter waiter);
+  // A waiter that stopped waiting (checkout() cancelled) leaves the queue, told so.
+  void abandon(Shard& s, const void* waiter);
   int total_locked(const Shard& s) const;
   // size / workers, at least 1: what a worker may keep however busy the others are.
   int fair_share(const Shard& s) const;

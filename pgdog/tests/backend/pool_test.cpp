@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <gtest/gtest.h>
 
 #include "support/run.hpp"
@@ -261,6 +262,28 @@ TEST(Pool, AShorterCheckoutTimeoutAppliesToTheNextWaiter) {
   ASSERT_EQ(outcomes.size(), 2u);
   EXPECT_EQ(outcomes[1].id, 1);
   EXPECT_TRUE(outcomes[1].lease);
+}
+
+// A checkout under a timeout of the caller's (`checkout() || timer`, as a mirror replay's
+// watchdog) leaves the queue when the timer wins: the caller does not wait for
+// checkout_timeout (60 s here, past the test's deadline), and nobody takes the next server.
+TEST(Pool, ACancelledCheckoutLeavesTheQueueAtOnce) {
+  asio::io_context io;
+  ScriptedServer server(io);
+  auto pool = make_pool(io, settings_for(server, 1));
+  auto busy = checkout(io, *pool);
+  ASSERT_TRUE(busy) << busy.error().to_string();
+  const bool timer_won = test::run(io, [&]() -> Task<bool> {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, 100ms);
+    const auto first = co_await (pool->checkout() || timer.async_wait(use_nothrow));
+    co_return first.index() == 1;
+  }());
+  EXPECT_TRUE(timer_won);
+  EXPECT_EQ(pool->state().waiting, 0);
+  busy->release();
+  EXPECT_EQ(pool->state().idle, 1);
+  EXPECT_EQ(pool->state().active, 0);
 }
 
 // A pool that goes away lets go of what waits in it, without telling it anything.
