@@ -231,12 +231,14 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   error_code ec;
   const std::size_t sent = server_->stream().write_now_some(to_send, ec);
   if (!ec && sent < to_send.size()) {
-    spawn([](std::shared_ptr<ClientSession> session, std::string_view rest,
-             std::size_t taken) -> Task<void> {
-      session->batch_sent(co_await session->server_->stream().write(rest));
-      session->in_.consume(taken);
-      session->go_on(session);
-    }(std::move(self), to_send.substr(sent), size));
+    // The rest (over TLS, all of it) when the socket takes it: still no coroutine.
+    server_->stream().async_write(
+        to_send.substr(sent), [self = std::move(self), size](error_code failed, std::size_t) mutable {
+          auto& session = *self;
+          session.batch_sent(failed);
+          session.in_.consume(size);
+          session.go_on(std::move(self));
+        });
     return;
   }
   batch_sent(ec);
@@ -322,11 +324,13 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   std::size_t sent = 0;
   error_code ec;
   if (!deliver_now(chunk.out, sent, ec) && !ec) {
-    spawn([](std::shared_ptr<ClientSession> session, std::string_view rest,
-             std::size_t done) -> Task<void> {
-      session->delivered(done, co_await session->client_.write(rest));
-      session->go_on(session);
-    }(std::move(self), chunk.out.substr(sent), chunk.done));
+    client_.async_write(chunk.out.substr(sent),
+                        [self = std::move(self), done = chunk.done](error_code failed,
+                                                                    std::size_t) mutable {
+                          auto& session = *self;
+                          session.delivered(done, failed);
+                          session.go_on(std::move(self));
+                        });
     return false;
   }
   delivered(chunk.done, ec);

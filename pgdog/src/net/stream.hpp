@@ -8,6 +8,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
 
 #include "net/asio.hpp"
 
@@ -41,6 +42,14 @@ class Stream {
     return async_read_some(buffer, use_nothrow);
   }
   Task<error_code> write(std::string_view data);
+  // All of `data`, with any completion token (`void(error_code, std::size_t)`); with a plain
+  // callback it holds no coroutine frame, over TLS too. `data` must outlive the write.
+  template <class Token>
+  auto async_write(std::string_view data, Token&& token) {
+    auto b = asio::buffer(data.data(), data.size());
+    if (tls_) return asio::async_write(*tls_, b, std::forward<Token>(token));
+    return asio::async_write(socket_, b, std::forward<Token>(token));
+  }
   // Writes what the socket takes right now without waiting (plain TCP only; 0 with TLS).
   // The fast path before write(): most answers fit, and then no coroutine is needed at all.
   std::size_t write_now_some(std::string_view data, error_code& ec);
