@@ -145,16 +145,30 @@ bool timed_out(const Outcome& o) {
   return !o.lease && o.lease.error().code == make_error_code(Error::checkout_timeout);
 }
 
-TEST(Pool, CallbackAndCoroutineWaitersShareOneQueueInArrivalOrder) {
-  asio::io_context io;
-  ScriptedServer server(io);
-  auto pool = make_pool(io, settings_for(server, 1));
-  auto busy = checkout(io, *pool);
-  ASSERT_TRUE(busy) << busy.error().to_string();
+// A pool of one server, held: whoever asks now waits. What each waiter is told is recorded.
+struct BusyPool : ::testing::Test {
+  void hold(std::chrono::milliseconds checkout_timeout) {
+    settings = settings_for(server, 1);
+    settings.checkout_timeout = checkout_timeout;
+    pool = make_pool(io, settings);
+    busy = checkout(io, *pool);
+    ASSERT_TRUE(busy) << busy.error().to_string();
+  }
+  void wait(int id) { pool->wait(waiter_for(recorder, id)); }
 
+  asio::io_context io;
+  ScriptedServer server{io};
+  // Before the pool and the lease: a lease given back at the end may still tell a waiter.
   std::vector<Outcome> outcomes;
-  auto recorder = std::make_shared<Recorder>(&outcomes);
-  pool->wait(waiter_for(recorder, 1));
+  std::shared_ptr<Recorder> recorder = std::make_shared<Recorder>(&outcomes);
+  PoolSettings settings;
+  std::shared_ptr<Pool> pool;
+  Result<Lease> busy;
+};
+
+TEST_F(BusyPool, CallbackAndCoroutineWaitersShareOneQueueInArrivalOrder) {
+  ASSERT_NO_FATAL_FAILURE(hold(60s));
+  wait(1);
   bool second_served = false;
   asio::co_spawn(
       io,
@@ -165,7 +179,7 @@ TEST(Pool, CallbackAndCoroutineWaitersShareOneQueueInArrivalOrder) {
       },
       asio::detached);
   ASSERT_TRUE(test::run_until(io, [&] { return pool->state().waiting == 2; }));
-  pool->wait(waiter_for(recorder, 3));
+  wait(3);
   EXPECT_EQ(pool->state().waiting, 3);
 
   busy->release();
@@ -183,23 +197,14 @@ TEST(Pool, CallbackAndCoroutineWaitersShareOneQueueInArrivalOrder) {
 }
 
 // Waiters have no timers of their own: one per pool shard fails each at its own deadline.
-TEST(Pool, EachWaiterTimesOutAtItsOwnCheckoutTimeout) {
-  asio::io_context io;
-  ScriptedServer server(io);
-  auto settings = settings_for(server, 1);
-  settings.checkout_timeout = 400ms;
-  auto pool = make_pool(io, settings);
-  auto busy = checkout(io, *pool);
-  ASSERT_TRUE(busy) << busy.error().to_string();
-
-  std::vector<Outcome> outcomes;
-  auto recorder = std::make_shared<Recorder>(&outcomes);
+TEST_F(BusyPool, EachWaiterTimesOutAtItsOwnCheckoutTimeout) {
+  ASSERT_NO_FATAL_FAILURE(hold(400ms));
   const auto first_came = Clock::now();
-  pool->wait(waiter_for(recorder, 1));
+  wait(1);
   test::run_for(io, 200ms);
   ASSERT_TRUE(outcomes.empty());
   const auto second_came = Clock::now();
-  pool->wait(waiter_for(recorder, 2));
+  wait(2);
   ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 2; }));
   EXPECT_EQ(outcomes[0].id, 1);
   EXPECT_EQ(outcomes[1].id, 2);
@@ -213,19 +218,10 @@ TEST(Pool, EachWaiterTimesOutAtItsOwnCheckoutTimeout) {
 
 // A waiter served before its deadline is not failed when the deadline comes: the one behind it
 // times out, so the sweep ran past the first one's deadline.
-TEST(Pool, AServedWaiterIsNotFailedAtItsDeadline) {
-  asio::io_context io;
-  ScriptedServer server(io);
-  auto settings = settings_for(server, 1);
-  settings.checkout_timeout = 300ms;
-  auto pool = make_pool(io, settings);
-  auto busy = checkout(io, *pool);
-  ASSERT_TRUE(busy) << busy.error().to_string();
-
-  std::vector<Outcome> outcomes;
-  auto recorder = std::make_shared<Recorder>(&outcomes);
-  pool->wait(waiter_for(recorder, 1));
-  pool->wait(waiter_for(recorder, 2));
+TEST_F(BusyPool, AServedWaiterIsNotFailedAtItsDeadline) {
+  ASSERT_NO_FATAL_FAILURE(hold(300ms));
+  wait(1);
+  wait(2);
   busy->release();
   ASSERT_EQ(outcomes.size(), 1u);
   ASSERT_TRUE(outcomes[0].lease) << outcomes[0].lease.error().to_string();
@@ -238,21 +234,13 @@ TEST(Pool, AServedWaiterIsNotFailedAtItsDeadline) {
 
 // The sweep is set for the earliest deadline: a waiter under a shorter checkout_timeout (a
 // reload) is not held to the one set for the waiters before it.
-TEST(Pool, AShorterCheckoutTimeoutAppliesToTheNextWaiter) {
-  asio::io_context io;
-  ScriptedServer server(io);
-  auto settings = settings_for(server, 1);  // checkout_timeout 60 s
-  auto pool = make_pool(io, settings);
-  auto busy = checkout(io, *pool);
-  ASSERT_TRUE(busy) << busy.error().to_string();
-
-  std::vector<Outcome> outcomes;
-  auto recorder = std::make_shared<Recorder>(&outcomes);
-  pool->wait(waiter_for(recorder, 1));
+TEST_F(BusyPool, AShorterCheckoutTimeoutAppliesToTheNextWaiter) {
+  ASSERT_NO_FATAL_FAILURE(hold(60s));
+  wait(1);
   test::run_for(io, 50ms);  // the sweep is set, 60 s away
   settings.checkout_timeout = 300ms;
   pool->update(settings);
-  pool->wait(waiter_for(recorder, 2));
+  wait(2);
   ASSERT_TRUE(test::run_until(io, [&] { return outcomes.size() == 1; }));
   EXPECT_EQ(outcomes[0].id, 2);
   EXPECT_TRUE(timed_out(outcomes[0]));
@@ -267,12 +255,8 @@ TEST(Pool, AShorterCheckoutTimeoutAppliesToTheNextWaiter) {
 // A checkout under a timeout of the caller's (`checkout() || timer`, as a mirror replay's
 // watchdog) leaves the queue when the timer wins: the caller does not wait for
 // checkout_timeout (60 s here, past the test's deadline), and nobody takes the next server.
-TEST(Pool, ACancelledCheckoutLeavesTheQueueAtOnce) {
-  asio::io_context io;
-  ScriptedServer server(io);
-  auto pool = make_pool(io, settings_for(server, 1));
-  auto busy = checkout(io, *pool);
-  ASSERT_TRUE(busy) << busy.error().to_string();
+TEST_F(BusyPool, ACancelledCheckoutLeavesTheQueueAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(hold(60s));
   const bool timer_won = test::run(io, [&]() -> Task<bool> {
     using namespace asio::experimental::awaitable_operators;
     asio::steady_timer timer(co_await asio::this_coro::executor, 100ms);
