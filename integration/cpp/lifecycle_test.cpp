@@ -393,8 +393,8 @@ TEST_F(LifecycleTest, ShutdownTimeoutEndsALingeringTransaction) {
 // sent never runs, although the server it waited for comes free before pgdog exits.
 TEST_F(LifecycleTest, ClientWaitingForAServerAtShutdownIsToldAndItsStatementNeverRuns) {
   auto p = connect_primary();
-  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable +
-                     "; CREATE TABLE " + kShutdownTable + " (id int)")
+  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable + "; CREATE TABLE " +
+                     kShutdownTable + " (id int)")
                   .ok());
   Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "10000").with_pool_size(1));
   ASSERT_TRUE(pgdog.started());

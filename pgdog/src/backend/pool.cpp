@@ -214,11 +214,11 @@ Task<Result<Lease>> Pool::checkout() {
                      [](std::shared_ptr<void> waiter, std::size_t, Result<Lease> lease) {
                        auto& handler = *std::static_pointer_cast<Handler>(waiter);
                        const auto ex = asio::get_associated_executor(handler);
-                       asio::post(ex, [handler = std::move(handler),
-                                       lease = std::move(lease)]() mutable {
-                         asio::get_associated_cancellation_slot(handler).clear();
-                         std::move(handler)(std::move(lease));
-                       });
+                       asio::post(
+                           ex, [handler = std::move(handler), lease = std::move(lease)]() mutable {
+                             asio::get_associated_cancellation_slot(handler).clear();
+                             std::move(handler)(std::move(lease));
+                           });
                      },
                  .waiter = std::move(box)});
       },
@@ -243,7 +243,9 @@ void Pool::abandon(Shard& s, const void* waiter) {
                           "57014")});
 }
 
-void Pool::wait(PoolWaiter who) { wait(shard(), std::move(who)); }
+void Pool::wait(PoolWaiter who) {
+  wait(shard(), std::move(who));
+}
 
 void Pool::wait(Shard& s, PoolWaiter who) {
   std::optional<Wake> at_once;
@@ -253,7 +255,7 @@ void Pool::wait(Shard& s, PoolWaiter who) {
     const auto t = Clock::now();
     if (s.closed) {
       at_once = Wake{std::move(who), nullptr,
-                 Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01")};
+                     Failure::from(Error::pool_shutdown, "pool is shutting down", "57P01")};
     } else if (auto server = take_idle_locked(s, t, dead)) {
       at_once = Wake{std::move(who), std::move(server), std::nullopt};
     } else {
@@ -265,8 +267,7 @@ void Pool::wait(Shard& s, PoolWaiter who) {
       if (down) {
         at_once = Wake{std::move(who), nullptr, std::move(down)};
       } else {
-        const auto deadline =
-            s.paused ? Clock::time_point::max() : t + s.settings.checkout_timeout;
+        const auto deadline = s.paused ? Clock::time_point::max() : t + s.settings.checkout_timeout;
         push_waiter_locked(s, Waiting{std::move(who), t, deadline});
         grow_locked(s);
       }
@@ -680,10 +681,11 @@ bool Pool::backing_off_locked(Clock::time_point now) const {
 std::optional<Failure> Pool::down_failure_locked(Clock::time_point now) const {
   if (!backing_off_locked(now)) return std::nullopt;
   Failure f = *last_error_;
-  f.message += " (pgdog retries the server in " +
-               std::to_string(
-                   std::chrono::duration_cast<std::chrono::milliseconds>(down_until_ - now).count()) +
-               " ms)";
+  f.message +=
+      " (pgdog retries the server in " +
+      std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(down_until_ - now).count()) +
+      " ms)";
   return f;
 }
 

@@ -233,7 +233,8 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   if (!ec && sent < to_send.size()) {
     // The rest (over TLS, all of it) when the socket takes it: still no coroutine.
     server_->stream().async_write(
-        to_send.substr(sent), [self = std::move(self), size](error_code failed, std::size_t) mutable {
+        to_send.substr(sent),
+        [self = std::move(self), size](error_code failed, std::size_t) mutable {
           auto& session = *self;
           session.batch_sent(failed);
           session.in_.consume(size);
@@ -261,7 +262,8 @@ void ClientSession::served(std::shared_ptr<void> waiter, std::size_t size,
   const auto loop = self->loop_;
   asio::post(loop, [self = std::move(self), size, lease = std::move(lease)]() mutable {
     auto& session = *self;
-    if (lease && !session.closing_ && (*lease)->synced_hash() == session.exchange_.params().hash()) {
+    if (lease && !session.closing_ &&
+        (*lease)->synced_hash() == session.exchange_.params().hash()) {
       session.hold(std::move(*lease));
       session.send_now(std::move(self), size);
       return;
@@ -324,13 +326,12 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   std::size_t sent = 0;
   error_code ec;
   if (!deliver_now(chunk.out, sent, ec) && !ec) {
-    client_.async_write(chunk.out.substr(sent),
-                        [self = std::move(self), done = chunk.done](error_code failed,
-                                                                    std::size_t) mutable {
-                          auto& session = *self;
-                          session.delivered(done, failed);
-                          session.go_on(std::move(self));
-                        });
+    client_.async_write(chunk.out.substr(sent), [self = std::move(self), done = chunk.done](
+                                                    error_code failed, std::size_t) mutable {
+      auto& session = *self;
+      session.delivered(done, failed);
+      session.go_on(std::move(self));
+    });
     return false;
   }
   delivered(chunk.done, ec);

@@ -1,6 +1,7 @@
 // Pool against the scripted server on a loopback io_context: checkout and release, reuse,
-// checkout_timeout, FIFO handover, waiting without a coroutine (Pool::wait), a refused server (waiters fail at once, then backoff),
-// reconnect, broken connections, min_pool_size and idle_timeout.
+// checkout_timeout, FIFO handover, waiting without a coroutine (Pool::wait) and a cancelled
+// checkout, a refused server (waiters fail at once, then backoff), reconnect, broken
+// connections, min_pool_size and idle_timeout.
 
 #include "backend/pool.hpp"
 
