@@ -128,6 +128,7 @@ struct Outcome {
 };
 
 struct Recorder {
+  explicit Recorder(std::vector<Outcome>* into) : outcomes(into) {}
   std::vector<Outcome>* outcomes;
 };
 
