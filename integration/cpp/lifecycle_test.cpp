@@ -298,12 +298,18 @@ TEST_F(LifecycleTest, PauseWaitsForTransactionsAndHoldsNewQueries) {
 
 constexpr const char* kShutdownTable = "it_lifecycle_shutdown";
 
+// An empty table for what the shutdown tests commit (or must not).
+bool fresh_shutdown_table(Conn& primary) {
+  return primary
+      .exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable + "; CREATE TABLE " +
+            kShutdownTable + " (id int)")
+      .ok();
+}
+
 void graceful_shutdown_scenario(const std::function<void(Pgdog&)>& initiate) {
   auto p = connect_primary();
   ASSERT_TRUE(p.ok());
-  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable +
-                     "; CREATE TABLE " + kShutdownTable + " (id int)")
-                  .ok());
+  ASSERT_TRUE(fresh_shutdown_table(p));
   Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "10000"));
   ASSERT_TRUE(pgdog.started());
   auto busy = pgdog.connect();
@@ -362,9 +368,7 @@ TEST_F(LifecycleTest, SigtermIsGraceful) {
 
 TEST_F(LifecycleTest, ShutdownTimeoutEndsALingeringTransaction) {
   auto p = connect_primary();
-  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable +
-                     "; CREATE TABLE " + kShutdownTable + " (id int)")
-                  .ok());
+  ASSERT_TRUE(fresh_shutdown_table(p));
   Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "1000"));
   ASSERT_TRUE(pgdog.started());
   auto busy = pgdog.connect();
@@ -393,9 +397,7 @@ TEST_F(LifecycleTest, ShutdownTimeoutEndsALingeringTransaction) {
 // sent never runs, although the server it waited for comes free before pgdog exits.
 TEST_F(LifecycleTest, ClientWaitingForAServerAtShutdownIsToldAndItsStatementNeverRuns) {
   auto p = connect_primary();
-  ASSERT_TRUE(p.exec(std::string("DROP TABLE IF EXISTS ") + kShutdownTable + "; CREATE TABLE " +
-                     kShutdownTable + " (id int)")
-                  .ok());
+  ASSERT_TRUE(fresh_shutdown_table(p));
   Pgdog pgdog(PgdogConfig().set("shutdown_timeout", "10000").with_pool_size(1));
   ASSERT_TRUE(pgdog.started());
   auto busy = pgdog.connect();

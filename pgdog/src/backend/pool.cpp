@@ -234,8 +234,7 @@ void Pool::abandon(Shard& s, const void* waiter) {
     if (it == s.waiters.end()) return;  // served already: the server is on its way
     gone = std::move(*it);
     s.waiters.erase(it);
-    s.counters->wait_time_us.fetch_add(micros_since(gone->since), std::memory_order_relaxed);
-    waiters_left_locked(s);
+    waiter_left_locked(s, gone->since);
   }
   wake(Wake{std::move(gone->who), nullptr,
             Failure::from(Error::checkout_cancelled,
@@ -333,12 +332,12 @@ void Pool::push_waiter_locked(Shard& s, Waiting w) {
 Pool::Waiting Pool::pop_waiter_locked(Shard& s) {
   auto w = std::move(s.waiters.front());
   s.waiters.pop_front();
-  s.counters->wait_time_us.fetch_add(micros_since(w.since), std::memory_order_relaxed);
-  waiters_left_locked(s);
+  waiter_left_locked(s, w.since);
   return w;
 }
 
-void Pool::waiters_left_locked(Shard& s) {
+void Pool::waiter_left_locked(Shard& s, Clock::time_point since) {
+  s.counters->wait_time_us.fetch_add(micros_since(since), std::memory_order_relaxed);
   s.waiting.fetch_sub(1);
   waiting_.fetch_sub(1);
   if (static_cast<int>(s.waiters.size()) <= s.connecting) set_starving_locked(s, false);
@@ -389,10 +388,10 @@ void Pool::sweep(Shard& s) {
         continue;
       }
       if (!timeout) timeout = timeout_failure_locked(s);
-      s.counters->wait_time_us.fetch_add(micros_since(it->since), std::memory_order_relaxed);
+      const auto since = it->since;
       late.push_back(Wake{std::move(it->who), nullptr, timeout});
       it = s.waiters.erase(it);
-      waiters_left_locked(s);
+      waiter_left_locked(s, since);
     }
     s.sweep_at = next;
   }

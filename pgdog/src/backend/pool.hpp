@@ -232,7 +232,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::optional<Wake> hand_over_locked(Shard& s, ServerPtr server, std::vector<ServerPtr>& close);
   void push_waiter_locked(Shard& s, Waiting w);
   Waiting pop_waiter_locked(Shard& s);
-  void waiters_left_locked(Shard& s);
+  // One waiter left the queue (served, timed out, failed or cancelled): its wait is counted.
+  void waiter_left_locked(Shard& s, Clock::time_point since);
   void set_starving_locked(Shard& s, bool starving);
   void fail_waiters_locked(Shard& s, const Failure& f, bool all, WakeList& wake);
   // On the shard's strand: the timer set for sweep_at, and what it does when that comes.
