@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <spdlog/spdlog.h>
 
 #include "mirror/compare.hpp"
@@ -59,7 +60,12 @@ void Mirror::spawn_worker() {
   ++workers_running_;
   // Each loop has one thread: a worker's handlers never run at once, no strand needed.
   const auto& loop = loops_[next_loop_.fetch_add(1) % loops_.size()];
-  asio::co_spawn(loop, worker(), log_task_errors(stats_->cluster(), "worker"));
+  // The signal outlives the coroutine's frame: its completion handler holds it too.
+  auto stop = std::make_shared<asio::cancellation_signal>();
+  asio::co_spawn(loop, worker(stop),
+                 asio::bind_cancellation_slot(
+                     stop->slot(), [stop, log = log_task_errors(stats_->cluster(), "worker")](
+                                       std::exception_ptr e) { log(std::move(e)); }));
 }
 
 std::shared_ptr<Channel> Mirror::open_channel(bool pin) {
@@ -197,13 +203,20 @@ void Mirror::finish(MirrorOutcome outcome, std::string_view reason, std::size_t 
   }
 }
 
-Task<void> Mirror::worker() {
+Task<void> Mirror::worker(std::shared_ptr<asio::cancellation_signal> stop) {
   auto self = shared_from_this();
+  // A replay stopped by its watchdog sees its operation end with operation_aborted, as any
+  // failed read; the worker goes on with a fresh cancellation state.
+  co_await asio::this_coro::throw_if_cancelled(false);
   while (true) {
     auto item = co_await queue_.pop();
     if (!item) break;
     auto items = pipeline(std::move(*item));
-    co_await replay(items);
+    co_await replay(items, *stop);
+    if ((co_await asio::this_coro::cancellation_state).cancelled() !=
+        asio::cancellation_type::none) {
+      co_await asio::this_coro::reset_cancellation_state();
+    }
     for (const auto& done : items) {
       if (const std::size_t abandoned = queue_.done(done); abandoned > 0) {
         finish(MirrorOutcome::dropped, kStopped, abandoned);
@@ -243,7 +256,7 @@ std::vector<Queue::Item> Mirror::pipeline(Queue::Item first) {
   return items;
 }
 
-Task<void> Mirror::replay(std::span<const Queue::Item> items) {
+Task<void> Mirror::replay(std::span<const Queue::Item> items, asio::cancellation_signal& stop) {
   const auto& user = items.front().request->user;
   auto pool = pools_(user);
   if (!pool) {
@@ -252,12 +265,13 @@ Task<void> Mirror::replay(std::span<const Queue::Item> items) {
     co_return;
   }
   const auto settings = this->settings();
-  Replay replay(items, std::move(pool), registry_, settings.timeout, settings.compare,
-                stats_->cluster());
-  co_await replay.run(co_await asio::this_coro::executor);
+  // Shared with its watchdog's timer, whose handler may run after the replay ended.
+  auto replay = std::make_shared<Replay>(items, std::move(pool), registry_, settings.timeout,
+                                         settings.compare, stats_->cluster());
+  co_await replay->run(co_await asio::this_coro::executor, stop);
   for (std::size_t i = 0; i < items.size(); ++i) {
     keep_worker_for(*items[i].channel);
-    conclude(*items[i].request, replay.ends()[i], settings.compare);
+    conclude(*items[i].request, replay->ends()[i], settings.compare);
   }
 }
 

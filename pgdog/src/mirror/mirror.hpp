@@ -92,14 +92,16 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   const Queue& queue() const { return queue_; }
 
  private:
-  Task<void> worker();
+  // `stop` is bound to the worker's coroutine: a replay's watchdog emits it to stop the
+  // exchange it is waiting on (Replay::run).
+  Task<void> worker(std::shared_ptr<asio::cancellation_signal> stop);
   void want_worker();
   void keep_worker_for(Channel& channel);
   void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
   // The popped item and the queued requests that can follow it on its mirror connection.
   std::vector<Queue::Item> pipeline(Queue::Item first);
-  Task<void> replay(std::span<const Queue::Item> items);
+  Task<void> replay(std::span<const Queue::Item> items, asio::cancellation_signal& stop);
   void conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
   bool retire();
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,

@@ -2,7 +2,6 @@
 
 #include <array>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
 #include "backend/session_params.hpp"
@@ -41,9 +40,14 @@ Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool
   to_send_ = joined_;
 }
 
-Task<void> Replay::run(Executor io) {
-  using namespace asio::experimental::awaitable_operators;
-  co_await (exchange() || watchdog(std::move(io)));
+Task<void> Replay::run(Executor io, asio::cancellation_signal& stop) {
+  io_ = io;
+  stop_ = &stop;
+  watchdog_.emplace(co_await asio::this_coro::executor);
+  arm_watchdog(timeout_);
+  co_await exchange();
+  finished_ = true;
+  watchdog_->cancel();
   if (timed_out_) {
     time_out();
     co_return;
@@ -55,28 +59,40 @@ Task<void> Replay::run(Executor io) {
 // cancelled, again and again until the server has answered every request written (in a
 // pipeline, the next request starts when one is cancelled): a cancel that reaches the server
 // before the query started does nothing, and a query left running (waiting for a lock, say)
-// would apply on the mirror later, behind the client's next transactions.
-Task<void> Replay::watchdog(Executor io) {
+// would apply on the mirror later, behind the client's next transactions. The exchange is
+// stopped (its operation cancelled) at once when nothing was written yet, and after the last
+// pause otherwise.
+void Replay::arm_watchdog(Clock::duration after) {
+  watchdog_->expires_after(after);
+  watchdog_->async_wait([weak = weak_from_this()](const error_code& ec) {
+    auto self = weak.lock();
+    if (!ec && self && !self->finished_) self->on_watchdog();
+  });
+}
+
+void Replay::on_watchdog() {
   static constexpr std::array<std::chrono::milliseconds, 4> kPauses{
       std::chrono::milliseconds(50), std::chrono::milliseconds(100), std::chrono::milliseconds(200),
       std::chrono::milliseconds(400)};
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout_);
-  if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
-  timed_out_ = true;
-  answered_in_time_ = answered_;
-  if (!sent_) co_return;  // nothing runs on the mirror yet: the exchange stops here
-  for (const auto pause : kPauses) {
-    const auto& address = lease_->address();
-    asio::co_spawn(io,
-                   backend::ServerConnection::cancel(io, address.host, address.port, lease_->key()),
-                   log_task_errors(cluster_, "cancel request"));
-    timer.expires_after(pause);
-    if (auto [ec] = co_await timer.async_wait(use_nothrow); ec) co_return;
+  if (!timed_out_) {
+    timed_out_ = true;
+    answered_in_time_ = answered_;
   }
-  spdlog::warn(
-      "mirror {}: a timed-out query did not end after {} cancel requests; its "
-      "connection is closed",
-      cluster_, kPauses.size());
+  if (!sent_ || cancels_ == kPauses.size()) {
+    if (sent_) {
+      spdlog::warn(
+          "mirror {}: a timed-out query did not end after {} cancel requests; its "
+          "connection is closed",
+          cluster_, kPauses.size());
+    }
+    stop_->emit(asio::cancellation_type::terminal);
+    return;
+  }
+  const auto& address = lease_->address();
+  asio::co_spawn(io_,
+                 backend::ServerConnection::cancel(io_, address.host, address.port, lease_->key()),
+                 log_task_errors(cluster_, "cancel request"));
+  arm_watchdog(kPauses[cancels_++]);
 }
 
 Task<void> Replay::exchange() {

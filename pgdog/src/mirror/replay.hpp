@@ -15,6 +15,7 @@
 // closed and the requests written after it are connection failures: they were not confirmed.
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,7 +49,7 @@ bool pipelinable(const Channel& channel, const Request& request);
 // and the same session parameters, which are set once for the whole pipeline.
 bool same_connection(const Request& first, const Request& next);
 
-class Replay {
+class Replay : public std::enable_shared_from_this<Replay> {
  public:
   // `items`: one request, or several that are each pipelinable() and share the first's
   // connection, in the order to write them. They outlive the replay.
@@ -56,8 +57,10 @@ class Replay {
          backend::StatementRegistry& registry, config::Millis timeout,
          config::MirrorCompare compare, std::string_view cluster);
 
-  // Replays the requests. `io` runs the cancel request sent when it times out.
-  Task<void> run(Executor io);
+  // Replays the requests. `io` runs the cancel request sent when it times out. `stop` is the
+  // calling coroutine's cancellation signal (bound to it when spawned): the watchdog emits it
+  // to stop the exchange. Owned by a shared_ptr: the watchdog's handler holds a weak one.
+  Task<void> run(Executor io, asio::cancellation_signal& stop);
   // One per item, in order.
   std::vector<ReplayEnd>& ends() { return ends_; }
 
@@ -75,7 +78,9 @@ class Replay {
   Task<bool> read(ReplayReader& reader);
   // False when the connection cannot serve the requests after `i`.
   bool conclude(ReplayReader& reader, std::size_t i);
-  Task<void> watchdog(Executor io);
+  // The watchdog: a timer with a handler, not a coroutine beside the exchange.
+  void arm_watchdog(Clock::duration after);
+  void on_watchdog();
   void time_out();
   void keep_lease();
   // The requests not answered yet are connection failures.
@@ -106,6 +111,11 @@ class Replay {
   bool sent_ = false;                 // the request went to the mirror server
   bool reused_ = false;               // the lease is the one the channel kept
   bool timed_out_ = false;            // mirror_timeout passed first
+  bool finished_ = false;             // the exchange ended: the watchdog does nothing more
+  std::optional<asio::steady_timer> watchdog_;
+  Executor io_;
+  asio::cancellation_signal* stop_ = nullptr;
+  std::size_t cancels_ = 0;  // cancel requests sent since the timeout
 };
 
 }  // namespace pgdog::mirror
