@@ -96,14 +96,25 @@ void Replay::on_watchdog() {
 }
 
 Task<void> Replay::exchange() {
-  const bool leased = co_await lease();
-  if (!leased) co_return;
-  const bool prepared = co_await prepare();
-  if (!prepared || timed_out_) co_return;
+  // The common case awaits nothing but the write and the reads: an idle connection already at
+  // the requests' parameters.
+  if (!lease_now()) {
+    const bool leased = co_await lease();
+    if (!leased) co_return;
+  }
+  if (!synced()) {
+    const bool done = co_await sync_parameters();
+    if (!done) co_return;
+  }
+  if (track_) rewrite();
+  if (timed_out_) co_return;
   auto& server = *lease_;
   written_ = Clock::now();
   sent_ = true;
-  if (auto ec = co_await server.stream().write(to_send_)) {
+  error_code ec;
+  const std::size_t n = server.stream().write_now_some(to_send_, ec);
+  if (!ec && n < to_send_.size()) ec = co_await server.stream().write(to_send_.substr(n));
+  if (ec) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
   }
@@ -115,27 +126,45 @@ Task<void> Replay::exchange() {
 
 Task<bool> Replay::read_answers(std::size_t i) {
   auto& server = *lease_;
+  auto& buffer = server.buffer();
   const auto& request = *items_[i].request;
   const bool tags = compare_ != config::MirrorCompare::off;
   ReplayReader reader(
       ReplayReader::Settings{i == 0 ? ready_ : request.syncs, request.primary_errors, tags,
                              compare_ == config::MirrorCompare::results, server.max_message_size()},
       server.prepared(), server.params(), server.status(), track_ ? &tracker_ : nullptr);
-  const bool answered = co_await read(reader);
-  if (!answered) co_return false;
+  while (true) {
+    buffer.consume(reader.feed(buffer.readable()));
+    if (reader.outcome()) break;
+    const std::size_t want = std::max<std::size_t>(4096, reader.wanted(buffer.readable()));
+    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
+    if (ec) {
+      fail(&server, "connection lost: " + ec.message());
+      co_return false;
+    }
+    buffer.commit(n);
+  }
   ends_[i].mirror_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - written_).count());
   co_return conclude(reader, i);
 }
 
-Task<bool> Replay::lease() {
+bool Replay::lease_now() {
   auto& channel = this->channel();
   if (channel.lease && !channel.lease->broken() && channel.lease.pool() == pool_.get()) {
     lease_ = std::move(channel.lease);  // the session's own mirror connection
     reused_ = true;
-    co_return true;
+    return true;
   }
   channel.lease = backend::Lease{};
+  if (auto idle = pool_->try_checkout()) {
+    lease_ = std::move(*idle);
+    return true;
+  }
+  return false;
+}
+
+Task<bool> Replay::lease() {
   auto checked_out = co_await pool_->checkout();
   if (!checked_out) {
     // The session's next transactions fail at once while the pool backs off (Mirror::admit).
@@ -150,21 +179,15 @@ Task<bool> Replay::lease() {
   co_return true;
 }
 
-Task<bool> Replay::prepare() {
-  // Awaited into a local, not inside the if: GCC 12.2 miscompiles a coroutine with no local
-  // variable whose if condition awaits (the callee ran with a wrong `this`).
-  const bool synced = co_await sync_parameters();
-  if (!synced) co_return false;
-  if (track_) rewrite();
-  co_return true;
+bool Replay::synced() const {
+  // A pipeline's requests all have the first one's parameters (same_connection).
+  const auto& params = first().params;
+  return !params || lease_->synced_hash() == params->hash();
 }
 
 Task<bool> Replay::sync_parameters() {
   auto& server = *lease_;
-  // A pipeline's requests all have the first one's parameters (same_connection).
-  const auto& params = first().params;
-  if (!params || server.synced_hash() == params->hash()) co_return true;
-  protocol::Params desired = *params;
+  protocol::Params desired = *first().params;
   // A parameter the mirror refuses is not the replay's failure; a broken connection is.
   if (auto r = co_await backend::sync_parameters(server, desired); !r && server.broken()) {
     fail(&server, r.error().to_string());
@@ -189,22 +212,6 @@ void Replay::rewrite() {
     }
   }
   if (rewrote) to_send_ = rewritten_;
-}
-
-Task<bool> Replay::read(ReplayReader& reader) {
-  auto& server = *lease_;
-  auto& buffer = server.buffer();
-  while (true) {
-    buffer.consume(reader.feed(buffer.readable()));
-    if (reader.outcome()) co_return true;
-    const std::size_t want = std::max<std::size_t>(4096, reader.wanted(buffer.readable()));
-    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
-    if (ec) {
-      fail(&server, "connection lost: " + ec.message());
-      co_return false;
-    }
-    buffer.commit(n);
-  }
 }
 
 bool Replay::conclude(ReplayReader& reader, std::size_t i) {

@@ -70,12 +70,14 @@ class Replay : public std::enable_shared_from_this<Replay> {
   Task<void> exchange();
   // Reads the answers to request `i`; false when nothing more can be read.
   Task<bool> read_answers(std::size_t i);
+  // The session's own connection or an idle one of the pool, without waiting; false when
+  // lease() must wait for one.
+  bool lease_now();
   Task<bool> lease();
-  // The parts after lease() work on the leased server.
-  Task<bool> prepare();
+  // The parts after the lease work on the leased server.
+  bool synced() const;  // at the requests' parameters already
   Task<bool> sync_parameters();
   void rewrite();
-  Task<bool> read(ReplayReader& reader);
   // False when the connection cannot serve the requests after `i`.
   bool conclude(ReplayReader& reader, std::size_t i);
   // The watchdog: a timer with a handler, not a coroutine beside the exchange.
