@@ -268,7 +268,7 @@ Task<void> Mirror::replay(std::span<const Queue::Item> items, asio::cancellation
   // Shared with its watchdog's timer, whose handler may run after the replay ended.
   auto replay = std::make_shared<Replay>(items, std::move(pool), registry_, settings.timeout,
                                          settings.compare, stats_->cluster());
-  co_await replay->run(co_await asio::this_coro::executor, stop);
+  co_await replay->run(stop);
   for (std::size_t i = 0; i < items.size(); ++i) {
     keep_worker_for(*items[i].channel);
     conclude(*items[i].request, replay->ends()[i], settings.compare);

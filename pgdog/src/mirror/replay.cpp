@@ -40,8 +40,7 @@ Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool
   to_send_ = joined_;
 }
 
-Task<void> Replay::run(Executor io, asio::cancellation_signal& stop) {
-  io_ = io;
+Task<void> Replay::run(asio::cancellation_signal& stop) {
   stop_ = &stop;
   watchdog_.emplace(co_await asio::this_coro::executor);
   arm_watchdog(timeout_);
@@ -89,15 +88,18 @@ void Replay::on_watchdog() {
     return;
   }
   const auto& address = lease_->address();
-  asio::co_spawn(io_,
-                 backend::ServerConnection::cancel(io_, address.host, address.port, lease_->key()),
+  const auto io = watchdog_->get_executor();
+  asio::co_spawn(io,
+                 backend::ServerConnection::cancel(io, address.host, address.port, lease_->key()),
                  log_task_errors(cluster_, "cancel request"));
   arm_watchdog(kPauses[cancels_++]);
 }
 
 Task<void> Replay::exchange() {
   // The common case awaits nothing but the write and the reads: an idle connection already at
-  // the requests' parameters.
+  // the requests' parameters. Each result is awaited into a local, not inside the if: GCC 12.2
+  // miscompiles a coroutine with no local variable whose if condition awaits (the callee ran
+  // with a wrong `this`).
   if (!lease_now()) {
     const bool leased = co_await lease();
     if (!leased) co_return;
@@ -111,10 +113,7 @@ Task<void> Replay::exchange() {
   auto& server = *lease_;
   written_ = Clock::now();
   sent_ = true;
-  error_code ec;
-  const std::size_t n = server.stream().write_now_some(to_send_, ec);
-  if (!ec && n < to_send_.size()) ec = co_await server.stream().write(to_send_.substr(n));
-  if (ec) {
+  if (auto ec = co_await server.stream().write(to_send_)) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
   }

@@ -57,10 +57,10 @@ class Replay : public std::enable_shared_from_this<Replay> {
          backend::StatementRegistry& registry, config::Millis timeout,
          config::MirrorCompare compare, std::string_view cluster);
 
-  // Replays the requests. `io` runs the cancel request sent when it times out. `stop` is the
-  // calling coroutine's cancellation signal (bound to it when spawned): the watchdog emits it
-  // to stop the exchange. Owned by a shared_ptr: the watchdog's handler holds a weak one.
-  Task<void> run(Executor io, asio::cancellation_signal& stop);
+  // Replays the requests. `stop` is the calling coroutine's cancellation signal (bound to it
+  // when spawned): the watchdog emits it to stop the exchange. Owned by a shared_ptr: the
+  // watchdog's handler holds a weak one.
+  Task<void> run(asio::cancellation_signal& stop);
   // One per item, in order.
   std::vector<ReplayEnd>& ends() { return ends_; }
 
@@ -115,7 +115,6 @@ class Replay : public std::enable_shared_from_this<Replay> {
   bool timed_out_ = false;            // mirror_timeout passed first
   bool finished_ = false;             // the exchange ended: the watchdog does nothing more
   std::optional<asio::steady_timer> watchdog_;
-  Executor io_;
   asio::cancellation_signal* stop_ = nullptr;
   std::size_t cancels_ = 0;  // cancel requests sent since the timeout
 };
