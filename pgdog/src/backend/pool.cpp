@@ -205,8 +205,8 @@ Task<Result<Lease>> Pool::checkout() {
       [this, &s](auto resume) {
         using Handler = decltype(resume);
         auto box = std::make_shared<Handler>(std::move(resume));
-        // Cancelled (a timeout of the caller's around the checkout, `timer || checkout()`): it
-        // leaves the queue at once, as a waiter with a timer of its own did.
+        // Cancelled through the caller's slot (a mirror replay's watchdog, or `timer ||
+        // checkout()`): it leaves the queue at once, as a waiter with a timer of its own did.
         if (auto slot = asio::get_associated_cancellation_slot(*box); slot.is_connected()) {
           slot.assign([this, &s, key = box.get()](asio::cancellation_type) { abandon(s, key); });
         }
