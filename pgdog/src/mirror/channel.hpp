@@ -26,6 +26,11 @@ struct Channel {
   std::deque<RequestPtr> pending;
   bool in_flight = false;
   bool listed = false;  // in the queue's ready list
+  // The queue's, under its lock: where the channel is in its list of channels with requests
+  // queued or in flight, and when the request in flight was handed over (for the lag).
+  std::size_t live_slot = kNotLive;
+  Clock::time_point in_flight_created{};
+  static constexpr std::size_t kNotLive = static_cast<std::size_t>(-1);
   const bool pinned;
   std::string cluster;  // for the log
   backend::Lease lease;

@@ -208,23 +208,31 @@ Task<void> Mirror::worker(std::shared_ptr<asio::cancellation_signal> stop) {
   // A replay stopped by its watchdog sees its operation end with operation_aborted, as any
   // failed read; the worker goes on with a fresh cancellation state.
   co_await asio::this_coro::throw_if_cancelled(false);
+  const auto executor = co_await asio::this_coro::executor;
+  // Made once: each pipeline reuses them.
+  const auto waiter = Queue::make_waiter(executor);
+  const auto watchdog = std::make_shared<Watchdog>(executor, *stop);
+  std::vector<Queue::Item> items;
+  items.reserve(kPipelineRequests);
   while (true) {
-    auto item = co_await queue_.pop();
+    auto item = co_await queue_.pop(waiter);
     if (!item) break;
-    auto items = pipeline(std::move(*item));
-    co_await replay(items, *stop);
+    pipeline(std::move(*item), items);
+    co_await replay(items, *watchdog);
     if ((co_await asio::this_coro::cancellation_state).cancelled() !=
         asio::cancellation_type::none) {
       co_await asio::this_coro::reset_cancellation_state();
     }
-    for (const auto& done : items) {
-      if (const std::size_t abandoned = queue_.done(done); abandoned > 0) {
-        finish(MirrorOutcome::dropped, kStopped, abandoned);
-      }
+    if (const std::size_t abandoned = queue_.done(items); abandoned > 0) {
+      finish(MirrorOutcome::dropped, kStopped, abandoned);
     }
     items.clear();  // a channel may close here, and want one worker fewer
-    if (retire()) co_return;
+    if (retire()) {
+      watchdog->close();
+      co_return;
+    }
   }
+  watchdog->close();
   --workers_running_;  // stopped
 }
 
@@ -237,26 +245,23 @@ bool Mirror::retire() {
   return false;
 }
 
-std::vector<Queue::Item> Mirror::pipeline(Queue::Item first) {
-  std::vector<Queue::Item> items;
+void Mirror::pipeline(Queue::Item first, std::vector<Queue::Item>& items) {
   const RequestPtr lead = first.request;
   std::size_t bytes = lead->frames.size();
   const bool alone = !pipelinable(*first.channel, *lead) || bytes >= kPipelineBytes;
   items.push_back(std::move(first));
   // Called even when it goes alone: take_more hands what is left to another worker.
-  auto more = queue_.take_more(
+  queue_.take_more(
       [&](const Channel& channel, const Request& request) {
         if (!pipelinable(channel, request) || !same_connection(*lead, request)) return false;
         if (bytes + request.frames.size() > kPipelineBytes) return false;
         bytes += request.frames.size();
         return true;
       },
-      alone ? 0 : kPipelineRequests - 1);
-  std::move(more.begin(), more.end(), std::back_inserter(items));
-  return items;
+      alone ? 0 : kPipelineRequests - 1, items);
 }
 
-Task<void> Mirror::replay(std::span<const Queue::Item> items, asio::cancellation_signal& stop) {
+Task<void> Mirror::replay(std::span<const Queue::Item> items, Watchdog& watchdog) {
   const auto& user = items.front().request->user;
   auto pool = pools_(user);
   if (!pool) {
@@ -264,14 +269,18 @@ Task<void> Mirror::replay(std::span<const Queue::Item> items, asio::cancellation
            items.size());
     co_return;
   }
-  const auto settings = this->settings();
-  // Shared with its watchdog's timer, whose handler may run after the replay ended.
-  auto replay = std::make_shared<Replay>(items, std::move(pool), registry_, settings.timeout,
-                                         settings.compare, stats_->cluster());
-  co_await replay->run(stop);
+  config::Millis timeout;
+  config::MirrorCompare compare;
+  {
+    std::lock_guard g(mutex_);
+    timeout = settings_.timeout;
+    compare = settings_.compare;
+  }
+  Replay replay(items, std::move(pool), registry_, timeout, compare, stats_->cluster());
+  co_await replay.run(watchdog);
   for (std::size_t i = 0; i < items.size(); ++i) {
     keep_worker_for(*items[i].channel);
-    conclude(*items[i].request, replay->ends()[i], settings.compare);
+    conclude(*items[i].request, replay.ends()[i], compare);
   }
 }
 

@@ -99,9 +99,10 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   void keep_worker_for(Channel& channel);
   void spawn_worker();
   static Task<void> flush_logs(std::weak_ptr<Mirror> weak);
-  // The popped item and the queued requests that can follow it on its mirror connection.
-  std::vector<Queue::Item> pipeline(Queue::Item first);
-  Task<void> replay(std::span<const Queue::Item> items, asio::cancellation_signal& stop);
+  // The popped item and the queued requests that can follow it on its mirror connection, into
+  // `items` (empty).
+  void pipeline(Queue::Item first, std::vector<Queue::Item>& items);
+  Task<void> replay(std::span<const Queue::Item> items, Watchdog& watchdog);
   void conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
   bool retire();
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,

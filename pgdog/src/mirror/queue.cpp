@@ -12,7 +12,7 @@ bool Queue::try_push(const std::shared_ptr<Channel>& channel, RequestPtr request
     }
     ++size_;
     bytes_ += request->frames.size();
-    ages_.insert(request->created);
+    if (!channel->in_flight && channel->pending.empty()) track_locked(*channel);
     channel->pending.push_back(std::move(request));
     if (!channel->in_flight && !channel->listed) {
       channel->listed = true;
@@ -48,19 +48,25 @@ std::optional<Queue::Item> Queue::take_locked() {
     ready_.pop_front();
     channel->listed = false;
     if (channel->in_flight || channel->pending.empty()) continue;
-    channel->in_flight = true;
-    Item item{channel, std::move(channel->pending.front())};
-    channel->pending.pop_front();
-    return item;
+    return start_locked(std::move(channel));
   }
   return std::nullopt;
 }
 
-std::vector<Queue::Item> Queue::take_more(const Fits& fits, std::size_t max) {
-  std::vector<Item> taken;
+Queue::Item Queue::start_locked(std::shared_ptr<Channel> channel) {
+  channel->in_flight = true;
+  channel->listed = false;
+  RequestPtr request = std::move(channel->pending.front());
+  channel->pending.pop_front();
+  channel->in_flight_created = request->created;
+  return Item{std::move(channel), std::move(request)};
+}
+
+void Queue::take_more(const Fits& fits, std::size_t max, std::vector<Item>& taken) {
+  const std::size_t limit = taken.size() + max;
   std::shared_ptr<Waiter> wake;
   std::unique_lock g(mutex_);
-  for (auto it = ready_.begin(); it != ready_.end() && taken.size() < max;) {
+  for (auto it = ready_.begin(); it != ready_.end() && taken.size() < limit;) {
     auto& channel = **it;
     if (channel.in_flight || channel.pending.empty()) {
       channel.listed = false;  // stale, as take_locked() would find it
@@ -71,26 +77,33 @@ std::vector<Queue::Item> Queue::take_more(const Fits& fits, std::size_t max) {
       ++it;  // left for another worker, in its place
       continue;
     }
-    channel.in_flight = true;
-    channel.listed = false;
-    taken.push_back(Item{*it, std::move(channel.pending.front())});
-    channel.pending.pop_front();
+    taken.push_back(start_locked(std::move(*it)));
     it = ready_.erase(it);
   }
   // What this worker leaves goes to another.
   if (waking_ == 0) wake = hand_over_locked();
   g.unlock();
   if (wake) resume(wake);
-  return taken;
+}
+
+std::shared_ptr<Queue::Waiter> Queue::make_waiter(Executor executor) {
+  return std::make_shared<Waiter>(std::move(executor));
 }
 
 Task<std::optional<Queue::Item>> Queue::pop() {
-  std::shared_ptr<Waiter> waiter;
+  auto waiter = make_waiter(co_await asio::this_coro::executor);
+  auto item = co_await pop(std::move(waiter));
+  co_return item;
+}
+
+Task<std::optional<Queue::Item>> Queue::pop(std::shared_ptr<Waiter> waiter) {
   {
     std::lock_guard g(mutex_);
     if (auto item = take_locked()) co_return item;
     if (closed_) co_return std::nullopt;
-    waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+    waiter->item.reset();
+    waiter->done = false;
+    waiter->timer.expires_at(Clock::time_point::max());
     waiters_.push_back(waiter);
   }
   co_await waiter->timer.async_wait(use_nothrow);
@@ -104,26 +117,33 @@ Task<std::optional<Queue::Item>> Queue::pop() {
   co_return std::nullopt;
 }
 
-std::size_t Queue::done(const Item& item) {
+std::size_t Queue::done(std::span<const Item> items) {
   std::shared_ptr<Waiter> wake;
   std::deque<std::shared_ptr<Waiter>> closing;
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);
-    forget_locked(item.request);
-    if (close_when_empty_ && size_ == 0) closing = close_locked();
-    item.channel->in_flight = false;
-    if (closed_) {
-      abandoned = item.channel->pending.size();
-      for (const auto& r : item.channel->pending)
-        forget_locked(r);
-      item.channel->pending.clear();
+    bool listed = false;
+    for (const auto& item : items) {
+      auto& channel = *item.channel;
+      forget_locked(item.request);
+      if (close_when_empty_ && size_ == 0) closing = close_locked();
+      channel.in_flight = false;
+      if (closed_) {
+        abandoned += channel.pending.size();
+        for (const auto& r : channel.pending)
+          forget_locked(r);
+        channel.pending.clear();
+      }
+      if (channel.pending.empty()) {
+        untrack_locked(channel);
+      } else if (!channel.listed) {
+        channel.listed = true;
+        ready_.push_back(item.channel);
+        listed = true;
+      }
     }
-    if (!item.channel->pending.empty() && !item.channel->listed) {
-      item.channel->listed = true;
-      ready_.push_back(item.channel);
-      if (waking_ == 0) wake = hand_over_locked();
-    }
+    if (listed && waking_ == 0) wake = hand_over_locked();
   }
   if (wake) resume(wake);
   for (auto& w : closing)
@@ -134,7 +154,20 @@ std::size_t Queue::done(const Item& item) {
 void Queue::forget_locked(const RequestPtr& r) {
   --size_;
   bytes_ -= r->frames.size();
-  if (auto it = ages_.find(r->created); it != ages_.end()) ages_.erase(it);
+}
+
+void Queue::track_locked(Channel& channel) {
+  channel.live_slot = live_.size();
+  live_.push_back(&channel);
+}
+
+void Queue::untrack_locked(Channel& channel) {
+  if (channel.live_slot == Channel::kNotLive) return;
+  Channel* last = live_.back();
+  live_[channel.live_slot] = last;
+  last->live_slot = channel.live_slot;
+  live_.pop_back();
+  channel.live_slot = Channel::kNotLive;
 }
 
 void Queue::set_capacity(std::size_t capacity, std::size_t byte_capacity) {
@@ -173,6 +206,7 @@ std::size_t Queue::close() {
         forget_locked(r);
       channel->pending.clear();
       channel->listed = false;
+      if (!channel->in_flight) untrack_locked(*channel);
     }
     ready_.clear();
   }
@@ -198,8 +232,15 @@ std::size_t Queue::bytes() const {
 
 double Queue::oldest_age() const {
   std::lock_guard g(mutex_);
-  if (ages_.empty()) return 0;
-  return std::chrono::duration<double>(Clock::now() - *ages_.begin()).count();
+  if (live_.empty()) return 0;
+  // A channel's requests were made in the client's order: its oldest is the one in flight, or
+  // else the first queued.
+  auto oldest = Clock::time_point::max();
+  for (const Channel* channel : live_) {
+    oldest = std::min(oldest, channel->in_flight ? channel->in_flight_created
+                                                 : channel->pending.front()->created);
+  }
+  return std::chrono::duration<double>(Clock::now() - oldest).count();
 }
 
 }  // namespace pgdog::mirror

@@ -6,7 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
+#include <span>
 #include <vector>
 
 #include "mirror/channel.hpp"
@@ -31,7 +31,11 @@ class Queue {
     std::shared_ptr<Channel> channel;
     RequestPtr request;
   };
+  // A worker's place among the idle ones, made once and used by each of its pop()s.
+  struct Waiter;
+  static std::shared_ptr<Waiter> make_waiter(Executor executor);
   // The next request whose channel has nothing in flight; empty when the queue is closed.
+  Task<std::optional<Item>> pop(std::shared_ptr<Waiter> waiter);
   Task<std::optional<Item>> pop();
   // More queued requests for a worker that holds one already, to replay after it on the same
   // connection: in queue order, each from a channel with nothing in flight (so never two of
@@ -39,11 +43,13 @@ class Queue {
   // like a popped one. A worker calls it after every pop(), with `max` 0 if it takes nothing
   // more: while one worker is woken and has not run yet, requests pushed meanwhile wait for it
   // (so that it takes them together), and it hands what it leaves to the next.
+  // Appended to `taken`.
   using Fits = std::function<bool(const Channel&, const Request&)>;
-  std::vector<Item> take_more(const Fits& fits, std::size_t max);
-  // The worker finished `item`: its channel may run its next request. After close(), the
-  // channel's remaining requests are abandoned instead; returns how many.
-  std::size_t done(const Item& item);
+  void take_more(const Fits& fits, std::size_t max, std::vector<Item>& taken);
+  // The worker finished `items`: their channels may run their next requests. After close(),
+  // the channels' remaining requests are abandoned instead; returns how many.
+  std::size_t done(std::span<const Item> items);
+  std::size_t done(const Item& item) { return done(std::span<const Item>(&item, 1)); }
 
   void set_capacity(std::size_t capacity,
                     std::size_t byte_capacity = std::numeric_limits<std::size_t>::max());
@@ -61,12 +67,6 @@ class Queue {
   double oldest_age() const;
 
  private:
-  struct Waiter {
-    explicit Waiter(Executor ex) : timer(std::move(ex), Clock::time_point::max()) {}
-    asio::steady_timer timer;
-    std::optional<Item> item;
-    bool done = false;
-  };
   std::optional<Item> take_locked();
   // The next request, to the first idle worker; null when there is no request or no worker.
   std::shared_ptr<Waiter> hand_over_locked();
@@ -76,6 +76,10 @@ class Queue {
 
   mutable std::mutex mutex_;
   void forget_locked(const RequestPtr& r);
+  // The channel was idle and is handed a request / has nothing queued or in flight any more.
+  void track_locked(Channel& channel);
+  void untrack_locked(Channel& channel);
+  static Item start_locked(std::shared_ptr<Channel> channel);
 
   std::size_t capacity_;
   std::size_t byte_capacity_;
@@ -86,7 +90,17 @@ class Queue {
   std::size_t waking_ = 0;  // workers handed a request that have not resumed yet
   std::deque<std::shared_ptr<Channel>> ready_;
   std::deque<std::shared_ptr<Waiter>> waiters_;
-  std::multiset<Clock::time_point> ages_;
+  // The channels with requests queued or in flight, for oldest_age(): a scrape looks at each
+  // one's oldest, so that the per-transaction path keeps no ordered structure (and allocates
+  // nothing) for it.
+  std::vector<Channel*> live_;
+};
+
+struct Queue::Waiter {
+  explicit Waiter(Executor ex) : timer(std::move(ex), Clock::time_point::max()) {}
+  asio::steady_timer timer;
+  std::optional<Item> item;
+  bool done = false;
 };
 
 }  // namespace pgdog::mirror

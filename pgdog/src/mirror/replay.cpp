@@ -40,13 +40,54 @@ Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool
   to_send_ = joined_;
 }
 
-Task<void> Replay::run(asio::cancellation_signal& stop) {
-  stop_ = &stop;
-  watchdog_.emplace(co_await asio::this_coro::executor);
-  arm_watchdog(timeout_);
+Watchdog::Watchdog(Executor executor, asio::cancellation_signal& stop)
+    : timer_(std::move(executor)), stop_(stop) {}
+
+void Watchdog::watch(Replay& replay, Clock::time_point deadline) {
+  replay_ = &replay;
+  deadline_ = deadline;
+  // Armed for an earlier time, it moves on when it fires. Armed for a later one (a pause of the
+  // replay before, or a timeout a reload shortened), it moves now.
+  if (!armed_ || timer_.expiry() > deadline) arm(deadline);
+}
+
+void Watchdog::again(Clock::time_point deadline) {
+  deadline_ = deadline;
+  arm(deadline);
+}
+
+void Watchdog::close() {
+  replay_ = nullptr;
+  armed_ = false;
+  timer_.cancel();
+}
+
+void Watchdog::arm(Clock::time_point at) {
+  armed_ = true;
+  timer_.expires_at(at);
+  timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+    // Cancelled (moved, closed): the wait that replaced it, if any, is pending.
+    if (ec) return;
+    if (auto self = weak.lock()) self->fired();
+  });
+}
+
+void Watchdog::fired() {
+  armed_ = false;
+  if (replay_ == nullptr) return;  // idle: armed again by the next watch()
+  // A wait that completed just before it was moved also lands here: the deadline decides.
+  if (Clock::now() < deadline_) {
+    arm(deadline_);
+    return;
+  }
+  replay_->on_watchdog();
+}
+
+Task<void> Replay::run(Watchdog& watchdog) {
+  watchdog_ = &watchdog;
+  watchdog.watch(*this, Clock::now() + timeout_);
   co_await exchange();
-  finished_ = true;
-  watchdog_->cancel();
+  watchdog.finish();
   if (timed_out_) {
     time_out();
     co_return;
@@ -61,14 +102,6 @@ Task<void> Replay::run(asio::cancellation_signal& stop) {
 // would apply on the mirror later, behind the client's next transactions. The exchange is
 // stopped (its operation cancelled) at once when nothing was written yet, and after the last
 // pause otherwise.
-void Replay::arm_watchdog(Clock::duration after) {
-  watchdog_->expires_after(after);
-  watchdog_->async_wait([weak = weak_from_this()](const error_code& ec) {
-    auto self = weak.lock();
-    if (!ec && self && !self->finished_) self->on_watchdog();
-  });
-}
-
 void Replay::on_watchdog() {
   static constexpr std::array<std::chrono::milliseconds, 4> kPauses{
       std::chrono::milliseconds(50), std::chrono::milliseconds(100), std::chrono::milliseconds(200),
@@ -84,15 +117,15 @@ void Replay::on_watchdog() {
           "connection is closed",
           cluster_, kPauses.size());
     }
-    stop_->emit(asio::cancellation_type::terminal);
+    watchdog_->stop().emit(asio::cancellation_type::terminal);
     return;
   }
   const auto& address = lease_->address();
-  const auto io = watchdog_->get_executor();
+  const auto io = watchdog_->executor();
   asio::co_spawn(io,
                  backend::ServerConnection::cancel(io, address.host, address.port, lease_->key()),
                  log_task_errors(cluster_, "cancel request"));
-  arm_watchdog(kPauses[cancels_++]);
+  watchdog_->again(Clock::now() + kPauses[cancels_++]);
 }
 
 Task<void> Replay::exchange() {

@@ -49,7 +49,40 @@ bool pipelinable(const Channel& channel, const Request& request);
 // and the same session parameters, which are set once for the whole pipeline.
 bool same_connection(const Request& first, const Request& next);
 
-class Replay : public std::enable_shared_from_this<Replay> {
+class Replay;
+
+// A worker's watchdog, shared by its replays one after another: one timer, armed for the
+// deadline of the replay it watches and moved only when it fires (deadlines only grow from one
+// replay to the next), so that a replay that ends in time costs no timer operation. Owned by a
+// shared_ptr: its timer's handler holds a weak one.
+class Watchdog : public std::enable_shared_from_this<Watchdog> {
+ public:
+  // `stop` is the worker coroutine's cancellation signal (bound to it when spawned): emitted to
+  // stop the exchange it is waiting on. It outlives the watchdog.
+  Watchdog(Executor executor, asio::cancellation_signal& stop);
+
+  // Calls replay.on_watchdog() once `deadline` passes, unless finish() came first.
+  void watch(Replay& replay, Clock::time_point deadline);
+  // The replay watched asks to be called again at `deadline` (a pause between cancels).
+  void again(Clock::time_point deadline);
+  void finish() { replay_ = nullptr; }
+  // The worker is gone: no more calls, and the timer's wait ends now.
+  void close();
+  asio::cancellation_signal& stop() { return stop_; }
+  Executor executor() { return timer_.get_executor(); }
+
+ private:
+  void arm(Clock::time_point at);
+  void fired();
+
+  asio::steady_timer timer_;
+  asio::cancellation_signal& stop_;
+  Replay* replay_ = nullptr;
+  Clock::time_point deadline_{};
+  bool armed_ = false;  // a wait is pending (at timer_.expiry())
+};
+
+class Replay {
  public:
   // `items`: one request, or several that are each pipelinable() and share the first's
   // connection, in the order to write them. They outlive the replay.
@@ -57,12 +90,12 @@ class Replay : public std::enable_shared_from_this<Replay> {
          backend::StatementRegistry& registry, config::Millis timeout,
          config::MirrorCompare compare, std::string_view cluster);
 
-  // Replays the requests. `stop` is the calling coroutine's cancellation signal (bound to it
-  // when spawned): the watchdog emits it to stop the exchange. Owned by a shared_ptr: the
-  // watchdog's handler holds a weak one.
-  Task<void> run(asio::cancellation_signal& stop);
+  // Replays the requests under `watchdog`, the calling worker's.
+  Task<void> run(Watchdog& watchdog);
   // One per item, in order.
   std::vector<ReplayEnd>& ends() { return ends_; }
+  // Past the deadline: see Replay::on_watchdog in replay.cpp.
+  void on_watchdog();
 
  private:
   const Request& first() const { return *items_.front().request; }
@@ -80,9 +113,6 @@ class Replay : public std::enable_shared_from_this<Replay> {
   void rewrite();
   // False when the connection cannot serve the requests after `i`.
   bool conclude(ReplayReader& reader, std::size_t i);
-  // The watchdog: a timer with a handler, not a coroutine beside the exchange.
-  void arm_watchdog(Clock::duration after);
-  void on_watchdog();
   void time_out();
   void keep_lease();
   // The requests not answered yet are connection failures.
@@ -113,10 +143,8 @@ class Replay : public std::enable_shared_from_this<Replay> {
   bool sent_ = false;                 // the request went to the mirror server
   bool reused_ = false;               // the lease is the one the channel kept
   bool timed_out_ = false;            // mirror_timeout passed first
-  bool finished_ = false;             // the exchange ended: the watchdog does nothing more
-  std::optional<asio::steady_timer> watchdog_;
-  asio::cancellation_signal* stop_ = nullptr;
-  std::size_t cancels_ = 0;  // cancel requests sent since the timeout
+  Watchdog* watchdog_ = nullptr;      // while run() runs
+  std::size_t cancels_ = 0;           // cancel requests sent since the timeout
 };
 
 }  // namespace pgdog::mirror

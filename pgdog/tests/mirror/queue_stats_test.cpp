@@ -175,6 +175,36 @@ TEST(Queue, OldestAgeTracksQueuedAndInFlight) {
   EXPECT_LT(q.oldest_age(), 1.0);
 }
 
+TEST(Queue, OldestAgeIsTheOldestOfEveryChannel) {
+  asio::io_context io;
+  Queue q(10);
+  auto a = std::make_shared<Channel>();
+  auto b = std::make_shared<Channel>();
+  const auto aged = [](std::chrono::seconds age) {
+    auto r = std::make_shared<Request>();
+    r->created = Clock::now() - age;
+    return r;
+  };
+  EXPECT_EQ(q.oldest_age(), 0.0);
+  ASSERT_TRUE(q.try_push(a, aged(std::chrono::seconds(3))));
+  ASSERT_TRUE(q.try_push(b, aged(std::chrono::seconds(9))));
+  ASSERT_TRUE(q.try_push(b, aged(std::chrono::seconds(1))));
+  EXPECT_GE(q.oldest_age(), 8.9);
+  auto first = pop_now(io, q);   // a's
+  auto second = pop_now(io, q);  // b's oldest, in flight
+  ASSERT_TRUE(first && second);
+  EXPECT_GE(q.oldest_age(), 8.9);
+  q.done(*second);  // b's next is queued now
+  EXPECT_GE(q.oldest_age(), 2.9);
+  EXPECT_LT(q.oldest_age(), 8.0);
+  q.done(*first);  // a has nothing left
+  EXPECT_GE(q.oldest_age(), 0.9);
+  EXPECT_LT(q.oldest_age(), 2.0);
+  // Closing abandons b's queued one: nothing is left.
+  EXPECT_EQ(q.close(), 1U);
+  EXPECT_EQ(q.oldest_age(), 0.0);
+}
+
 // Every count compared with what the test handed and recorded, not with the other counts.
 TEST(MirrorStats, CountsWhatWasHandedAndRecorded) {
   stats::MirrorStats s("m");

@@ -32,6 +32,7 @@ using test::Reply;
 using test::ScriptedServer;
 
 constexpr auto kSlow = 20ms;
+constexpr auto kLate = 250ms;
 
 // One Query the mirror database received.
 struct Received {
@@ -43,7 +44,7 @@ struct Received {
 // The mirror database behind the scripted server. It answers each statement as PostgreSQL
 // would, unless the statement's text asks for a fault: "stall" (no answer, ever), "reset" (RST),
 // "fatal" (FATAL, then close), "fatal_stay" (FATAL, the connection left open), "fail" (ERROR
-// 23505), "slow" (the answer after kSlow).
+// 23505), "slow" (the answer after kSlow), "late" (after kLate).
 class MirrorDatabase {
  public:
   Reply operator()(const Message& m) {
@@ -90,7 +91,8 @@ class MirrorDatabase {
     } else if (sql == "DISCARD ALL") {
       tag = "DISCARD ALL";
     }
-    return Reply::send(wire::complete(tag) + wire::ready(status), has("slow") ? kSlow : 0ms);
+    const auto delay = has("late") ? kLate : has("slow") ? kSlow : 0ms;
+    return Reply::send(wire::complete(tag) + wire::ready(status), delay);
   }
 
   std::map<std::size_t, char> status_;  // each connection's transaction status
@@ -364,6 +366,28 @@ TEST_F(MirrorWorker, TimedOutQueryThatStopsOnTheFirstCancelIsCancelledOnce) {
   EXPECT_EQ(settled(2), (Counts{.handed = 2, .success = 1, .timeout = 1}));
   EXPECT_EQ(server_.cancels().size(), 1u);  // the answer ended the cancelling
   EXPECT_EQ(server_.connections(), 2u);     // and the connection was not reused
+}
+
+// A worker's watchdog serves its replays one after another and moves on only when it fires: the
+// one armed for the first replay's deadline fires while the second runs, and must not time the
+// second out before the second's own deadline.
+TEST_F(MirrorWorker, EachReplayHasTheWholeTimeoutFromItsOwnStart) {
+  MirrorSettings settings;
+  settings.timeout = 400ms;
+  settings.workers = 1;
+  start(settings);
+  auto& c = client();
+  c.autocommit("INSERT first");
+  EXPECT_EQ(settled(1), (Counts{.handed = 1, .success = 1}));
+  const auto first_at = database_.log.at(0).at;
+  // Half the timeout later, a replay answered kLate (250 ms) after it starts: past the first
+  // replay's deadline, within its own.
+  io_.run_for(200ms);
+  io_.restart();
+  c.autocommit("INSERT late");
+  EXPECT_EQ(settled(2), (Counts{.handed = 2, .success = 2}));
+  EXPECT_GT(database_.log.at(1).at + kLate, first_at + settings.timeout);
+  EXPECT_TRUE(server_.cancels().empty());
 }
 
 class MirrorWorkerQueue : public MirrorWorker, public ::testing::WithParamInterface<int> {};
