@@ -37,7 +37,9 @@ Mirror::Mirror(std::vector<Executor> loops, MirrorSettings settings,
       stats_(std::move(stats)),
       pools_(std::move(pools)),
       registry_(registry),
-      queue_(settings_.queue_length, settings_.queue_bytes) {}
+      queue_(settings_.queue_length, settings_.queue_bytes),
+      exposure_(settings_.exposure),
+      level_(settings_.level) {}
 
 Mirror::~Mirror() = default;
 
@@ -131,6 +133,8 @@ void Mirror::drain() {
 
 void Mirror::update(MirrorSettings settings) {
   queue_.set_capacity(settings.queue_length, settings.queue_bytes);
+  exposure_.store(settings.exposure, std::memory_order_relaxed);
+  level_.store(settings.level, std::memory_order_relaxed);
   std::lock_guard g(mutex_);
   settings.workers = settings_.workers;  // the worker count is fixed once started
   settings_ = std::move(settings);
@@ -143,13 +147,8 @@ MirrorSettings Mirror::settings() const {
 
 bool Mirror::admit(Channel& channel, Traits traits) {
   if (draining()) return false;
-  double exposure;
-  config::MirrorLevel level;
-  {
-    std::lock_guard g(mutex_);
-    exposure = settings_.exposure;
-    level = settings_.level;
-  }
+  const double exposure = exposure_.load(std::memory_order_relaxed);
+  const auto level = level_.load(std::memory_order_relaxed);
   if (level == config::MirrorLevel::dml && !traits.dml) return false;
   if (level == config::MirrorLevel::ddl && !traits.ddl) return false;
   // One decision per transaction: it goes whole or not at all.
@@ -181,13 +180,10 @@ void Mirror::enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& 
                      queue_.bytes()));
 }
 
-void Mirror::finish(MirrorOutcome outcome, std::string_view reason, std::size_t count,
-                    std::optional<Durations> durations) {
-  for (std::size_t i = 0; i < count; ++i)
-    stats_->record(outcome);
+void Mirror::finish(MirrorOutcome outcome, std::string_view reason, std::size_t count) {
+  stats_->record(outcome, count);
   switch (outcome) {
     case MirrorOutcome::success:
-      if (durations) stats_->observe_durations(durations->primary_us, durations->mirror_us);
       break;
     case MirrorOutcome::dropped:
       if (count == 1) {
@@ -278,18 +274,26 @@ Task<void> Mirror::replay(std::span<const Queue::Item> items, Watchdog& watchdog
   }
   Replay replay(items, std::move(pool), registry_, timeout, compare, stats_->cluster());
   co_await replay.run(watchdog);
+  std::size_t successes = 0;
   for (std::size_t i = 0; i < items.size(); ++i) {
     keep_worker_for(*items[i].channel);
-    conclude(*items[i].request, replay.ends()[i], compare);
+    successes += conclude(*items[i].request, replay.ends()[i], compare) ? 1 : 0;
   }
+  // A pipeline's successes are counted together.
+  finish(MirrorOutcome::success, {}, successes);
 }
 
-void Mirror::conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare) {
+bool Mirror::conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare) {
   if (compare != config::MirrorCompare::off &&
       (end.outcome == MirrorOutcome::success || end.outcome == MirrorOutcome::query)) {
     record_divergences(request, end.results, compare == config::MirrorCompare::results);
   }
-  finish(end.outcome, end.reason, 1, Durations{request.primary_us, end.mirror_us});
+  if (end.outcome == MirrorOutcome::success) {
+    stats_->observe_durations(request.primary_us, end.mirror_us);
+    return true;
+  }
+  finish(end.outcome, end.reason);
+  return false;
 }
 
 void Mirror::record_divergences(const Request& request, const std::vector<StatementResult>& results,

@@ -77,16 +77,10 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // try_push, or a drop when the queue is full.
   void enqueue(const std::shared_ptr<Channel>& channel, const RequestPtr& request);
 
-  // A successful replay's time on the primary and on the mirror.
-  struct Durations {
-    std::uint64_t primary_us = 0;
-    std::uint64_t mirror_us = 0;
-  };
   // Every request handed to this mirror ends here, exactly once: `count` requests that ended
   // alike are counted under `outcome`; a failure or a drop is logged (rate-limited) with the
-  // cluster and `reason`; a success's `durations` are observed.
-  void finish(stats::MirrorOutcome outcome, std::string_view reason, std::size_t count = 1,
-              std::optional<Durations> durations = std::nullopt);
+  // cluster and `reason`. (A success's durations are observed where it is concluded.)
+  void finish(stats::MirrorOutcome outcome, std::string_view reason, std::size_t count = 1);
 
   stats::MirrorStats& stats() { return *stats_; }
   const Queue& queue() const { return queue_; }
@@ -103,7 +97,8 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // `items` (empty).
   void pipeline(Queue::Item first, std::vector<Queue::Item>& items);
   Task<void> replay(std::span<const Queue::Item> items, Watchdog& watchdog);
-  void conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
+  // Records the divergences and a failure; true for a success, which the caller counts.
+  bool conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
   bool retire();
   void record_divergences(const Request& request, const std::vector<StatementResult>& results,
                           bool rows);
@@ -116,6 +111,9 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   PoolLookup pools_;
   backend::StatementRegistry& registry_;
   Queue queue_;
+  // settings_'s, read by admit() for every transaction without the lock.
+  std::atomic<double> exposure_;
+  std::atomic<config::MirrorLevel> level_;
   std::atomic<bool> draining_{false};
   std::atomic<int> workers_wanted_{0};
   std::atomic<int> workers_running_{0};

@@ -154,40 +154,41 @@ void MirrorStats::set_failure_threshold(std::optional<double> threshold) {
   threshold_ = threshold;
 }
 
-void MirrorStats::record(MirrorOutcome outcome) {
+void MirrorStats::record(MirrorOutcome outcome, std::uint64_t count) {
+  if (count == 0) return;
   const auto us = now_us();
   switch (outcome) {
     case MirrorOutcome::dropped:
-      dropped_.fetch_add(1, std::memory_order_release);
+      dropped_.fetch_add(count, std::memory_order_release);
       return;  // drops are not completions: they do not move the success rate
     case MirrorOutcome::success:
-      success_.fetch_add(1, std::memory_order_release);
+      success_.fetch_add(count, std::memory_order_release);
       last_success_us_.store(us, std::memory_order_relaxed);
       break;
     case MirrorOutcome::connection:
-      connection_.fetch_add(1, std::memory_order_release);
+      connection_.fetch_add(count, std::memory_order_release);
       last_failure_us_.store(us, std::memory_order_relaxed);
       break;
     case MirrorOutcome::timeout:
-      timeout_.fetch_add(1, std::memory_order_release);
+      timeout_.fetch_add(count, std::memory_order_release);
       last_failure_us_.store(us, std::memory_order_relaxed);
       break;
     case MirrorOutcome::query:
-      query_.fetch_add(1, std::memory_order_release);
+      query_.fetch_add(count, std::memory_order_release);
       last_failure_us_.store(us, std::memory_order_relaxed);
       break;
   }
   const std::int64_t second = us / 1'000'000;
   std::lock_guard g(window_mutex_);
   roll_locked(us);
-  window_add(second, outcome == MirrorOutcome::success);
+  window_add(second, outcome == MirrorOutcome::success, count);
   check_threshold(second);
 }
 
-void MirrorStats::window_add(std::int64_t second, bool success) {
+void MirrorStats::window_add(std::int64_t second, bool success, std::uint64_t count) {
   auto& b = window_[static_cast<std::size_t>(second % kWindowSeconds)];
   if (b.second != second) b = Bucket{second, 0, 0};
-  (success ? b.success : b.failure) += 1;
+  (success ? b.success : b.failure) += count;
 }
 
 void MirrorStats::window_totals(std::int64_t now_second, std::uint64_t& success,

@@ -37,8 +37,9 @@ class MirrorStats {
 
   // Called by a client session when it gives a transaction to the mirror, before queueing.
   void handed() { handed_.fetch_add(1, std::memory_order_relaxed); }
-  // Called when a request ends (a worker finished it, or the queue was full).
-  void record(MirrorOutcome outcome);
+  // Called when requests end (a worker finished them, or the queue was full): `count` of them,
+  // alike.
+  void record(MirrorOutcome outcome, std::uint64_t count = 1);
 
   // A mirrored statement whose result differed from the primary's; `fingerprint` is the
   // statement with its literals replaced (no data).
@@ -120,7 +121,7 @@ class MirrorStats {
     std::uint64_t success = 0;
     std::uint64_t failure = 0;
   };
-  void window_add(std::int64_t second, bool success);
+  void window_add(std::int64_t second, bool success, std::uint64_t count);
   void window_totals(std::int64_t now_second, std::uint64_t& success, std::uint64_t& failure) const;
   void check_threshold(std::int64_t now_second);
 
