@@ -106,6 +106,7 @@ void Pool::update(PoolSettings settings) {
   for (auto& s : shards_) {
     std::lock_guard g(s->mutex);
     moved = !(settings.address == s->settings.address);
+    if (moved) ++s->address_epoch;
     s->settings = settings;
     s->min_size = min_share(settings.min_size, shards_.size(), s->index);
     // Idle connections to the old server go now; busy ones are closed at checkin.
@@ -154,7 +155,7 @@ int Pool::total_locked(const Shard& s) const {
 
 bool Pool::usable_locked(const Shard& s, ServerConnection& server, Clock::time_point now) const {
   if (server.broken() || server.status() != 'I') return false;
-  if (!(server.address() == s.settings.address)) return false;
+  if (server.address_epoch != s.address_epoch) return false;
   if (now - server.created_at() > s.settings.server_lifetime) return false;
   return true;
 }
@@ -517,9 +518,11 @@ void Pool::spawn_connect_locked(Shard& s) {
 Task<void> Pool::connect_one(Shard& s) {
   auto self = shared_from_this();
   PoolSettings settings;
+  std::uint64_t epoch = 0;
   {
     std::lock_guard g(s.mutex);
     settings = s.settings;
+    epoch = s.address_epoch;
   }
   auto result = co_await ServerConnection::connect(s.io, settings.address, settings.connect_timeout,
                                                    settings.max_message_size);
@@ -561,9 +564,10 @@ Task<void> Pool::connect_one(Shard& s) {
     }
     server->prepared().set_limit(settings.prepared_statements_limit);
     server->pool_shard = s.index;
+    server->address_epoch = epoch;
     std::lock_guard g(s.mutex);
     --s.connecting;
-    if (s.closed || !(server->address() == s.settings.address)) {
+    if (s.closed || epoch != s.address_epoch) {
       close.push_back(std::move(server));
     } else {
       woken = hand_over_locked(s, std::move(server), close);

@@ -191,6 +191,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
     std::shared_ptr<stats::PoolCounters> counters = std::make_shared<stats::PoolCounters>();
     mutable std::mutex mutex;
     PoolSettings settings;        // each shard's copy, so that its hot path takes its lock only
+    // Bumped when settings.address changes: a connection knows the epoch it was opened under,
+    // so checkin and checkout compare a number, not five strings.
+    std::uint64_t address_epoch = 0;
     std::vector<ServerPtr> idle;  // most recently used at the back
     std::vector<ServerConnection*> in_use;  // each knows its index: O(1) without allocation
     std::deque<Waiting> waiters;

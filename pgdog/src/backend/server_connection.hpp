@@ -63,6 +63,9 @@ class ServerConnection {
   // Index among the pool's servers in use (the pool's bookkeeping, not the connection's).
   std::size_t pool_slot = static_cast<std::size_t>(-1);
   std::size_t pool_shard = 0;  // the pool shard (worker) whose loop its socket belongs to
+  // The pool's address epoch it was opened under: a reload that moves the pool's address bumps
+  // it, and the connections to the old address are not used again.
+  std::uint64_t address_epoch = 0;
 
   // Parameters SET by the proxy for some client; a client without them gets them RESET.
   protocol::Params& applied() { return state_.applied; }

@@ -395,6 +395,38 @@ TEST(Pool, ConnectionClosedWhileIdleIsNotHandedOut) {
   EXPECT_TRUE(test::run(io, (*second)->execute("SELECT 1")));
 }
 
+// A reload that moves the pool's server: its idle connections to the old one close at once, a
+// busy one closes at checkin instead of going back, and the next checkout opens one to the new
+// server. A settings change that keeps the address keeps the connections.
+TEST(Pool, ConnectionsToTheOldServerAreNotUsedAfterTheAddressMoves) {
+  asio::io_context io;
+  ScriptedServer old_server(io);
+  ScriptedServer new_server(io);
+  auto settings = settings_for(old_server, 2);
+  auto pool = make_pool(io, settings);
+  auto busy = checkout(io, *pool);
+  auto idle = checkout(io, *pool);
+  ASSERT_TRUE(busy && idle);
+  idle->release();
+  ASSERT_EQ(old_server.open_connections(), 2u);
+
+  settings.checkout_timeout = 30s;  // not the address: nothing closes
+  pool->update(settings);
+  test::run_for(io, 20ms);
+  EXPECT_EQ(old_server.open_connections(), 2u);
+
+  settings.address.port = new_server.port();
+  pool->update(settings);
+  ASSERT_TRUE(test::run_until(io, [&] { return old_server.open_connections() == 1; }));
+  busy->release();
+  ASSERT_TRUE(test::run_until(io, [&] { return old_server.open_connections() == 0; }));
+  EXPECT_EQ(pool->state().idle, 0);
+  auto next = checkout(io, *pool);
+  ASSERT_TRUE(next) << next.error().to_string();
+  EXPECT_EQ(new_server.logins(), 1u);
+  EXPECT_EQ(old_server.connections(), 2u);
+}
+
 TEST(Pool, MinPoolSizeIsKeptWarm) {
   asio::io_context io;
   ScriptedServer server(io);
