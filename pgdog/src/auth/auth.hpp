@@ -121,6 +121,10 @@ class ScramClient {
   // A hostile server could otherwise make us run PBKDF2 for minutes.
   static constexpr int kMaxIterations = 1'000'000;
 
+  // Logins (of any ScramClient in this process) whose keys were known from an earlier login
+  // with the same password, salt and iteration count, so PBKDF2 did not run again.
+  static std::uint64_t reused_keys();
+
  private:
   enum class State { initial, first_sent, final_sent, done };
   std::string password_;

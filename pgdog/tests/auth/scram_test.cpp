@@ -42,6 +42,32 @@ TEST(Scram, Rfc7677ClientSide) {
   EXPECT_TRUE(done) << done.error().message();
 }
 
+// A server keeps a role's salt: the second login with the same password, salt and iteration
+// count reuses the keys of the first (no PBKDF2) and sends the same proof; any other password,
+// salt or count derives its own.
+TEST(Scram, KeysAreReusedOnlyForTheSamePasswordSaltAndCount) {
+  const auto login = [](std::string_view password, std::string_view server_first) {
+    ScramClient client(password, std::string(kRfcClientNonce), "user");
+    client.client_first();
+    auto final_message = client.server_first(server_first);
+    EXPECT_TRUE(final_message) << final_message.error().message();
+    return final_message ? *final_message : std::string();
+  };
+  const std::uint64_t before = ScramClient::reused_keys();
+  EXPECT_EQ(login("pencil", kRfcServerFirst), kRfcClientFinal);
+  EXPECT_EQ(login("pencil", kRfcServerFirst), kRfcClientFinal);
+  EXPECT_EQ(ScramClient::reused_keys(), before + 1);
+
+  EXPECT_NE(login("pencil2", kRfcServerFirst), kRfcClientFinal);
+  std::string fewer(kRfcServerFirst);
+  fewer.replace(fewer.size() - 4, 4, "4095");
+  EXPECT_NE(login("pencil", fewer), kRfcClientFinal);
+  std::string other_salt(kRfcServerFirst);
+  other_salt.replace(other_salt.find("s=W22") + 2, 3, "X22");
+  EXPECT_NE(login("pencil", other_salt), kRfcClientFinal);
+  EXPECT_EQ(ScramClient::reused_keys(), before + 1);
+}
+
 TEST(Scram, Rfc7677ServerSide) {
   ScramServer server(rfc_secret(), std::string(kRfcServerNonce));
   const auto first = server.client_first(kRfcClientFirst);
