@@ -60,4 +60,8 @@ struct SessionEffects {
 // TEMP, DROP, LISTEN, ... anywhere in it) is not lexed: the common query costs a scan.
 SessionEffects session_effects(std::string_view query);
 
+// Whether `query` contains, in any case, one of the words every session effect needs somewhere
+// in its text (session_effects() lexes only the queries that do).
+bool may_have_effects(std::string_view query);
+
 }  // namespace pgdog::protocol::sql

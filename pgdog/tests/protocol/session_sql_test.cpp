@@ -1,6 +1,10 @@
-#include <gtest/gtest.h>
-
 #include "protocol/session_sql.hpp"
+
+#include <algorithm>
+#include <array>
+#include <random>
+
+#include <gtest/gtest.h>
 
 namespace pgdog::protocol::sql {
 namespace {
@@ -21,6 +25,55 @@ std::string objects(const std::vector<SessionEffects::Object>& v) {
     out += std::string(to_string(o.kind)) + ":" + o.name;
   }
   return out;
+}
+
+// The prefilter is a fast substring search: it must find each of its words wherever a plain,
+// case-folded search does (inside identifiers and other words too: RESET, UNLISTEN, pg_temp,
+// pg_advisory_lock), and nothing else. Compared on generated texts built from the words, their
+// prefixes, near misses and filler, in random case.
+TEST(SessionSql, PrefilterFindsWhatASubstringSearchFinds) {
+  static constexpr std::array<std::string_view, 10> kWords = {
+      "advisory", "close",  "deallocate", "declare", "discard",
+      "drop",     "listen", "prepare",    "set",     "temp"};
+  static constexpr std::array<std::string_view, 16> kFiller = {
+      " ",   "_",  ".",  ";",  "x",   "e",  "SELECT ", "aid = 1",
+      "pg_", "re", "un", "de", "dis", "te", "clo",     "\xff"};
+  const auto reference = [](std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+    return std::any_of(kWords.begin(), kWords.end(),
+                       [&](std::string_view w) { return lower.find(w) != std::string::npos; });
+  };
+  std::mt19937 rng(7);
+  int found = 0;
+  for (int n = 0; n < 20000; ++n) {
+    std::string text;
+    const int parts = static_cast<int>(rng() % 6);
+    for (int p = 0; p < parts; ++p) {
+      std::string piece;
+      switch (rng() % 4) {
+        case 0:  // a whole word
+          piece = kWords[rng() % kWords.size()];
+          break;
+        case 1: {  // a word cut short or with one letter changed: a near miss
+          const auto w = kWords[rng() % kWords.size()];
+          piece = w.substr(0, 1 + rng() % (w.size() - 1));
+          if (rng() % 2 == 0) piece.back() = static_cast<char>('a' + rng() % 26);
+          break;
+        }
+        default:
+          piece = kFiller[rng() % kFiller.size()];
+      }
+      for (char& c : piece)
+        if (c >= 'a' && c <= 'z' && rng() % 2 == 0) c = static_cast<char>(c - 32);
+      text += piece;
+    }
+    ASSERT_EQ(may_have_effects(text), reference(text)) << '"' << text << '"';
+    found += reference(text) ? 1 : 0;
+  }
+  EXPECT_GT(found, 2000);  // both answers were exercised
+  EXPECT_LT(found, 18000);
 }
 
 TEST(SessionSql, CommonQueriesHaveNoEffects) {
