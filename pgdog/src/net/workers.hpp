@@ -45,7 +45,9 @@ class Workers {
   // (a pool, a server socket) may belong to another loop, whose services must still exist when
   // it goes.
   struct Context : asio::io_context {
-    Context() : asio::io_context(1) {}  // one thread: Asio takes no scheduler lock for it
+    // One thread runs it: what the loop posts to itself stays in that thread's queue, without
+    // waking another. Asio's locks stay (the hint does not disable them): other loops post to it.
+    Context() : asio::io_context(1) {}
     using asio::io_context::shutdown;
   };
   struct Loop {
