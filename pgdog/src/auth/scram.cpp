@@ -111,10 +111,9 @@ Keys derive_keys(std::string_view password, std::span<const std::uint8_t> salt, 
 class KeyCache {
  public:
   Keys derive(std::string_view password, std::span<const std::uint8_t> salt, int iterations) {
-    std::string id = std::to_string(iterations);
-    id += ':';
+    // Count and salt length first: no other (salt, password) pair reads the same.
+    std::string id = std::to_string(iterations) + ':' + std::to_string(salt.size()) + ':';
     id.append(reinterpret_cast<const char*>(salt.data()), salt.size());
-    id += ':';
     id.append(password);
     const Sha256 key = detail::sha256(detail::as_bytes(id));
     {
