@@ -32,7 +32,6 @@ std::shared_ptr<Queue::Waiter> Queue::hand_over_locked() {
   auto waiter = std::move(waiters_.front());
   waiters_.pop_front();
   waiter->item = std::move(item);
-  waiter->done = true;
   ++waking_;
   return waiter;
 }
@@ -102,13 +101,12 @@ Task<std::optional<Queue::Item>> Queue::pop(std::shared_ptr<Waiter> waiter) {
     if (auto item = take_locked()) co_return item;
     if (closed_) co_return std::nullopt;
     waiter->item.reset();
-    waiter->done = false;
     waiter->timer.expires_at(Clock::time_point::max());
     waiters_.push_back(waiter);
   }
   co_await waiter->timer.async_wait(use_nothrow);
   std::lock_guard g(mutex_);
-  if (waiter->done) {
+  if (waiter->item) {
     --waking_;
     co_return std::move(waiter->item);
   }

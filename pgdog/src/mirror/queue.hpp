@@ -99,8 +99,7 @@ class Queue {
 struct Queue::Waiter {
   explicit Waiter(Executor ex) : timer(std::move(ex), Clock::time_point::max()) {}
   asio::steady_timer timer;
-  std::optional<Item> item;
-  bool done = false;
+  std::optional<Item> item;  // what it was handed; empty when woken for nothing
 };
 
 }  // namespace pgdog::mirror
