@@ -244,7 +244,8 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   }
   batch_sent(ec);
   in_.consume(size);
-  go_on(std::move(self));
+  // Written in full by this handler: the server's answer is due, and cannot be there yet.
+  go_on(std::move(self), !ec);
 }
 
 void ClientSession::wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size) {
@@ -288,8 +289,8 @@ Task<void> ClientSession::take_waited(std::shared_ptr<ClientSession> self, std::
   }
 }
 
-void ClientSession::go_on(std::shared_ptr<ClientSession> self) {
-  while (quick()) {
+void ClientSession::go_on(std::shared_ptr<ClientSession> self, bool answer_due) {
+  for (; quick(); answer_due = false) {
     const bool buffered = server_ && !server_->buffer().empty();
     const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
     if (next == Next::client) {
@@ -298,7 +299,7 @@ void ClientSession::go_on(std::shared_ptr<ClientSession> self) {
     }
     if (next == Next::server) {
       if (!buffered) {
-        read_server_quickly(std::move(self));
+        read_server_quickly(std::move(self), answer_due);
         return;
       }
       if (!answer_quickly(self)) return;
@@ -320,7 +321,7 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   }
   count(chunk.events);
   if (chunk.done == 0 && chunk.out.empty()) {  // an answer not all read yet
-    read_server_quickly(std::move(self));
+    read_server_quickly(std::move(self), false);
     return false;
   }
   std::size_t sent = 0;
@@ -338,20 +339,24 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   return true;
 }
 
-void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self) {
+void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self, bool answer_due) {
   auto& server = *server_;
-  server.stream().async_read_some(
-      server.buffer().prepare(server_want()),
-      [self = std::move(self)](error_code ec, std::size_t n) mutable {
-        auto& session = *self;
-        if (ec) {
-          session.server_->mark_broken();
-          session.spawn(session.lose(std::move(self), "server connection lost: " + ec.message()));
-          return;
-        }
-        session.server_->buffer().commit(n);
-        session.go_on(std::move(self));
-      });
+  auto on_read = [self = std::move(self)](error_code ec, std::size_t n) mutable {
+    auto& session = *self;
+    if (ec) {
+      session.server_->mark_broken();
+      session.spawn(session.lose(std::move(self), "server connection lost: " + ec.message()));
+      return;
+    }
+    session.server_->buffer().commit(n);
+    session.go_on(std::move(self));
+  };
+  const auto into = server.buffer().prepare(server_want());
+  if (answer_due) {
+    server.stream().async_read_answer(into, std::move(on_read));
+  } else {
+    server.stream().async_read_some(into, std::move(on_read));
+  }
 }
 
 Task<void> ClientSession::lose([[maybe_unused]] std::shared_ptr<ClientSession> self,

@@ -61,9 +61,11 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
                      backend::Result<backend::Lease> lease);
   Task<void> take_waited(std::shared_ptr<ClientSession> self, std::size_t size,
                          backend::Result<backend::Lease> lease);
-  void go_on(std::shared_ptr<ClientSession> self);
+  // `answer_due`: this handler has just written the whole batch to the server, so the first
+  // read of the server can wait for its answer without trying first (net/answer_read.hpp).
+  void go_on(std::shared_ptr<ClientSession> self, bool answer_due = false);
   bool answer_quickly(std::shared_ptr<ClientSession>& self);
-  void read_server_quickly(std::shared_ptr<ClientSession> self);
+  void read_server_quickly(std::shared_ptr<ClientSession> self, bool answer_due);
   void spawn(Task<void> task);
   Task<void> lose(std::shared_ptr<ClientSession> self, std::string lost);
   Task<bool> read_client();

@@ -146,17 +146,23 @@ Task<void> Replay::exchange() {
   auto& server = *lease_;
   written_ = Clock::now();
   sent_ = true;
-  if (auto ec = co_await server.stream().write(to_send_)) {
+  // Written at once (the common case), the first read waits for the answer without trying
+  // first (net/answer_read.hpp); a write that had to wait leaves that read a plain one.
+  error_code ec;
+  const std::size_t now = server.stream().write_now_some(to_send_, ec);
+  bool answer_due = !ec && now == to_send_.size();
+  if (!ec && !answer_due) ec = co_await server.stream().write(to_send_.substr(now));
+  if (ec) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
   }
   for (std::size_t i = 0; i < items_.size(); ++i) {
-    const bool more = co_await read_answers(i);
+    const bool more = co_await read_answers(i, std::exchange(answer_due, false));
     if (!more) co_return;
   }
 }
 
-Task<bool> Replay::read_answers(std::size_t i) {
+Task<bool> Replay::read_answers(std::size_t i, bool answer_due) {
   auto& server = *lease_;
   auto& buffer = server.buffer();
   const auto& request = *items_[i].request;
@@ -169,7 +175,13 @@ Task<bool> Replay::read_answers(std::size_t i) {
     buffer.consume(reader.feed(buffer.readable()));
     if (reader.outcome()) break;
     const std::size_t want = std::max<std::size_t>(4096, reader.wanted(buffer.readable()));
-    auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
+    std::tuple<error_code, std::size_t> read;
+    if (std::exchange(answer_due, false)) {
+      read = co_await server.stream().read_answer(buffer.prepare(want));
+    } else {
+      read = co_await server.stream().read_some(buffer.prepare(want));
+    }
+    const auto [ec, n] = read;
     if (ec) {
       fail(&server, "connection lost: " + ec.message());
       co_return false;

@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include "net/answer_read.hpp"
 #include "net/asio.hpp"
 
 namespace pgdog::net {
@@ -36,6 +37,23 @@ class Stream {
     auto b = asio::buffer(buffer.data(), buffer.size());
     if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
     return socket_.async_read_some(b, std::forward<Token>(token));
+  }
+  // The read of the answer to a request just written, with a plain callback: it waits until
+  // the socket is readable instead of trying at once (net/answer_read.hpp has the conditions).
+  template <class Handler>
+  void async_read_answer(std::span<char> buffer, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(asio::buffer(buffer.data(), buffer.size()),
+                            std::forward<Handler>(handler));
+      return;
+    }
+    net::async_read_answer(socket_, buffer, std::forward<Handler>(handler));
+  }
+  // The same for a coroutine.
+  Task<std::tuple<error_code, std::size_t>> read_answer(std::span<char> buffer) {
+    return asio::async_initiate<decltype(use_nothrow), void(error_code, std::size_t)>(
+        [this, buffer](auto handler) { async_read_answer(buffer, std::move(handler)); },
+        use_nothrow);
   }
   // Not a coroutine: it hands back the socket's own awaitable, one frame fewer per read.
   Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer) {
