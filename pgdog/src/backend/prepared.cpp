@@ -334,7 +334,17 @@ bool all_frames(std::string_view batch, std::size_t max_size, Fn&& fn) {
 }  // namespace
 
 bool Rewriter::can_answer_alone(std::string_view batch, std::size_t max_size) const {
-  if (unnamed_deallocate_ || deallocate_portal_) return false;
+  if (unnamed_deallocate_ || deallocate_portal_ || batch.empty()) return false;
+  switch (batch.front()) {  // most batches begin with a Query, a Bind or an Execute: not these
+    case protocol::fe::kParse:
+    case protocol::fe::kDescribe:
+    case protocol::fe::kClose:
+    case protocol::fe::kSync:
+    case protocol::fe::kFlush:
+      break;
+    default:
+      return false;
+  }
   std::unordered_map<std::string, StatementPtr> parsed;  // in this batch
   bool any = false;
   const bool ok = all_frames(batch, max_size, [&](const protocol::Frame& f) {

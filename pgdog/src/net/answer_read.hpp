@@ -125,10 +125,18 @@ struct Access : Socket {
 
 }  // namespace answer_read_detail
 
+// The socket's reactor, looked up once per socket and kept by its owner (finding a service
+// takes the context's registry lock and compares type names: more than the read itself).
+struct AnswerReadCache {
+  boost::asio::detail::reactor* reactor = nullptr;
+};
+
 // Reads into `into` once `socket` is readable; `handler(error_code, std::size_t)` runs on the
 // socket's executor. The conditions in the comment at the top of this file are the caller's.
+// `cache` belongs to this socket.
 template <class Socket, class Handler>
-void async_read_answer(Socket& socket, std::span<char> into, Handler&& handler) {
+void async_read_answer(Socket& socket, AnswerReadCache& cache, std::span<char> into,
+                       Handler&& handler) {
   namespace ad = boost::asio::detail;
   using IoExecutor = typename Socket::executor_type;
   using Op = answer_read_detail::Op<std::decay_t<Handler>, IoExecutor>;
@@ -143,8 +151,11 @@ void async_read_answer(Socket& socket, std::span<char> into, Handler&& handler) 
   }
   std::decay_t<Handler> h(std::forward<Handler>(handler));
   auto slot = asio::get_associated_cancellation_slot(h);
-  auto& reactor =
-      asio::use_service<ad::reactor>(static_cast<asio::execution_context&>(loop->context()));
+  if (cache.reactor == nullptr) {
+    cache.reactor =
+        &asio::use_service<ad::reactor>(static_cast<asio::execution_context&>(loop->context()));
+  }
+  auto& reactor = *cache.reactor;
   typename Op::ptr p = {std::addressof(h), Op::ptr::allocate(h), nullptr};
   p.p = new (p.v) Op(impl.socket_, into, h, socket.get_executor());
   Op* op = p.p;

@@ -47,7 +47,7 @@ class Stream {
                             std::forward<Handler>(handler));
       return;
     }
-    net::async_read_answer(socket_, buffer, std::forward<Handler>(handler));
+    net::async_read_answer(socket_, answer_read_, buffer, std::forward<Handler>(handler));
   }
   // The same for a coroutine.
   Task<std::tuple<error_code, std::size_t>> read_answer(std::span<char> buffer) {
@@ -93,6 +93,7 @@ class Stream {
  private:
   Socket socket_;
   std::unique_ptr<asio::ssl::stream<Socket>> tls_;
+  AnswerReadCache answer_read_;
   bool local_ = false;
 };
 

@@ -43,6 +43,7 @@ struct Pair {
     ASSERT_EQ(::send(theirs, s.data(), s.size(), 0), static_cast<ssize_t>(s.size()));
   }
   Socket ours;
+  AnswerReadCache cache;
   int theirs = -1;
 };
 
@@ -60,10 +61,10 @@ void run_until(asio::io_context& io, const std::optional<Result>& result) {
 }
 
 // Starts the read from a handler of the loop, as the proxy does.
-void start_on_loop(asio::io_context& io, Socket& socket, std::string& buffer,
-                   std::optional<Result>& result) {
+void start_on_loop(asio::io_context& io, Socket& socket, AnswerReadCache& cache,
+                   std::string& buffer, std::optional<Result>& result) {
   asio::post(io, [&] {
-    async_read_answer(socket, std::span<char>(buffer.data(), buffer.size()),
+    async_read_answer(socket, cache, std::span<char>(buffer.data(), buffer.size()),
                       [&](error_code ec, std::size_t n) {
                         result = Result{ec, buffer.substr(0, n)};
                       });
@@ -80,7 +81,7 @@ TEST(AnswerRead, ReadsWhenTheAnswerArrivesTogetherWithWhatCameBefore) {
   turn(io);
   std::string buffer(64, '\0');
   std::optional<Result> result;
-  start_on_loop(io, pair.ours, buffer, result);
+  start_on_loop(io, pair.ours, pair.cache, buffer, result);
   turn(io);
   // A read that tried at once would have finished here with "early;".
   EXPECT_FALSE(result.has_value()) << "read before the socket was reported readable";
@@ -98,7 +99,7 @@ TEST(AnswerRead, EndOfFileAndCloseEndTheRead) {
     Pair pair(io);
     std::string buffer(64, '\0');
     std::optional<Result> result;
-    start_on_loop(io, pair.ours, buffer, result);
+    start_on_loop(io, pair.ours, pair.cache, buffer, result);
     turn(io);
     ASSERT_FALSE(result.has_value());
     ::close(pair.theirs);
@@ -111,7 +112,7 @@ TEST(AnswerRead, EndOfFileAndCloseEndTheRead) {
     Pair pair(io);
     std::string buffer(64, '\0');
     std::optional<Result> result;
-    start_on_loop(io, pair.ours, buffer, result);
+    start_on_loop(io, pair.ours, pair.cache, buffer, result);
     turn(io);
     ASSERT_FALSE(result.has_value());
     pair.ours.close();
@@ -129,7 +130,7 @@ TEST(AnswerRead, ACancellationSignalEndsTheRead) {
   std::string buffer(64, '\0');
   std::optional<Result> result;
   asio::post(io, [&] {
-    async_read_answer(pair.ours, std::span<char>(buffer.data(), buffer.size()),
+    async_read_answer(pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
                       asio::bind_cancellation_slot(stop.slot(), [&](error_code ec, std::size_t n) {
                         result = Result{ec, buffer.substr(0, n)};
                       }));
@@ -142,7 +143,7 @@ TEST(AnswerRead, ACancellationSignalEndsTheRead) {
   EXPECT_EQ(result->ec, asio::error::operation_aborted) << result->ec.message();
   // The socket is still usable: the next read gets what the peer sends.
   result.reset();
-  start_on_loop(io, pair.ours, buffer, result);
+  start_on_loop(io, pair.ours, pair.cache, buffer, result);
   turn(io);
   pair.peer_sends("after");
   run_until(io, result);
@@ -160,7 +161,7 @@ TEST(AnswerRead, OffTheLoopItIsAPlainRead) {
   turn(io);
   std::string buffer(64, '\0');
   std::optional<Result> result;
-  async_read_answer(pair.ours, std::span<char>(buffer.data(), buffer.size()),
+  async_read_answer(pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
                     [&](error_code ec, std::size_t n) {
                       result = Result{ec, buffer.substr(0, n)};
                     });
@@ -181,7 +182,7 @@ TEST(AnswerRead, ADestroyedLoopFreesAReadStillWaiting) {
     std::string buffer(8, '\0');
     asio::post(io, [&] {
       async_read_answer(
-          pair.ours, std::span<char>(buffer.data(), buffer.size()),
+          pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
           [&ran, keep = std::make_shared<int>(1)](error_code, std::size_t) { ran = true; });
     });
     turn(io);
