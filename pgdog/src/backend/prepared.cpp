@@ -533,10 +533,10 @@ void ResponseTracker::push_plain(const protocol::Frame& f) {
     case protocol::fe::kCopyFail:
       return;  // no answer of their own
     case protocol::fe::kDescribe:
-      expect_.push_back(Expect{Expect::Kind::forward, f.type, f.body.empty() ? 'S' : f.body[0], {}, {}});
+      expect_.emplace_back(Expect::Kind::forward, f.type, f.body.empty() ? 'S' : f.body[0]);
       return;
     default:
-      expect_.push_back(Expect{Expect::Kind::forward, f.type, 0, {}, {}});
+      expect_.emplace_back(Expect::Kind::forward, f.type, '\0');
   }
 }
 

@@ -104,9 +104,14 @@ struct Expect {
     synthetic,  // a client message the proxy answered itself: send `bytes` in its place
     ready,      // a client Query answered by the proxy: CommandComplete + ReadyForQuery now
   };
-  Expect(Kind k, char m, char d = 0, std::string b = {}, std::string st = {},
-         std::string cl = {})
-      : kind(k), message(m), describe(d), bytes(std::move(b)), statement(std::move(st)),
+  // A client message forwarded as it is (most of them): no string to build or move.
+  Expect(Kind k, char m, char d) : kind(k), message(m), describe(d) {}
+  Expect(Kind k, char m, char d, std::string b, std::string st = {}, std::string cl = {})
+      : kind(k),
+        message(m),
+        describe(d),
+        bytes(std::move(b)),
+        statement(std::move(st)),
         client(std::move(cl)) {}
 
   Kind kind = Kind::forward;
@@ -236,6 +241,10 @@ class Fifo {
   auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
   auto end() const { return items_.end(); }
   void push_back(T v) { items_.push_back(std::move(v)); }
+  template <class... Args>
+  void emplace_back(Args&&... args) {
+    items_.emplace_back(std::forward<Args>(args)...);
+  }
   void pop_front() {
     if (++head_ == items_.size()) clear();
   }
