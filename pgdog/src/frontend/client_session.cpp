@@ -245,7 +245,7 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   batch_sent(ec);
   in_.consume(size);
   // Written in full by this handler: the server's answer is due, and cannot be there yet.
-  go_on(std::move(self), !ec);
+  go_on(std::move(self), !ec && !to_send.empty());
 }
 
 void ClientSession::wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size) {

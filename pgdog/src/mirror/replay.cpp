@@ -150,7 +150,7 @@ Task<void> Replay::exchange() {
   // first (net/answer_read.hpp); a write that had to wait leaves that read a plain one.
   error_code ec;
   const std::size_t now = server.stream().write_now_some(to_send_, ec);
-  bool answer_due = !ec && now == to_send_.size();
+  bool answer_due = !ec && !to_send_.empty() && now == to_send_.size();
   if (!ec && !answer_due) ec = co_await server.stream().write(to_send_.substr(now));
   if (ec) {
     fail(&server, "connection lost: " + ec.message());
