@@ -47,131 +47,109 @@ struct Pair {
   int theirs = -1;
 };
 
-// Runs the loop for a while: its reactor waits on the sockets (and so consumes the edges of
-// bytes nobody reads) and its handlers run.
-void turn(asio::io_context& io) {
-  io.restart();
-  io.run_for(std::chrono::milliseconds(20));
-}
+// One loop (kept alive while no operation is queued), one connected pair, one read's buffer
+// and result.
+class AnswerRead : public ::testing::Test {
+ protected:
+  // Runs the loop for a while: its reactor waits on the sockets (and so consumes the edges of
+  // bytes nobody reads) and its handlers run.
+  void turn() {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(20));
+  }
+  // Runs the loop until the read has ended (at most five seconds).
+  void run_until_done() {
+    for (int i = 0; i < 250 && !result_; ++i)
+      turn();
+  }
+  auto into() { return std::span<char>(buffer_.data(), buffer_.size()); }
+  auto record() {
+    return [this](error_code ec, std::size_t n) { result_ = Result{ec, buffer_.substr(0, n)}; };
+  }
+  // Starts the read from a handler of the loop, as the proxy does.
+  void start_on_loop() {
+    asio::post(io_, [this] { async_read_answer(pair_.ours, pair_.cache, into(), record()); });
+  }
 
-// Runs the loop until `result` is set (at most five seconds).
-void run_until(asio::io_context& io, const std::optional<Result>& result) {
-  for (int i = 0; i < 250 && !result; ++i)
-    turn(io);
-}
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
+  Pair pair_{io_};
+  std::string buffer_ = std::string(64, '\0');
+  std::optional<Result> result_;
+};
 
-// Starts the read from a handler of the loop, as the proxy does.
-void start_on_loop(asio::io_context& io, Socket& socket, AnswerReadCache& cache,
-                   std::string& buffer, std::optional<Result>& result) {
-  asio::post(io, [&] {
-    async_read_answer(socket, cache, std::span<char>(buffer.data(), buffer.size()),
-                      [&](error_code ec, std::size_t n) {
-                        result = Result{ec, buffer.substr(0, n)};
-                      });
-  });
-}
-
-TEST(AnswerRead, ReadsWhenTheAnswerArrivesTogetherWithWhatCameBefore) {
-  asio::io_context io(1);
-  auto work = asio::make_work_guard(io);
-  Pair pair(io);
+TEST_F(AnswerRead, ReadsWhenTheAnswerArrivesTogetherWithWhatCameBefore) {
   // Bytes that came while nothing read the socket (an asynchronous notice while the server sat
   // in the pool): the loop has seen their edge already.
-  pair.peer_sends("early;");
-  turn(io);
-  std::string buffer(64, '\0');
-  std::optional<Result> result;
-  start_on_loop(io, pair.ours, pair.cache, buffer, result);
-  turn(io);
+  pair_.peer_sends("early;");
+  turn();
+  start_on_loop();
+  turn();
   // A read that tried at once would have finished here with "early;".
-  EXPECT_FALSE(result.has_value()) << "read before the socket was reported readable";
-  pair.peer_sends("answer");
-  run_until(io, result);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_FALSE(result->ec) << result->ec.message();
-  EXPECT_EQ(result->data, "early;answer");
+  EXPECT_FALSE(result_.has_value()) << "read before the socket was reported readable";
+  pair_.peer_sends("answer");
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_FALSE(result_->ec) << result_->ec.message();
+  EXPECT_EQ(result_->data, "early;answer");
 }
 
-TEST(AnswerRead, EndOfFileAndCloseEndTheRead) {
-  asio::io_context io(1);
-  auto work = asio::make_work_guard(io);
-  {
-    Pair pair(io);
-    std::string buffer(64, '\0');
-    std::optional<Result> result;
-    start_on_loop(io, pair.ours, pair.cache, buffer, result);
-    turn(io);
-    ASSERT_FALSE(result.has_value());
-    ::close(pair.theirs);
-    pair.theirs = -1;
-    run_until(io, result);
-    ASSERT_TRUE(result.has_value());
-    EXPECT_EQ(result->ec, asio::error::eof) << result->ec.message();
-  }
-  {
-    Pair pair(io);
-    std::string buffer(64, '\0');
-    std::optional<Result> result;
-    start_on_loop(io, pair.ours, pair.cache, buffer, result);
-    turn(io);
-    ASSERT_FALSE(result.has_value());
-    pair.ours.close();
-    run_until(io, result);
-    ASSERT_TRUE(result.has_value());
-    EXPECT_EQ(result->ec, asio::error::operation_aborted) << result->ec.message();
-  }
+TEST_F(AnswerRead, EndOfFileEndsTheRead) {
+  start_on_loop();
+  turn();
+  ASSERT_FALSE(result_.has_value());
+  ::close(pair_.theirs);
+  pair_.theirs = -1;
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->ec, asio::error::eof) << result_->ec.message();
 }
 
-TEST(AnswerRead, ACancellationSignalEndsTheRead) {
-  asio::io_context io(1);
-  auto work = asio::make_work_guard(io);
-  Pair pair(io);
+TEST_F(AnswerRead, CloseEndsTheRead) {
+  start_on_loop();
+  turn();
+  ASSERT_FALSE(result_.has_value());
+  pair_.ours.close();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->ec, asio::error::operation_aborted) << result_->ec.message();
+}
+
+TEST_F(AnswerRead, ACancellationSignalEndsTheRead) {
   asio::cancellation_signal stop;
-  std::string buffer(64, '\0');
-  std::optional<Result> result;
-  asio::post(io, [&] {
-    async_read_answer(pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
-                      asio::bind_cancellation_slot(stop.slot(), [&](error_code ec, std::size_t n) {
-                        result = Result{ec, buffer.substr(0, n)};
-                      }));
+  asio::post(io_, [&] {
+    async_read_answer(pair_.ours, pair_.cache, into(),
+                      asio::bind_cancellation_slot(stop.slot(), record()));
   });
-  turn(io);
-  ASSERT_FALSE(result.has_value());
+  turn();
+  ASSERT_FALSE(result_.has_value());
   stop.emit(asio::cancellation_type::terminal);
-  run_until(io, result);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(result->ec, asio::error::operation_aborted) << result->ec.message();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->ec, asio::error::operation_aborted) << result_->ec.message();
   // The socket is still usable: the next read gets what the peer sends.
-  result.reset();
-  start_on_loop(io, pair.ours, pair.cache, buffer, result);
-  turn(io);
-  pair.peer_sends("after");
-  run_until(io, result);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(result->data, "after");
+  result_.reset();
+  start_on_loop();
+  turn();
+  pair_.peer_sends("after");
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->data, "after");
 }
 
-TEST(AnswerRead, OffTheLoopItIsAPlainRead) {
+TEST_F(AnswerRead, OffTheLoopItIsAPlainRead) {
   // Started by a thread that is not running the socket's loop: nothing guarantees that the loop
   // has not consumed the edge already, so it reads what is there.
-  asio::io_context io(1);
-  auto work = asio::make_work_guard(io);
-  Pair pair(io);
-  pair.peer_sends("there;");
-  turn(io);
-  std::string buffer(64, '\0');
-  std::optional<Result> result;
-  async_read_answer(pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
-                    [&](error_code ec, std::size_t n) {
-                      result = Result{ec, buffer.substr(0, n)};
-                    });
-  run_until(io, result);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_FALSE(result->ec);
-  EXPECT_EQ(result->data, "there;");
+  pair_.peer_sends("there;");
+  turn();
+  async_read_answer(pair_.ours, pair_.cache, into(), record());
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_FALSE(result_->ec);
+  EXPECT_EQ(result_->data, "there;");
 }
 
-TEST(AnswerRead, ADestroyedLoopFreesAReadStillWaiting) {
+TEST(AnswerReadLifetime, ADestroyedLoopFreesAReadStillWaiting) {
   // The operation is destroyed with the loop without running its handler (LeakSanitizer checks
   // that its memory goes too).
   bool ran = false;
@@ -185,7 +163,7 @@ TEST(AnswerRead, ADestroyedLoopFreesAReadStillWaiting) {
           pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
           [&ran, keep = std::make_shared<int>(1)](error_code, std::size_t) { ran = true; });
     });
-    turn(io);
+    io.run_for(std::chrono::milliseconds(20));
   }
   EXPECT_FALSE(ran);
 }
