@@ -117,7 +117,7 @@ Task<std::optional<Queue::Item>> Queue::pop(std::shared_ptr<Waiter> waiter) {
 
 std::size_t Queue::done(std::span<const Item> items) {
   std::shared_ptr<Waiter> wake;
-  std::deque<std::shared_ptr<Waiter>> closing;
+  std::vector<std::shared_ptr<Waiter>> closing;  // a deque would allocate even empty
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);
@@ -174,15 +174,16 @@ void Queue::set_capacity(std::size_t capacity, std::size_t byte_capacity) {
   byte_capacity_ = byte_capacity;
 }
 
-std::deque<std::shared_ptr<Queue::Waiter>> Queue::close_locked() {
+std::vector<std::shared_ptr<Queue::Waiter>> Queue::close_locked() {
   closed_ = true;
-  std::deque<std::shared_ptr<Waiter>> waiters;
-  waiters.swap(waiters_);
+  std::vector<std::shared_ptr<Waiter>> waiters(std::make_move_iterator(waiters_.begin()),
+                                               std::make_move_iterator(waiters_.end()));
+  waiters_.clear();
   return waiters;
 }
 
 void Queue::close_when_empty() {
-  std::deque<std::shared_ptr<Waiter>> waiters;
+  std::vector<std::shared_ptr<Waiter>> waiters;
   {
     std::lock_guard g(mutex_);
     close_when_empty_ = true;
@@ -193,7 +194,7 @@ void Queue::close_when_empty() {
 }
 
 std::size_t Queue::close() {
-  std::deque<std::shared_ptr<Waiter>> waiters;
+  std::vector<std::shared_ptr<Waiter>> waiters;
   std::size_t abandoned = 0;
   {
     std::lock_guard g(mutex_);

@@ -72,7 +72,7 @@ class Queue {
   std::shared_ptr<Waiter> hand_over_locked();
   static void resume(const std::shared_ptr<Waiter>& waiter);
   // Closed: the waiters, to be woken with nothing.
-  std::deque<std::shared_ptr<Waiter>> close_locked();
+  std::vector<std::shared_ptr<Waiter>> close_locked();
 
   mutable std::mutex mutex_;
   void forget_locked(const RequestPtr& r);

@@ -35,6 +35,10 @@ Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool
       ready_(first().syncs),
       ends_(items.size()) {
   if (items.size() == 1) return;
+  std::size_t size = 0;
+  for (const auto& item : items)
+    size += item.request->frames.size();
+  joined_.reserve(size);
   for (const auto& item : items)
     joined_.append(item.request->frames);
   to_send_ = joined_;
