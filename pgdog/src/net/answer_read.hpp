@@ -20,6 +20,10 @@
 //     thread per io_context), so no edge is consumed between the write and the read.
 // Where those do not hold (another thread, TLS, a socket not yet non-blocking) it is a plain
 // async_read_some.
+//
+// It is built on Asio's detail layer (a reactor operation, the reactor's start_op and
+// cancel_ops_by_key, the socket's implementation) as Boost 1.81 has it, the version the build
+// requires; another Boost version needs this file checked against its reactor.
 
 #include <cstddef>
 #include <memory>
