@@ -214,6 +214,7 @@ bool ClientSession::send_quickly(std::shared_ptr<ClientSession>& self,
   // Nothing done when it returns false: send_batch() takes the batch as it was.
   const std::string_view frames = in_.readable().substr(0, batch.size);
   if (frames.empty() || !batch.violation.empty() || batch.terminate) return false;
+  draws_answer_ = batch.draws_answer;
   if (!server_) {
     if (exchange_.answers_alone(frames)) return false;
     if (!try_attach()) {
@@ -244,8 +245,9 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   }
   batch_sent(ec);
   in_.consume(size);
-  // Written in full by this handler: the server's answer is due, and cannot be there yet.
-  go_on(std::move(self), !ec && !to_send.empty());
+  // Written in full by this handler, and the batch draws an answer whatever the server did
+  // before: the answer cannot be there yet.
+  go_on(std::move(self), !ec && !to_send.empty() && std::exchange(draws_answer_, false));
 }
 
 void ClientSession::wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size) {

@@ -111,6 +111,7 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool closing_ = false;  // the client is going away
   bool terminate_after_transaction_ = false;
   bool counted_pinned_ = false;  // counted in the pool's pinned gauge
+  bool draws_answer_ = false;    // the batch being sent: ClientBatch::draws_answer
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
   // Where a client's next query lands while it is idle (see read_client_quickly()): pgbench's
