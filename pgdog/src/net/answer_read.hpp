@@ -14,8 +14,11 @@
 // read is queued is consumed without a read. Bytes that came that way (say an asynchronous
 // notice while the server sat in the pool) are read with the answer, because the answer's
 // arrival is a new edge. So the read is correct only when
-//   - the caller has just written a request that the peer answers (or closes the connection
-//     on), in the same handler, with no return to the event loop in between; and
+//   - the caller has just written a request that the peer answers with new bytes (or by
+//     closing the connection) whatever it sent before, in the same handler, with no return to
+//     the event loop in between (not so for CopyData and CopyDone after a COPY that failed at
+//     once: the server sent its error already and answers them with nothing; see
+//     backend::ClientBatch::draws_answer); and
 //   - the socket's loop is the calling thread's and no other thread runs it (net::Workers: one
 //     thread per io_context), so no edge is consumed between the write and the read.
 // Where those do not hold (another thread, TLS, a socket not yet non-blocking) it is a plain
