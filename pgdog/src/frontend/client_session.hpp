@@ -61,8 +61,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
                      backend::Result<backend::Lease> lease);
   Task<void> take_waited(std::shared_ptr<ClientSession> self, std::size_t size,
                          backend::Result<backend::Lease> lease);
-  // `answer_due`: this handler has just written the whole batch to the server, so the first
-  // read of the server can wait for its answer without trying first (net/answer_read.hpp).
+  // `answer_due`: this handler has just written the whole batch to the server and the batch
+  // draws an answer whatever the server did before (ClientBatch::draws_answer), so the first
+  // read of the server can wait for that answer without trying first (net/answer_read.hpp).
   void go_on(std::shared_ptr<ClientSession> self, bool answer_due = false);
   bool answer_quickly(std::shared_ptr<ClientSession>& self);
   void read_server_quickly(std::shared_ptr<ClientSession> self, bool answer_due);
