@@ -215,7 +215,6 @@ ClientBatch Exchange::read_client(std::string_view data) {
       case fe::kQuery:
       case fe::kSync:
       case fe::kFunctionCall:
-        if (!copy_in_ && (f->type == fe::kSync || !unsynced_)) batch.draws_answer = true;
         batch.started = batch.started || pending_ == 0;
         ++pending_;
         unsynced_ = false;

@@ -52,10 +52,6 @@ struct ClientBatch {
   std::size_t size = 0;        // their bytes
   bool started = false;        // a request began: nothing was outstanding before it
   bool terminate = false;      // Terminate follows them
-  // Among them a message the server answers whatever state it is in: a Sync outside COPY, a
-  // Query or FunctionCall outside COPY and outside an extended batch that an error may have it
-  // skip. (CopyData and CopyDone draw nothing from a COPY that failed already.)
-  bool draws_answer = false;
   std::string violation;       // a protocol violation follows them: 08P01, then close
 };
 

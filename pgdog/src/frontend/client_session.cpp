@@ -214,7 +214,6 @@ bool ClientSession::send_quickly(std::shared_ptr<ClientSession>& self,
   // Nothing done when it returns false: send_batch() takes the batch as it was.
   const std::string_view frames = in_.readable().substr(0, batch.size);
   if (frames.empty() || !batch.violation.empty() || batch.terminate) return false;
-  draws_answer_ = batch.draws_answer;
   if (!server_) {
     if (exchange_.answers_alone(frames)) return false;
     if (!try_attach()) {
@@ -245,9 +244,7 @@ void ClientSession::send_now(std::shared_ptr<ClientSession> self, std::size_t si
   }
   batch_sent(ec);
   in_.consume(size);
-  // Written in full by this handler, and the batch draws an answer whatever the server did
-  // before: the answer cannot be there yet.
-  go_on(std::move(self), !ec && !to_send.empty() && std::exchange(draws_answer_, false));
+  go_on(std::move(self));
 }
 
 void ClientSession::wait_for_server(std::shared_ptr<ClientSession> self, std::size_t size) {
@@ -291,8 +288,8 @@ Task<void> ClientSession::take_waited(std::shared_ptr<ClientSession> self, std::
   }
 }
 
-void ClientSession::go_on(std::shared_ptr<ClientSession> self, bool answer_due) {
-  for (; quick(); answer_due = false) {
+void ClientSession::go_on(std::shared_ptr<ClientSession> self) {
+  while (quick()) {
     const bool buffered = server_ && !server_->buffer().empty();
     const Next next = exchange_.next(server_ ? &server_->state() : nullptr, buffered);
     if (next == Next::client) {
@@ -301,7 +298,7 @@ void ClientSession::go_on(std::shared_ptr<ClientSession> self, bool answer_due) 
     }
     if (next == Next::server) {
       if (!buffered) {
-        read_server_quickly(std::move(self), answer_due);
+        read_server_quickly(std::move(self));
         return;
       }
       if (!answer_quickly(self)) return;
@@ -323,7 +320,7 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   }
   count(chunk.events);
   if (chunk.done == 0 && chunk.out.empty()) {  // an answer not all read yet
-    read_server_quickly(std::move(self), false);
+    read_server_quickly(std::move(self));
     return false;
   }
   std::size_t sent = 0;
@@ -341,7 +338,7 @@ bool ClientSession::answer_quickly(std::shared_ptr<ClientSession>& self) {
   return true;
 }
 
-void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self, bool answer_due) {
+void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self) {
   auto& server = *server_;
   auto on_read = [self = std::move(self)](error_code ec, std::size_t n) mutable {
     auto& session = *self;
@@ -354,11 +351,7 @@ void ClientSession::read_server_quickly(std::shared_ptr<ClientSession> self, boo
     session.go_on(std::move(self));
   };
   const auto into = server.buffer().prepare(server_want());
-  if (answer_due) {
-    server.stream().async_read_answer(into, std::move(on_read));
-  } else {
-    server.stream().async_read_some(into, std::move(on_read));
-  }
+  server.stream().async_read_some(into, std::move(on_read));
 }
 
 Task<void> ClientSession::lose([[maybe_unused]] std::shared_ptr<ClientSession> self,

@@ -61,12 +61,9 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
                      backend::Result<backend::Lease> lease);
   Task<void> take_waited(std::shared_ptr<ClientSession> self, std::size_t size,
                          backend::Result<backend::Lease> lease);
-  // `answer_due`: this handler has just written the whole batch to the server and the batch
-  // draws an answer whatever the server did before (ClientBatch::draws_answer), so the first
-  // read of the server can wait for that answer without trying first (net/answer_read.hpp).
-  void go_on(std::shared_ptr<ClientSession> self, bool answer_due = false);
+  void go_on(std::shared_ptr<ClientSession> self);
   bool answer_quickly(std::shared_ptr<ClientSession>& self);
-  void read_server_quickly(std::shared_ptr<ClientSession> self, bool answer_due);
+  void read_server_quickly(std::shared_ptr<ClientSession> self);
   void spawn(Task<void> task);
   Task<void> lose(std::shared_ptr<ClientSession> self, std::string lost);
   Task<bool> read_client();
@@ -112,7 +109,6 @@ class ClientSession : public Terminable, public std::enable_shared_from_this<Cli
   bool closing_ = false;  // the client is going away
   bool terminate_after_transaction_ = false;
   bool counted_pinned_ = false;  // counted in the pool's pinned gauge
-  bool draws_answer_ = false;    // the batch being sent: ClientBatch::draws_answer
   std::shared_ptr<ClientInfo> info_;
   std::shared_ptr<UserEntry> user_;
   // Where a client's next query lands while it is idle (see read_client_quickly()): pgbench's

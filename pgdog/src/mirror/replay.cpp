@@ -150,23 +150,21 @@ Task<void> Replay::exchange() {
   auto& server = *lease_;
   written_ = Clock::now();
   sent_ = true;
-  // Written at once (the common case), the first read waits for the answer without trying
-  // first (net/answer_read.hpp); a write that had to wait leaves that read a plain one.
+  // Most pipelines fit in the socket's buffer: written without a coroutine's round.
   error_code ec;
   const std::size_t now = server.stream().write_now_some(to_send_, ec);
-  bool answer_due = !ec && !to_send_.empty() && now == to_send_.size();
-  if (!ec && !answer_due) ec = co_await server.stream().write(to_send_.substr(now));
+  if (!ec && now < to_send_.size()) ec = co_await server.stream().write(to_send_.substr(now));
   if (ec) {
     fail(&server, "connection lost: " + ec.message());
     co_return;
   }
   for (std::size_t i = 0; i < items_.size(); ++i) {
-    const bool more = co_await read_answers(i, std::exchange(answer_due, false));
+    const bool more = co_await read_answers(i);
     if (!more) co_return;
   }
 }
 
-Task<bool> Replay::read_answers(std::size_t i, bool answer_due) {
+Task<bool> Replay::read_answers(std::size_t i) {
   auto& server = *lease_;
   auto& buffer = server.buffer();
   const auto& request = *items_[i].request;
@@ -179,13 +177,7 @@ Task<bool> Replay::read_answers(std::size_t i, bool answer_due) {
     buffer.consume(reader.feed(buffer.readable()));
     if (reader.outcome()) break;
     const std::size_t want = std::max<std::size_t>(4096, reader.wanted(buffer.readable()));
-    std::tuple<error_code, std::size_t> read;
-    if (std::exchange(answer_due, false)) {
-      read = co_await server.stream().read_answer(buffer.prepare(want));
-    } else {
-      read = co_await server.stream().read_some(buffer.prepare(want));
-    }
-    const auto [ec, n] = read;
+    const auto [ec, n] = co_await server.stream().read_some(buffer.prepare(want));
     if (ec) {
       fail(&server, "connection lost: " + ec.message());
       co_return false;

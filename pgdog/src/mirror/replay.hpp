@@ -102,8 +102,7 @@ class Replay {
   Channel& channel() const { return *items_.front().channel; }
   Task<void> exchange();
   // Reads the answers to request `i`; false when nothing more can be read.
-  // `answer_due`: the requests were just written and nothing read since (the first read).
-  Task<bool> read_answers(std::size_t i, bool answer_due);
+  Task<bool> read_answers(std::size_t i);
   // The session's own connection or an idle one of the pool, without waiting; false when
   // lease() must wait for one.
   bool lease_now();

@@ -10,8 +10,8 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
-#include "net/answer_read.hpp"
 #include "net/asio.hpp"
+#include "net/socket_read.hpp"
 
 namespace pgdog::net {
 
@@ -31,31 +31,21 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
 
   // A read with any completion token; with a plain callback it holds no coroutine frame,
-  // which is how an idle client waits (see ClientSession::park).
+  // which is how an idle client waits (see ClientSession::park). On a plain socket it tries at
+  // once only when the socket may hold bytes (net/socket_read.hpp).
   template <class Token>
   auto async_read_some(std::span<char> buffer, Token&& token) {
-    auto b = asio::buffer(buffer.data(), buffer.size());
-    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
-    return socket_.async_read_some(b, std::forward<Token>(token));
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, std::span<char> into) {
+          if (tls_) {
+            tls_->async_read_some(asio::buffer(into.data(), into.size()), std::move(handler));
+          } else {
+            async_read_socket(socket_, reactor_, into, std::move(handler));
+          }
+        },
+        token, buffer);
   }
-  // The read of the answer to a request just written, with a plain callback: it waits until
-  // the socket is readable instead of trying at once (net/answer_read.hpp has the conditions).
-  template <class Handler>
-  void async_read_answer(std::span<char> buffer, Handler&& handler) {
-    if (tls_) {
-      tls_->async_read_some(asio::buffer(buffer.data(), buffer.size()),
-                            std::forward<Handler>(handler));
-      return;
-    }
-    net::async_read_answer(socket_, answer_read_, buffer, std::forward<Handler>(handler));
-  }
-  // The same for a coroutine.
-  Task<std::tuple<error_code, std::size_t>> read_answer(std::span<char> buffer) {
-    return asio::async_initiate<decltype(use_nothrow), void(error_code, std::size_t)>(
-        [this, buffer](auto handler) { async_read_answer(buffer, std::move(handler)); },
-        use_nothrow);
-  }
-  // Not a coroutine: it hands back the socket's own awaitable, one frame fewer per read.
+  // Not a coroutine: it hands back the read's own awaitable, one frame fewer per read.
   Task<std::tuple<error_code, std::size_t>> read_some(std::span<char> buffer) {
     return async_read_some(buffer, use_nothrow);
   }
@@ -93,7 +83,7 @@ class Stream {
  private:
   Socket socket_;
   std::unique_ptr<asio::ssl::stream<Socket>> tls_;
-  AnswerReadCache answer_read_;
+  ReactorCache reactor_;  // the plain socket's, for its reads
   bool local_ = false;
 };
 

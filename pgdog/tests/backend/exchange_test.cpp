@@ -224,35 +224,6 @@ TEST(Exchange, CopyInWaitsForTheClientThenTheServer) {
   EXPECT_EQ(c.next(), Next::release);
 }
 
-// Whether the server answers a batch whatever it did before, so that the first read after it
-// can wait for new bytes (net::async_read_answer): the COPY case is the one a regression test
-// hung on when CopyDone counted.
-TEST(Exchange, ABatchDrawsAnAnswerOnlyWhereTheServerAnswersInAnyState) {
-  Conversation c;
-  EXPECT_TRUE(c.exchange.read_client(wire::query("SELECT 1")).draws_answer);
-  c.exchange.prepare(wire::query("SELECT 1"), c.server);
-  c.answer(wire::select_answer());
-
-  // COPY FROM STDIN that fails at once: the server sends its error and ReadyForQuery while the
-  // client streams, and ignores the data and CopyDone that follow.
-  c.client(wire::query("COPY t FROM STDIN (FREEZE)"));
-  c.answer(wire::copy_in_response());
-  const auto data = wire::copy_data("p\n") + wire::copy_done();
-  EXPECT_FALSE(c.exchange.read_client(data).draws_answer);
-  c.exchange.prepare(data, c.server);
-  c.answer(wire::error("55000") + wire::ready());
-
-  // Extended messages without a Sync: after an error the server skips to the Sync, so a Query
-  // then draws nothing; the Sync always does.
-  const auto open = wire::parse("", "SELECT 1") + wire::bind("") + wire::execute();
-  EXPECT_FALSE(c.exchange.read_client(open).draws_answer);
-  c.exchange.prepare(open, c.server);
-  const auto q = wire::query("SELECT 2");
-  EXPECT_FALSE(c.exchange.read_client(q).draws_answer);
-  c.exchange.prepare(q, c.server);
-  EXPECT_TRUE(c.exchange.read_client(wire::sync()).draws_answer);
-}
-
 TEST(Exchange, CopyOutStreamsRowsLargerThanTheBufferLimit) {
   Exchange e(PoolerMode::transaction, 64);  // whole frames above 64 bytes are refused...
   e.attached();

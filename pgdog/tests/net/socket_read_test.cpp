@@ -1,9 +1,11 @@
-// net::async_read_answer: it waits for the socket to become readable instead of trying a read
-// at once, reads everything there when it does (bytes that came earlier included), and ends
-// like any read on end of file, on close, and off its loop's thread (where it is a plain read).
+// net::async_read_socket: a read tries at once only while the reactor's mark says the socket
+// may hold bytes; a short read clears the mark, and any byte that arrives later sets it again,
+// so no byte is ever left waiting (the case a regression test hung on with a read that never
+// tried). It ends like any read on end of file, on close and on cancellation.
 
-#include "net/answer_read.hpp"
+#include "net/socket_read.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <sys/socket.h>
@@ -43,13 +45,13 @@ struct Pair {
     ASSERT_EQ(::send(theirs, s.data(), s.size(), 0), static_cast<ssize_t>(s.size()));
   }
   Socket ours;
-  AnswerReadCache cache;
+  ReactorCache cache;
   int theirs = -1;
 };
 
 // One loop (kept alive while no operation is queued), one connected pair, one read's buffer
 // and result.
-class AnswerRead : public ::testing::Test {
+class SocketRead : public ::testing::Test {
  protected:
   // Runs the loop for a while: its reactor waits on the sockets (and so consumes the edges of
   // bytes nobody reads) and its handlers run.
@@ -68,7 +70,17 @@ class AnswerRead : public ::testing::Test {
   }
   // Starts the read from a handler of the loop, as the proxy does.
   void start_on_loop() {
-    asio::post(io_, [this] { async_read_answer(pair_.ours, pair_.cache, into(), record()); });
+    asio::post(io_, [this] { async_read_socket(pair_.ours, pair_.cache, into(), record()); });
+  }
+
+  // Starts a read from this thread, the loop not running, and says whether it called recv
+  // before it returned (then the bytes are in the buffer already); the read's result comes
+  // when the loop runs.
+  bool read_tries_at_once() {
+    std::fill(buffer_.begin(), buffer_.end(), '\0');
+    result_.reset();
+    async_read_socket(pair_.ours, pair_.cache, into(), record());
+    return buffer_.front() != '\0';
   }
 
   asio::io_context io_{1};
@@ -78,23 +90,68 @@ class AnswerRead : public ::testing::Test {
   std::optional<Result> result_;
 };
 
-TEST_F(AnswerRead, ReadsWhenTheAnswerArrivesTogetherWithWhatCameBefore) {
-  // Bytes that came while nothing read the socket (an asynchronous notice while the server sat
-  // in the pool): the loop has seen their edge already.
-  pair_.peer_sends("early;");
+TEST_F(SocketRead, AfterAShortReadTheNextWaitsForTheReactor) {
+  pair_.peer_sends("request");
+  turn();  // the loop sees the edge first (else it comes after the read and sets the mark)
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->data, "request");
+  // Fewer bytes than the buffer holds: the socket was empty. The bytes sent now have not been
+  // seen by the loop yet, and the read leaves them to the reactor (Asio's own would read them
+  // at once).
+  pair_.peer_sends("answer");
+  EXPECT_FALSE(read_tries_at_once());
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_FALSE(result_->ec) << result_->ec.message();
+  EXPECT_EQ(result_->data, "answer");
+}
+
+TEST_F(SocketRead, ReadsAtOnceWhatCameWhileNoReadWaited) {
+  // A COPY that failed at once: the server's error came while the proxy was writing the rest of
+  // the data, no read waited, and the server will send nothing more. A read that skipped its try
+  // here would wait forever; this one reads what is there at once.
+  pair_.peer_sends("copy-in;");
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  pair_.peer_sends("error;ready");
   turn();
+  EXPECT_TRUE(read_tries_at_once());
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_FALSE(result_->ec) << result_->ec.message();
+  EXPECT_EQ(result_->data, "error;ready");
+}
+
+TEST_F(SocketRead, AReadThatFillsItsBufferLeavesTheRestToTheNextAtOnce) {
+  buffer_ = std::string(4, '\0');
+  pair_.peer_sends("abcdefg");
+  turn();  // the edge comes before the read, as in AfterAShortReadTheNextWaitsForTheReactor
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->data, "abcd");
+  // A full buffer says nothing about what is left.
+  EXPECT_TRUE(read_tries_at_once());
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->data, "efg");
+}
+
+TEST_F(SocketRead, WaitsForBytesThatComeAfterItStarted) {
   start_on_loop();
   turn();
-  // A read that tried at once would have finished here with "early;".
-  EXPECT_FALSE(result_.has_value()) << "read before the socket was reported readable";
+  EXPECT_FALSE(result_.has_value());
   pair_.peer_sends("answer");
   run_until_done();
   ASSERT_TRUE(result_.has_value());
   EXPECT_FALSE(result_->ec) << result_->ec.message();
-  EXPECT_EQ(result_->data, "early;answer");
+  EXPECT_EQ(result_->data, "answer");
 }
 
-TEST_F(AnswerRead, EndOfFileEndsTheRead) {
+TEST_F(SocketRead, EndOfFileEndsTheRead) {
   start_on_loop();
   turn();
   ASSERT_FALSE(result_.has_value());
@@ -105,7 +162,7 @@ TEST_F(AnswerRead, EndOfFileEndsTheRead) {
   EXPECT_EQ(result_->ec, asio::error::eof) << result_->ec.message();
 }
 
-TEST_F(AnswerRead, CloseEndsTheRead) {
+TEST_F(SocketRead, CloseEndsTheRead) {
   start_on_loop();
   turn();
   ASSERT_FALSE(result_.has_value());
@@ -115,10 +172,10 @@ TEST_F(AnswerRead, CloseEndsTheRead) {
   EXPECT_EQ(result_->ec, asio::error::operation_aborted) << result_->ec.message();
 }
 
-TEST_F(AnswerRead, ACancellationSignalEndsTheRead) {
+TEST_F(SocketRead, ACancellationSignalEndsTheRead) {
   asio::cancellation_signal stop;
   asio::post(io_, [&] {
-    async_read_answer(pair_.ours, pair_.cache, into(),
+    async_read_socket(pair_.ours, pair_.cache, into(),
                       asio::bind_cancellation_slot(stop.slot(), record()));
   });
   turn();
@@ -137,19 +194,18 @@ TEST_F(AnswerRead, ACancellationSignalEndsTheRead) {
   EXPECT_EQ(result_->data, "after");
 }
 
-TEST_F(AnswerRead, OffTheLoopItIsAPlainRead) {
-  // Started by a thread that is not running the socket's loop: nothing guarantees that the loop
-  // has not consumed the edge already, so it reads what is there.
+TEST_F(SocketRead, StartedOffTheLoopItReadsWhatIsThere) {
+  // Started by a thread that is not running the socket's loop, after the loop saw the bytes.
   pair_.peer_sends("there;");
   turn();
-  async_read_answer(pair_.ours, pair_.cache, into(), record());
+  async_read_socket(pair_.ours, pair_.cache, into(), record());
   run_until_done();
   ASSERT_TRUE(result_.has_value());
   EXPECT_FALSE(result_->ec);
   EXPECT_EQ(result_->data, "there;");
 }
 
-TEST(AnswerReadLifetime, ADestroyedLoopFreesAReadStillWaiting) {
+TEST(SocketReadLifetime, ADestroyedLoopFreesAReadStillWaiting) {
   // The operation is destroyed with the loop without running its handler (LeakSanitizer checks
   // that its memory goes too).
   bool ran = false;
@@ -159,7 +215,7 @@ TEST(AnswerReadLifetime, ADestroyedLoopFreesAReadStillWaiting) {
     Pair pair(io);
     std::string buffer(8, '\0');
     asio::post(io, [&] {
-      async_read_answer(
+      async_read_socket(
           pair.ours, pair.cache, std::span<char>(buffer.data(), buffer.size()),
           [&ran, keep = std::make_shared<int>(1)](error_code, std::size_t) { ran = true; });
     });

@@ -1,28 +1,27 @@
 #pragma once
 
-// A read that waits for the socket to become readable before it reads, for the one case where
-// the data cannot be there yet: the answer to a request just written.
+// A socket read that tries at once only when the socket may hold bytes, and otherwise waits for
+// the reactor to report it readable.
 //
-// Asio 1.81 tries every socket read at once (a "speculative" recv) and only then waits; it stops
-// trying only after end of file. Right after a request is written its answer is never there, so
-// that recv fails with EAGAIN: about one wasted system call per transaction on the server side
-// (measured: 3.48 recv per transaction against PgBouncer's 2.00 at 16 clients). This read
-// queues itself on the socket's reactor without that try, and reads when the reactor reports the
-// socket readable.
+// Asio 1.81 tries every read at once (a "speculative" recv) and waits only when that fails. Most
+// of a proxy's reads come when nothing can be there yet: the answer to a request just written,
+// the client's next request right after its answer went out. Each such try fails with EAGAIN:
+// measured, 1.48 wasted recv per transaction at 16 clients (3.48 recv against PgBouncer's 2.00).
 //
-// Why no data is lost: Asio registers sockets edge-triggered, and an edge that arrives while no
-// read is queued is consumed without a read. Bytes that came that way (say an asynchronous
-// notice while the server sat in the pool) are read with the answer, because the answer's
-// arrival is a new edge. So the read is correct only when
-//   - the caller has just written a request that the peer answers with new bytes (or by
-//     closing the connection) whatever it sent before, in the same handler, with no return to
-//     the event loop in between (not so for CopyData and CopyDone after a COPY that failed at
-//     once: the server sent its error already and answers them with nothing; see
-//     backend::ClientBatch::draws_answer); and
-//   - the socket's loop is the calling thread's and no other thread runs it (net::Workers: one
-//     thread per io_context), so no edge is consumed between the write and the read.
-// Where those do not hold (another thread, TLS, a socket not yet non-blocking) it is a plain
-// async_read_some.
+// The reactor keeps a mark per socket, "try reads at once" (descriptor_state::try_speculative_):
+// it sets the mark at every readiness edge epoll reports, whether or not a read is waiting, and
+// clears it when a read reports the socket exhausted. Asio's own receive reports that only at end
+// of file; this one also after a recv that returned fewer bytes than it asked for, because then
+// the socket was empty (a stream socket's recv stops short only when its queue runs out; the
+// sockets here use neither urgent data nor credential passing, the two exceptions). Any byte that
+// arrives after that recv is a new edge (Asio registers sockets edge-triggered, and the kernel
+// signals every arrival), which sets the mark again before any later read starts. So the mark is
+// clear only while the socket holds nothing unread, and a read started then can skip the try:
+// nothing is lost, whoever started it and whatever the connection did before. Asio's own reads on
+// the same socket follow the same mark (they skip their try while it is clear) and leave it set.
+// (A read that finds its bytes at once may see their edge reported after it, which sets the mark
+// again: the next read then tries once in vain, as Asio's always would. In the proxy's steady
+// state reads run when the reactor reports the socket, and the edge is not seen twice.)
 //
 // It is built on Asio's detail layer (a reactor operation, the reactor's start_op and
 // cancel_ops_by_key, the socket's implementation) as Boost 1.81 has it, the version the build
@@ -42,18 +41,18 @@
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/execution_context.hpp>
 
 #include "net/asio.hpp"
 
 namespace pgdog::net {
 
-namespace answer_read_detail {
+namespace socket_read_detail {
 
 namespace ad = boost::asio::detail;
 
-// A receive operation for the socket's reactor whose first attempt, the one the reactor makes
-// while the read is being queued, reads nothing.
+// A receive operation for the socket's reactor that reports the socket exhausted when it read
+// less than it asked for.
 template <class Handler, class IoExecutor>
 class Op : public ad::reactor_op {
  public:
@@ -66,16 +65,16 @@ class Op : public ad::reactor_op {
         handler_(std::move(handler)),
         work_(handler_, io) {}
 
-  // True while the reactor is queueing the operation.
-  bool queueing = false;
-
  private:
   static status attempt(ad::reactor_op* base) {
     auto* op = static_cast<Op*>(base);
-    if (op->queueing) return not_done;
-    const bool finished = ad::socket_ops::non_blocking_recv1(
-        op->fd_, op->into_.data(), op->into_.size(), 0, true, op->ec_, op->bytes_transferred_);
-    return finished ? done : not_done;
+    if (!ad::socket_ops::non_blocking_recv1(op->fd_, op->into_.data(), op->into_.size(), 0, true,
+                                            op->ec_, op->bytes_transferred_)) {
+      return not_done;
+    }
+    // Short (an error or end of file included): nothing is left, and the next read waits for
+    // the reactor unless an edge came first.
+    return op->bytes_transferred_ < op->into_.size() ? done_and_exhausted : done;
   }
 
   // Called with `owner` to run the handler, without it to destroy the operation unrun.
@@ -102,7 +101,7 @@ class Op : public ad::reactor_op {
 };
 
 // Ends the queued read when the handler's cancellation slot is signalled, as Asio's own reads
-// do (a mirror replay's watchdog ends a read that way).
+// do (a timeout raced against a read with `||`, a mirror replay's watchdog).
 class Cancel {
  public:
   Cancel(ad::reactor& reactor, ad::reactor::per_descriptor_data& data, int fd)
@@ -130,37 +129,38 @@ struct Access : Socket {
   }
 };
 
-}  // namespace answer_read_detail
+}  // namespace socket_read_detail
 
 // The socket's reactor, looked up once per socket and kept by its owner (finding a service
 // takes the context's registry lock and compares type names: more than the read itself).
-struct AnswerReadCache {
+struct ReactorCache {
   boost::asio::detail::reactor* reactor = nullptr;
 };
 
-// Reads into `into` once `socket` is readable; `handler(error_code, std::size_t)` runs on the
-// socket's executor. The conditions in the comment at the top of this file are the caller's.
-// `cache` belongs to this socket.
+// Reads into `into` what `socket` has, or waits until it has something; `handler(error_code,
+// std::size_t)` runs as for the socket's async_read_some (on its executor unless the handler
+// has one; its cancellation slot cancels the read). `cache` belongs to this socket.
 template <class Socket, class Handler>
-void async_read_answer(Socket& socket, AnswerReadCache& cache, std::span<char> into,
+void async_read_socket(Socket& socket, ReactorCache& cache, std::span<char> into,
                        Handler&& handler) {
   namespace ad = boost::asio::detail;
   using IoExecutor = typename Socket::executor_type;
-  using Op = answer_read_detail::Op<std::decay_t<Handler>, IoExecutor>;
+  using Op = socket_read_detail::Op<std::decay_t<Handler>, IoExecutor>;
 
-  auto& impl = answer_read_detail::Access<Socket>::implementation(socket);
-  const auto* loop = socket.get_executor().template target<asio::io_context::executor_type>();
+  auto& impl = socket_read_detail::Access<Socket>::implementation(socket);
   const bool non_blocking = (impl.state_ & (ad::socket_ops::user_set_non_blocking |
                                             ad::socket_ops::internal_non_blocking)) != 0;
-  if (loop == nullptr || !loop->running_in_this_thread() || !non_blocking || into.empty()) {
+  if (!non_blocking || into.empty()) {
+    // Asio's read makes the socket non-blocking (the next read here is then this one's), and
+    // completes an empty read at once.
     socket.async_read_some(asio::buffer(into.data(), into.size()), std::forward<Handler>(handler));
     return;
   }
   std::decay_t<Handler> h(std::forward<Handler>(handler));
   auto slot = asio::get_associated_cancellation_slot(h);
   if (cache.reactor == nullptr) {
-    cache.reactor =
-        &asio::use_service<ad::reactor>(static_cast<asio::execution_context&>(loop->context()));
+    cache.reactor = &asio::use_service<ad::reactor>(
+        asio::query(socket.get_executor(), asio::execution::context));
   }
   auto& reactor = *cache.reactor;
   typename Op::ptr p = {std::addressof(h), Op::ptr::allocate(h), nullptr};
@@ -168,14 +168,10 @@ void async_read_answer(Socket& socket, AnswerReadCache& cache, std::span<char> i
   Op* op = p.p;
   p.v = p.p = nullptr;
   if (slot.is_connected()) {
-    op->cancellation_key_ = &slot.template emplace<answer_read_detail::Cancel>(
+    op->cancellation_key_ = &slot.template emplace<socket_read_detail::Cancel>(
         reactor, impl.reactor_data_, impl.socket_);
   }
-  op->queueing = true;
   reactor.start_op(ad::reactor::read_op, impl.socket_, impl.reactor_data_, op, false, true);
-  // Only this thread runs the loop, so the operation is still alive here: it completes, even
-  // when the reactor posts it at once (a socket being closed), only after this handler returns.
-  op->queueing = false;
 }
 
 }  // namespace pgdog::net
