@@ -12,24 +12,40 @@
 // it sets the mark at every readiness edge epoll reports, whether or not a read is waiting, and
 // clears it when a read reports the socket exhausted. Asio's own receive reports that only at end
 // of file; this one also after a recv that returned fewer bytes than it asked for, because then
-// the socket was empty (a stream socket's recv stops short only when its queue runs out; the
-// sockets here use neither urgent data nor credential passing, the two exceptions). Any byte that
+// no data was left (a stream socket's recv stops short only when its queue runs out; the sockets
+// here use neither urgent data nor credential passing, the two exceptions). Any byte that
 // arrives after that recv is a new edge (Asio registers sockets edge-triggered, and the kernel
-// signals every arrival), which sets the mark again before any later read starts. So the mark is
-// clear only while the socket holds nothing unread, and a read started then can skip the try:
-// nothing is lost, whoever started it and whatever the connection did before. Asio's own reads on
-// the same socket follow the same mark (they skip their try while it is clear) and leave it set.
-// (A read that finds its bytes at once may see their edge reported after it, which sets the mark
-// again: the next read then tries once in vain, as Asio's always would. In the proxy's steady
-// state reads run when the reactor reports the socket, and the edge is not seen twice.)
+// signals every arrival), which sets the mark again before any later read starts.
+//
+// Data is not all a socket can hold: a peer's end of stream (FIN) or reset that came with the
+// last bytes is read only by the next recv, and it brought no edge of its own. So the socket is
+// registered for EPOLLRDHUP as well (the first time it is read here), epoll then reports those
+// states in every event from their arrival on, and a short read leaves the mark set when the
+// events last reported for the socket (descriptor_state's task_result_) include them: the next
+// read tries, and sees the end. An end whose event has not been fetched yet sets the mark when
+// it is; the registration re-arms an end that came before it (EPOLL_CTL_MOD re-polls).
+//
+// So the mark is clear only while the socket holds nothing unread, and a read started then can
+// skip the try: nothing is lost, whatever the connection did before. Asio's own reads on the
+// same socket follow the same mark (they skip their try while it is clear) and leave it set.
+// A read started off the socket's loop thread never clears the mark (the events are the loop
+// thread's to write). A read that finds its bytes at once may see their edge reported after it,
+// which sets the mark again: the next read then tries once in vain, as Asio's always would. In
+// the proxy's steady state reads run when the reactor reports the socket, and the edge is not
+// seen twice.
 //
 // It is built on Asio's detail layer (a reactor operation, the reactor's start_op and
 // cancel_ops_by_key, the socket's implementation) as Boost 1.81 has it, the version the build
-// requires; another Boost version needs this file checked against its reactor.
+// requires; another Boost version needs this file checked against its reactor. Some of what it
+// needs are private members (the events last reported, the registered events, the epoll
+// descriptor); an explicit instantiation may name them, and hands out pointers to them.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
+#include <sys/epoll.h>
+#include <type_traits>
 #include <utility>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -42,14 +58,74 @@
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/version.hpp>
 
 #include "net/asio.hpp"
 
 namespace pgdog::net {
 
+static_assert(BOOST_VERSION == 108100, "net/socket_read.hpp relies on Boost 1.81's epoll reactor");
+static_assert(std::is_same_v<boost::asio::detail::reactor, boost::asio::detail::epoll_reactor>,
+              "net/socket_read.hpp needs Asio's epoll reactor");
+
 namespace socket_read_detail {
 
 namespace ad = boost::asio::detail;
+using State = ad::epoll_reactor::descriptor_state;
+
+// Pointers to private members: Tag's friend get() returns the one Expose was instantiated with.
+template <class Tag, typename Tag::type Member>
+struct Expose {
+  friend typename Tag::type get(Tag) { return Member; }
+};
+struct LastEvents {
+  using type = unsigned int ad::scheduler_operation::*;
+  friend type get(LastEvents);
+};
+struct Registered {
+  using type = std::uint32_t State::*;
+  friend type get(Registered);
+};
+struct StateLock {
+  using type = ad::conditionally_enabled_mutex State::*;
+  friend type get(StateLock);
+};
+struct EpollFd {
+  using type = int ad::epoll_reactor::*;
+  friend type get(EpollFd);
+};
+template struct Expose<LastEvents, &ad::scheduler_operation::task_result_>;
+template struct Expose<Registered, &State::registered_events_>;
+template struct Expose<StateLock, &State::mutex_>;
+template struct Expose<EpollFd, &ad::epoll_reactor::epoll_fd_>;
+
+constexpr std::uint32_t kEnded = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+
+// The events epoll last reported for the socket. descriptor_state derives privately from
+// scheduler_operation, where they are kept; the cast notation may name a private base.
+inline unsigned int last_events(State& state) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+  auto* base = (ad::scheduler_operation*)(&state);
+#pragma GCC diagnostic pop
+  return base->*get(LastEvents{});
+}
+
+// Adds EPOLLRDHUP to what the socket is registered for, as Asio changes it (under the
+// descriptor's lock, the registered set kept for Asio's later changes). False if epoll refused.
+inline bool watch_ends(ad::epoll_reactor& reactor, State& state, int fd) {
+  ad::conditionally_enabled_mutex::scoped_lock lock(state.*get(StateLock{}));
+  auto& registered = state.*get(Registered{});
+  if ((registered & EPOLLRDHUP) != 0) return true;
+  if (registered == 0) return false;  // not pollable: Asio's reads do the rest
+  epoll_event ev{};
+  ev.events = registered | EPOLLRDHUP;
+  ev.data.ptr = &state;
+  if (::epoll_ctl(reactor.*get(EpollFd{}), EPOLL_CTL_MOD, fd, &ev) != 0) return false;
+  registered = ev.events;
+  return true;
+}
 
 // A receive operation for the socket's reactor that reports the socket exhausted when it read
 // less than it asked for.
@@ -58,9 +134,11 @@ class Op : public ad::reactor_op {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(Op);
 
-  Op(int fd, std::span<char> into, Handler& handler, const IoExecutor& io)
+  // `state` is the socket's, or null where the read must never clear the mark.
+  Op(int fd, State* state, std::span<char> into, Handler& handler, const IoExecutor& io)
       : ad::reactor_op(error_code(), &Op::attempt, &Op::finish),
         fd_(fd),
+        state_(state),
         into_(into),
         handler_(std::move(handler)),
         work_(handler_, io) {}
@@ -72,9 +150,13 @@ class Op : public ad::reactor_op {
                                             op->ec_, op->bytes_transferred_)) {
       return not_done;
     }
-    // Short (an error or end of file included): nothing is left, and the next read waits for
-    // the reactor unless an edge came first.
-    return op->bytes_transferred_ < op->into_.size() ? done_and_exhausted : done;
+    // Short, and no end of stream or reset reported: nothing is left, and the next read waits
+    // for the reactor unless an edge comes first.
+    if (op->bytes_transferred_ < op->into_.size() && op->state_ != nullptr &&
+        (last_events(*op->state_) & kEnded) == 0) {
+      return done_and_exhausted;
+    }
+    return done;
   }
 
   // Called with `owner` to run the handler, without it to destroy the operation unrun.
@@ -95,6 +177,7 @@ class Op : public ad::reactor_op {
   }
 
   int fd_;
+  State* state_;
   std::span<char> into_;
   Handler handler_;
   ad::handler_work<Handler, IoExecutor> work_;
@@ -132,9 +215,11 @@ struct Access : Socket {
 }  // namespace socket_read_detail
 
 // The socket's reactor, looked up once per socket and kept by its owner (finding a service
-// takes the context's registry lock and compares type names: more than the read itself).
+// takes the context's registry lock and compares type names: more than the read itself), and
+// whether the socket is registered for the ends of stream.
 struct ReactorCache {
-  boost::asio::detail::reactor* reactor = nullptr;
+  boost::asio::detail::epoll_reactor* reactor = nullptr;
+  bool watches_ends = false;
 };
 
 // Reads into `into` what `socket` has, or waits until it has something; `handler(error_code,
@@ -159,12 +244,21 @@ void async_read_socket(Socket& socket, ReactorCache& cache, std::span<char> into
   std::decay_t<Handler> h(std::forward<Handler>(handler));
   auto slot = asio::get_associated_cancellation_slot(h);
   if (cache.reactor == nullptr) {
-    cache.reactor = &asio::use_service<ad::reactor>(
+    cache.reactor = &asio::use_service<ad::epoll_reactor>(
         asio::query(socket.get_executor(), asio::execution::context));
   }
   auto& reactor = *cache.reactor;
+  socket_read_detail::State* state = nullptr;
+  const auto* loop = socket.get_executor().template target<asio::io_context::executor_type>();
+  if (impl.reactor_data_ != nullptr && loop != nullptr && loop->running_in_this_thread()) {
+    if (!cache.watches_ends) {
+      cache.watches_ends =
+          socket_read_detail::watch_ends(reactor, *impl.reactor_data_, impl.socket_);
+    }
+    if (cache.watches_ends) state = impl.reactor_data_;
+  }
   typename Op::ptr p = {std::addressof(h), Op::ptr::allocate(h), nullptr};
-  p.p = new (p.v) Op(impl.socket_, into, h, socket.get_executor());
+  p.p = new (p.v) Op(impl.socket_, state, into, h, socket.get_executor());
   Op* op = p.p;
   p.v = p.p = nullptr;
   if (slot.is_connected()) {

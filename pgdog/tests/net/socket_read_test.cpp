@@ -16,6 +16,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "net/stream.hpp"
@@ -149,6 +150,77 @@ TEST_F(SocketRead, WaitsForBytesThatComeAfterItStarted) {
   ASSERT_TRUE(result_.has_value());
   EXPECT_FALSE(result_->ec) << result_->ec.message();
   EXPECT_EQ(result_->data, "answer");
+}
+
+TEST_F(SocketRead, AnEndThatCameWithTheLastBytesEndsTheNextRead) {
+  // A client that sends a request and shuts its side down at once: one event brings both, and
+  // the first read takes the bytes and stops short of the end. The next read must see the end.
+  // (One read before, so that the socket is registered for the ends of stream already:
+  // registering re-polls the socket, which would announce the end once more.)
+  pair_.peer_sends("startup");
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  result_.reset();
+  pair_.peer_sends("BEGIN");
+  ASSERT_EQ(::shutdown(pair_.theirs, SHUT_WR), 0);
+  turn();
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_EQ(result_->data, "BEGIN");
+  result_.reset();
+  start_on_loop();
+  run_until_done();
+  ASSERT_TRUE(result_.has_value()) << "the end of stream was never read";
+  EXPECT_EQ(result_->ec, asio::error::eof) << result_->ec.message();
+}
+
+TEST(SocketReadTcp, AResetThatCameWithTheLastBytesEndsTheNextRead) {
+  // The same over TCP with a reset (a server killed while it answered): the bytes first, then
+  // the reset, which no later event announces.
+  asio::io_context io(1);
+  auto work = asio::make_work_guard(io);
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket peer(io);
+  peer.connect(acceptor.local_endpoint());
+  Socket ours(io);
+  {
+    tcp::socket accepted = acceptor.accept();
+    ours.assign(asio::generic::stream_protocol(AF_INET, SOCK_STREAM), accepted.release());
+  }
+  ours.non_blocking(true);
+  ReactorCache cache;
+  std::string buffer(64, '\0');
+  std::optional<Result> result;
+  auto read = [&] {
+    result.reset();
+    asio::post(io, [&] {
+      async_read_socket(ours, cache, std::span<char>(buffer.data(), buffer.size()),
+                        [&](error_code ec, std::size_t n) {
+                          result = Result{ec, buffer.substr(0, n)};
+                        });
+    });
+    for (int i = 0; i < 250 && !result; ++i) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(20));
+    }
+  };
+  // One read first, so that the socket is registered for the ends of stream.
+  asio::write(peer, asio::buffer(std::string_view("hello")));
+  read();
+  ASSERT_TRUE(result.has_value());
+  asio::write(peer, asio::buffer(std::string_view("partial answer")));
+  peer.set_option(asio::socket_base::linger(true, 0));
+  peer.close();  // a reset
+  io.restart();
+  io.run_for(std::chrono::milliseconds(20));
+  read();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->data, "partial answer");
+  read();
+  ASSERT_TRUE(result.has_value()) << "the reset was never read";
+  EXPECT_TRUE(result->ec) << "no error after a reset";
 }
 
 TEST_F(SocketRead, EndOfFileEndsTheRead) {
