@@ -36,9 +36,9 @@
 //
 // It is built on Asio's detail layer (a reactor operation, the reactor's start_op and
 // cancel_ops_by_key, the socket's implementation) as Boost 1.81 has it, the version the build
-// requires; another Boost version needs this file checked against its reactor. Some of what it
-// needs are private members (the events last reported, the registered events, the epoll
-// descriptor); an explicit instantiation may name them, and hands out pointers to them.
+// requires (checked below); another Boost version needs this file checked against its reactor.
+// Some of what it needs are private members (the events last reported, the registered events,
+// the epoll descriptor): socket_read.cpp reaches them.
 
 #include <cstddef>
 #include <cstdint>
@@ -74,58 +74,15 @@ namespace socket_read_detail {
 namespace ad = boost::asio::detail;
 using State = ad::epoll_reactor::descriptor_state;
 
-// Pointers to private members: Tag's friend get() returns the one Expose was instantiated with.
-template <class Tag, typename Tag::type Member>
-struct Expose {
-  friend typename Tag::type get(Tag) { return Member; }
-};
-struct LastEvents {
-  using type = unsigned int ad::scheduler_operation::*;
-  friend type get(LastEvents);
-};
-struct Registered {
-  using type = std::uint32_t State::*;
-  friend type get(Registered);
-};
-struct StateLock {
-  using type = ad::conditionally_enabled_mutex State::*;
-  friend type get(StateLock);
-};
-struct EpollFd {
-  using type = int ad::epoll_reactor::*;
-  friend type get(EpollFd);
-};
-template struct Expose<LastEvents, &ad::scheduler_operation::task_result_>;
-template struct Expose<Registered, &State::registered_events_>;
-template struct Expose<StateLock, &State::mutex_>;
-template struct Expose<EpollFd, &ad::epoll_reactor::epoll_fd_>;
-
 constexpr std::uint32_t kEnded = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 
-// The events epoll last reported for the socket. descriptor_state derives privately from
-// scheduler_operation, where they are kept; the cast notation may name a private base.
-inline unsigned int last_events(State& state) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-  auto* base = (ad::scheduler_operation*)(&state);
-#pragma GCC diagnostic pop
-  return base->*get(LastEvents{});
-}
+// The events epoll last reported for the socket (socket_read.cpp).
+unsigned int last_events(State& state);
 
 // Adds EPOLLRDHUP to what the socket is registered for, as Asio changes it (under the
-// descriptor's lock, the registered set kept for Asio's later changes). False if epoll refused.
-inline bool watch_ends(ad::epoll_reactor& reactor, State& state, int fd) {
-  ad::conditionally_enabled_mutex::scoped_lock lock(state.*get(StateLock{}));
-  auto& registered = state.*get(Registered{});
-  if ((registered & EPOLLRDHUP) != 0) return true;
-  if (registered == 0) return false;  // not pollable: Asio's reads do the rest
-  epoll_event ev{};
-  ev.events = registered | EPOLLRDHUP;
-  ev.data.ptr = &state;
-  if (::epoll_ctl(reactor.*get(EpollFd{}), EPOLL_CTL_MOD, fd, &ev) != 0) return false;
-  registered = ev.events;
-  return true;
-}
+// descriptor's lock, the registered set kept for Asio's later changes). False if epoll refused
+// or the socket is not pollable.
+bool watch_ends(ad::epoll_reactor& reactor, State& state, int fd);
 
 // A receive operation for the socket's reactor that reports the socket exhausted when it read
 // less than it asked for.
