@@ -66,6 +66,16 @@ class SocketRead : public ::testing::Test {
       turn();
   }
   auto into() { return std::span<char>(buffer_.data(), buffer_.size()); }
+  // Runs the loop until the read has ended, and checks that it brought `data`.
+  void expect_read(std::string_view data) {
+    run_until_done();
+    if (!result_) {
+      ADD_FAILURE() << "the read did not end";
+      return;
+    }
+    EXPECT_FALSE(result_->ec) << result_->ec.message();
+    EXPECT_EQ(result_->data, data);
+  }
   auto record() {
     return [this](error_code ec, std::size_t n) { result_ = Result{ec, buffer_.substr(0, n)}; };
   }
@@ -95,18 +105,13 @@ TEST_F(SocketRead, AfterAShortReadTheNextWaitsForTheReactor) {
   pair_.peer_sends("request");
   turn();  // the loop sees the edge first (else it comes after the read and sets the mark)
   start_on_loop();
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->data, "request");
+  expect_read("request");
   // Fewer bytes than the buffer holds: the socket was empty. The bytes sent now have not been
   // seen by the loop yet, and the read leaves them to the reactor (Asio's own would read them
   // at once).
   pair_.peer_sends("answer");
   EXPECT_FALSE(read_tries_at_once());
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_FALSE(result_->ec) << result_->ec.message();
-  EXPECT_EQ(result_->data, "answer");
+  expect_read("answer");
 }
 
 TEST_F(SocketRead, ReadsAtOnceWhatCameWhileNoReadWaited) {
@@ -120,10 +125,7 @@ TEST_F(SocketRead, ReadsAtOnceWhatCameWhileNoReadWaited) {
   pair_.peer_sends("error;ready");
   turn();
   EXPECT_TRUE(read_tries_at_once());
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_FALSE(result_->ec) << result_->ec.message();
-  EXPECT_EQ(result_->data, "error;ready");
+  expect_read("error;ready");
 }
 
 TEST_F(SocketRead, AReadThatFillsItsBufferLeavesTheRestToTheNextAtOnce) {
@@ -131,14 +133,10 @@ TEST_F(SocketRead, AReadThatFillsItsBufferLeavesTheRestToTheNextAtOnce) {
   pair_.peer_sends("abcdefg");
   turn();  // the edge comes before the read, as in AfterAShortReadTheNextWaitsForTheReactor
   start_on_loop();
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->data, "abcd");
+  expect_read("abcd");
   // A full buffer says nothing about what is left.
   EXPECT_TRUE(read_tries_at_once());
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->data, "efg");
+  expect_read("efg");
 }
 
 TEST_F(SocketRead, WaitsForBytesThatComeAfterItStarted) {
@@ -146,10 +144,7 @@ TEST_F(SocketRead, WaitsForBytesThatComeAfterItStarted) {
   turn();
   EXPECT_FALSE(result_.has_value());
   pair_.peer_sends("answer");
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_FALSE(result_->ec) << result_->ec.message();
-  EXPECT_EQ(result_->data, "answer");
+  expect_read("answer");
 }
 
 TEST_F(SocketRead, AnEndThatCameWithTheLastBytesEndsTheNextRead) {
@@ -166,9 +161,7 @@ TEST_F(SocketRead, AnEndThatCameWithTheLastBytesEndsTheNextRead) {
   ASSERT_EQ(::shutdown(pair_.theirs, SHUT_WR), 0);
   turn();
   start_on_loop();
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->data, "BEGIN");
+  expect_read("BEGIN");
   result_.reset();
   start_on_loop();
   run_until_done();
@@ -261,9 +254,7 @@ TEST_F(SocketRead, ACancellationSignalEndsTheRead) {
   start_on_loop();
   turn();
   pair_.peer_sends("after");
-  run_until_done();
-  ASSERT_TRUE(result_.has_value());
-  EXPECT_EQ(result_->data, "after");
+  expect_read("after");
 }
 
 TEST_F(SocketRead, StartedOffTheLoopItReadsWhatIsThere) {
