@@ -167,6 +167,8 @@ void Exchange::note(const protocol::sql::SessionEffects& e) {
 void Exchange::observe(const protocol::Frame& f) {
   std::string_view sql;
   if (f.type == fe::kQuery) {
+    // prepare() found no word of a session effect in it.
+    if (f.body.data() == unhinted_.data() && f.body.size() == unhinted_.size()) return;
     auto q = protocol::decode_query(f.body);
     if (!q) return;
     sql = *q;
@@ -233,6 +235,7 @@ ClientBatch Exchange::read_client(std::string_view data) {
 }
 
 std::string_view Exchange::prepare(std::string_view batch, ServerState& server) {
+  unhinted_ = {};
   if (!rewriter_) {
     each_frame(batch, max_message_size_, [&](const auto& f) {
       observe(f);
@@ -244,9 +247,19 @@ std::string_view Exchange::prepare(std::string_view batch, ServerState& server) 
   // Whether the server will hold the client's unnamed statement when each frame reaches it.
   bool has_unnamed = server.prepared.unnamed() == rewriter_->unnamed_serial();
   each_frame(batch, max_message_size_, [&](const auto& f) {
-    if (f.type == fe::kQuery) has_unnamed = false;
+    bool may_deallocate = true;
+    if (f.type == fe::kQuery) {
+      has_unnamed = false;
+      // DEALLOCATE is one of the words every session effect needs: a query with none of them
+      // is scanned once for both (observe() skips it).
+      if (!protocol::sql::may_have_effects(f.body)) {
+        unhinted_ = f.body;
+        may_deallocate = false;
+      }
+    }
     if (protocol::parses_unnamed(f)) has_unnamed = true;
-    rewrite = rewrite || rewriter_->needs_rewrite(f) || rewriter_->needs_unnamed(f, has_unnamed);
+    rewrite = rewrite || rewriter_->needs_rewrite(f, may_deallocate) ||
+              rewriter_->needs_unnamed(f, has_unnamed);
   });
   if (!rewrite) {
     each_frame(batch, max_message_size_, [&](const auto& f) {

@@ -200,6 +200,9 @@ class Exchange {
   protocol::StreamScanner scanner_{0};
   FrameTap* tap_ = nullptr;
   std::string rewritten_;  // a batch rewritten for the server
+  // Within prepare(): the last Query it found without any word of a session effect
+  // (sql::may_have_effects), which observe() then skips.
+  std::string_view unhinted_;
   std::string assembled_;  // answers changed on their way to the client
   // Packed (mode_ beside pending_, the flags in one byte): every idle client holds an Exchange.
   int pending_ = 0;        // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen

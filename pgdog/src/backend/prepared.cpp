@@ -143,7 +143,7 @@ void PreparedCache::clear() {
   index_.clear();
 }
 
-bool Rewriter::needs_rewrite(const protocol::Frame& f) const {
+bool Rewriter::needs_rewrite(const protocol::Frame& f, bool may_deallocate) const {
   const auto body = f.body;
   if (unnamed_deallocate_ || deallocate_portal_) {
     switch (f.type) {
@@ -173,7 +173,7 @@ bool Rewriter::needs_rewrite(const protocol::Frame& f) const {
       // Anywhere in the body, not just in front: deallocate() finds the statement after
       // comments and empty statements ("-- x\n; DEALLOCATE s"), and a batch we wrongly call
       // plain would send the client's name to a server that only knows the global one.
-      return icontains(body, "DEALLOCATE");
+      return may_deallocate && icontains(body, "DEALLOCATE");
     default:
       return false;
   }

@@ -150,7 +150,8 @@ class Rewriter {
 
   // Whether `f` is a frame rewrite() would change (named statements, DEALLOCATE, and the
   // messages that use a DEALLOCATE the proxy answered through the unnamed statement).
-  bool needs_rewrite(const protocol::Frame& f) const;
+  // `may_deallocate` false: the caller knows a Query's text has no DEALLOCATE.
+  bool needs_rewrite(const protocol::Frame& f, bool may_deallocate = true) const;
 
   // A Query that only deallocates ("DEALLOCATE [PREPARE] name | ALL"): handled here, never
   // sent. Returns the CommandComplete tag, or nothing if the query is anything else.

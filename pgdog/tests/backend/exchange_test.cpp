@@ -442,6 +442,27 @@ TEST(ExchangeSession, SetOutsideATransactionIsReadBackBeforeTheRelease) {
   EXPECT_EQ(c.next(), Next::release);
 }
 
+TEST(ExchangeSession, TheRewritingExchangeNotesASetInABatchOfPlainQueries) {
+  // With statements rewritten (transaction mode as it runs), one scan of a Query decides both
+  // whether it may DEALLOCATE and whether it may have an effect: the plain queries around the
+  // SET must not hide it, in either order.
+  for (const bool set_first : {true, false}) {
+    StatementRegistry registry;
+    Rewriting c(registry);
+    const auto plain = wire::query("SELECT abalance FROM pgbench_accounts WHERE aid = 1");
+    const auto set = wire::query("SET search_path TO a, b");
+    c.client(set_first ? set + plain : plain + set);
+    c.answer(wire::complete("X") + wire::ready() + wire::complete("X") + wire::ready());
+    ASSERT_EQ(c.next(), Next::settle) << set_first;
+    EXPECT_EQ(c.exchange.settle_query(c.server), "SELECT current_setting('search_path', true)");
+  }
+  StatementRegistry registry;
+  Rewriting c(registry);
+  c.client(wire::query("SELECT 1"));
+  c.answer(wire::complete("SELECT 1") + wire::ready());
+  EXPECT_EQ(c.next(), Next::release);
+}
+
 TEST(ExchangeSession, SetInARolledBackBlockLeavesWhatTheServerSays) {
   Conversation c;
   c.client(wire::query("BEGIN"));
