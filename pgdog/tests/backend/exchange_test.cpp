@@ -326,8 +326,11 @@ struct RecordingTap : FrameTap {
   std::string client_types;
   std::string server_types;
   void client_frame(const protocol::Frame& f) override { client_types.push_back(f.type); }
-  bool wants_server_frame(char type) const override { return type == 'C' || type == 'Z'; }
+  bool wants_server_frame(char type) const override {
+    return wanted.find(type) != std::string::npos;
+  }
   void server_frame(const protocol::Frame& f) override { server_types.push_back(f.type); }
+  std::string wanted = "CZ";
   bool wants_pieces() const override { return false; }
   void server_piece(char, std::string_view) override {}
   void keeps_server(Keep keep) override { kept.push_back(keep); }
@@ -344,6 +347,22 @@ TEST(Exchange, TapSeesWhatGoesAndTheAnswersItWants) {
   c.answer(wire::select_answer());
   EXPECT_EQ(tap.client_types, "Q");
   EXPECT_EQ(tap.server_types, "CZ");
+}
+
+TEST(Exchange, RowsReachATapThatWantsThemAndTheClientUnchanged) {
+  // Rows skip the exchange's bookkeeping, except for a tap comparing results.
+  StatementRegistry registry;
+  for (const bool rewriting : {false, true}) {
+    Conversation c;
+    if (rewriting) c.exchange.rewrite_statements(registry);
+    RecordingTap tap;
+    tap.wanted = "DCZ";
+    c.exchange.set_tap(&tap);
+    c.client(wire::query("SELECT 1"));
+    const auto answer = wire::select_answer();
+    EXPECT_EQ(c.answer(answer), answer) << rewriting;
+    EXPECT_EQ(tap.server_types, "DCZ") << rewriting;
+  }
 }
 
 // --- Prepared statements in transaction mode: the rewriter inside the exchange ---
