@@ -173,10 +173,12 @@ struct Access : Socket {
 
 // The socket's reactor, looked up once per socket and kept by its owner (finding a service
 // takes the context's registry lock and compares type names: more than the read itself), and
-// whether the socket is registered for the ends of stream.
+// whether the socket is registered for the ends of stream (tried once: a socket epoll refused
+// keeps Asio's rule, and no read asks again).
 struct ReactorCache {
+  enum class Ends : unsigned char { unknown, watched, refused };
   boost::asio::detail::epoll_reactor* reactor = nullptr;
-  bool watches_ends = false;
+  Ends ends = Ends::unknown;
 };
 
 // Reads into `into` what `socket` has, or waits until it has something; `handler(error_code,
@@ -208,11 +210,12 @@ void async_read_socket(Socket& socket, ReactorCache& cache, std::span<char> into
   socket_read_detail::State* state = nullptr;
   const auto* loop = socket.get_executor().template target<asio::io_context::executor_type>();
   if (impl.reactor_data_ != nullptr && loop != nullptr && loop->running_in_this_thread()) {
-    if (!cache.watches_ends) {
-      cache.watches_ends =
-          socket_read_detail::watch_ends(reactor, *impl.reactor_data_, impl.socket_);
+    if (cache.ends == ReactorCache::Ends::unknown) {
+      cache.ends = socket_read_detail::watch_ends(reactor, *impl.reactor_data_, impl.socket_)
+                       ? ReactorCache::Ends::watched
+                       : ReactorCache::Ends::refused;
     }
-    if (cache.watches_ends) state = impl.reactor_data_;
+    if (cache.ends == ReactorCache::Ends::watched) state = impl.reactor_data_;
   }
   typename Op::ptr p = {std::addressof(h), Op::ptr::allocate(h), nullptr};
   p.p = new (p.v) Op(impl.socket_, state, into, h, socket.get_executor());
