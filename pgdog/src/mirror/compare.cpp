@@ -7,8 +7,8 @@
 
 namespace pgdog::mirror {
 
-std::vector<Divergent> compare(const std::vector<StatementResult>& primary,
-                               const std::vector<StatementResult>& mirror, bool rows) {
+std::vector<Divergent> compare(const StatementResults& primary, const StatementResults& mirror,
+                               bool rows) {
   using stats::Divergence;
   std::vector<Divergent> out;
   const std::size_t n = std::max(primary.size(), mirror.size());

@@ -21,8 +21,8 @@ struct Divergent {
 // "UPDATE 1" on the primary and "UPDATE 0" on the mirror is a row_count divergence; the same
 // tags with different rows (when `rows`) a result divergence; an error on one side only an error
 // divergence. After an error the rest of the transaction is its consequence and is not compared.
-std::vector<Divergent> compare(const std::vector<StatementResult>& primary,
-                               const std::vector<StatementResult>& mirror, bool rows);
+std::vector<Divergent> compare(const StatementResults& primary, const StatementResults& mirror,
+                               bool rows);
 
 // The SQL of each statement the frames execute, in execution order (one per result): the
 // statements of each simple Query, and the statement behind each Execute.

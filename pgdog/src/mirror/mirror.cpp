@@ -296,7 +296,7 @@ bool Mirror::conclude(const Request& request, const ReplayEnd& end, config::Mirr
   return false;
 }
 
-void Mirror::record_divergences(const Request& request, const std::vector<StatementResult>& results,
+void Mirror::record_divergences(const Request& request, const StatementResults& results,
                                 bool rows) {
   const auto found = compare(request.results, results, rows);
   if (found.empty()) return;

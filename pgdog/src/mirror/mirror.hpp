@@ -100,8 +100,7 @@ class Mirror : public std::enable_shared_from_this<Mirror> {
   // Records the divergences and a failure; true for a success, which the caller counts.
   bool conclude(const Request& request, const ReplayEnd& end, config::MirrorCompare compare);
   bool retire();
-  void record_divergences(const Request& request, const std::vector<StatementResult>& results,
-                          bool rows);
+  void record_divergences(const Request& request, const StatementResults& results, bool rows);
 
   std::vector<Executor> loops_;
   std::atomic<std::size_t> next_loop_{0};

@@ -36,7 +36,7 @@ struct ReplayEnd {
   // Until the request's answers are read, it is not a success.
   stats::MirrorOutcome outcome = stats::MirrorOutcome::connection;
   std::string reason = "no answer read";  // why it failed
-  std::vector<StatementResult> results;   // the mirror's, to compare (compare != off)
+  StatementResults results;               // the mirror's, to compare (compare != off)
   std::uint64_t mirror_us = 0;            // the exchange's time on the mirror server
 };
 

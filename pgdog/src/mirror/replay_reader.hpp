@@ -50,7 +50,7 @@ class ReplayReader {
   const std::string& first_error() const { return first_error_; }
   const std::string& first_error_message() const { return first_error_message_; }
   // Each statement's result, in order (empty unless Settings::tags).
-  std::vector<StatementResult>& results() { return results_; }
+  StatementResults& results() { return results_; }
   // The server's transaction status after the last ReadyForQuery read.
   char status() const { return status_; }
 
@@ -81,7 +81,7 @@ class ReplayReader {
   std::uint32_t errors_ = 0;
   std::string first_error_;
   std::string first_error_message_;
-  std::vector<StatementResult> results_;
+  StatementResults results_;
   RowHash hash_;
   std::string synthetic_;  // the tracker's answers for the client, which a replay has none of
   std::optional<stats::MirrorOutcome> outcome_;

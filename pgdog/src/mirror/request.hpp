@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "backend/prepared.hpp"
 #include "protocol/params.hpp"
 
@@ -24,6 +26,11 @@ struct StatementResult {
   std::uint64_t rows_hash = 0;  // compare = results: hash of the rows it returned
   bool operator==(const StatementResult&) const = default;
 };
+
+// A transaction's results, the first few kept inline: a mirrored transaction is built, replayed
+// and compared with no allocation for them (most transactions through a pooler are one to four
+// statements), where a vector cost an allocation and a free on each side per transaction.
+using StatementResults = boost::container::small_vector<StatementResult, 4>;
 
 // Hashes rows as they stream past, in pieces (FNV-1a: same bytes, same hash, in any pieces).
 class RowHash {
@@ -50,7 +57,7 @@ struct Request {
   std::size_t syncs = 0;             // Query / Sync / FunctionCall frames: ReadyForQuery expected
   std::uint32_t primary_errors = 0;  // ErrorResponses the primary sent (recovered savepoints)
   // The primary's result for each statement, in order (empty with compare = off).
-  std::vector<StatementResult> results;
+  StatementResults results;
   std::uint64_t primary_us = 0;  // time the primary spent on it, without the client's think time
   // The client keeps its server after it (transaction mode, pinned): the mirror connection
   // that replays it stays with the client's channel for the next one.

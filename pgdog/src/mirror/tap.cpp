@@ -124,7 +124,7 @@ class Tap::Work {
   bool unnamed_known_ = false;
   std::string unnamed_use_;
   bool uses_unnamed_ = false;
-  std::vector<StatementResult> results_;
+  StatementResults results_;
   RowHash hash_;
   Clock::time_point busy_since_{};
   std::uint64_t busy_us_ = 0;

@@ -14,7 +14,7 @@ StatementResult ok(std::string tag, std::uint64_t rows = 0) {
 StatementResult err(std::string code) { return StatementResult{'E', std::move(code), 0}; }
 
 TEST(Compare, SameResultsNoDivergence) {
-  std::vector<StatementResult> a{ok("BEGIN"), ok("UPDATE 1"), ok("COMMIT")};
+  StatementResults a{ok("BEGIN"), ok("UPDATE 1"), ok("COMMIT")};
   EXPECT_TRUE(compare(a, a, true).empty());
 }
 

@@ -101,8 +101,7 @@ TEST(ReplayReader, SimpleProtocolTransactionSucceeds) {
   EXPECT_EQ(*reader.outcome(), MirrorOutcome::success);
   EXPECT_EQ(reader.status(), 'I');
   EXPECT_EQ(server.params.get("TimeZone"), "UTC");
-  const std::vector<StatementResult> want{
-      {'C', "BEGIN", 0}, {'C', "INSERT 0 1", 0}, {'C', "COMMIT", 0}};
+  const StatementResults want{{'C', "BEGIN", 0}, {'C', "INSERT 0 1", 0}, {'C', "COMMIT", 0}};
   EXPECT_EQ(reader.results(), want);
   EXPECT_TRUE(reader.reusable(true));
   EXPECT_FALSE(reader.reusable(false));  // the server said more than it was asked
@@ -118,8 +117,8 @@ TEST(ReplayReader, ExtendedProtocolBatchSucceeds) {
   EXPECT_EQ(reader.feed(answers), answers.size());
   ASSERT_TRUE(reader.outcome());
   EXPECT_EQ(*reader.outcome(), MirrorOutcome::success);
-  const std::vector<StatementResult> want{{'C', "SELECT 2", hash_of({row("x"), row("y")})},
-                                          {'I', "", hash_of({})}};
+  const StatementResults want{{'C', "SELECT 2", hash_of({row("x"), row("y")})},
+                              {'I', "", hash_of({})}};
   EXPECT_EQ(reader.results(), want);
 }
 
@@ -139,7 +138,7 @@ TEST(ReplayReader, ErrorResponseIsAQueryFailure) {
   EXPECT_EQ(*reader.outcome(), MirrorOutcome::query);
   EXPECT_EQ(reader.reason(), "SQLSTATE 23505");
   EXPECT_EQ(reader.first_error_message(), "it went wrong");
-  const std::vector<StatementResult> want{{'E', "23505", 0}};
+  const StatementResults want{{'E', "23505", 0}};
   EXPECT_EQ(reader.results(), want);
   EXPECT_TRUE(reader.reusable(true));  // an error is the query's, not the connection's
 }
@@ -200,15 +199,14 @@ TEST(ReplayReader, RowHashesOnlyWhenComparingResults) {
   Server server;
   auto rows = server.reader(expecting(1, true, true));
   rows.feed(answers);
-  const std::vector<StatementResult> want{{'C', "SELECT 1", hash_of({row("a")})},
-                                          {'C', "SELECT 2", hash_of({row("b"), row("c")})},
-                                          {'E', "42P01", 0}};
+  const StatementResults want{{'C', "SELECT 1", hash_of({row("a")})},
+                              {'C', "SELECT 2", hash_of({row("b"), row("c")})},
+                              {'E', "42P01", 0}};
   EXPECT_EQ(rows.results(), want);
 
   auto tags = server.reader(expecting(1, true, false));
   tags.feed(answers);
-  const std::vector<StatementResult> tags_only{
-      {'C', "SELECT 1", 0}, {'C', "SELECT 2", 0}, {'E', "42P01", 0}};
+  const StatementResults tags_only{{'C', "SELECT 1", 0}, {'C', "SELECT 2", 0}, {'E', "42P01", 0}};
   EXPECT_EQ(tags.results(), tags_only);
 
   auto off = server.reader(expecting(1, false, false));
@@ -225,10 +223,10 @@ TEST(ReplayReader, SplitAtEveryByteGivesTheSameResults) {
                               error("23505") + rfq('E') + complete("ROLLBACK") + rfq('I');
   auto settings = expecting(3, true, true);
   settings.max_message_size = 64;
-  const std::vector<StatementResult> want{{'C', "BEGIN", hash_of({})},
-                                          {'C', "SELECT 2", hash_of({row("small"), big})},
-                                          {'E', "23505", 0},
-                                          {'C', "ROLLBACK", hash_of({})}};
+  const StatementResults want{{'C', "BEGIN", hash_of({})},
+                              {'C', "SELECT 2", hash_of({row("small"), big})},
+                              {'E', "23505", 0},
+                              {'C', "ROLLBACK", hash_of({})}};
   for (std::size_t chunk = 1; chunk <= answers.size(); ++chunk) {
     Server server;
     auto reader = server.reader(settings);
@@ -306,7 +304,7 @@ TEST(ReplayReader, ASwallowedParseCompleteIsNotTheClients) {
   EXPECT_EQ(reader.feed(answers), answers.size());
   ASSERT_TRUE(reader.outcome());
   EXPECT_EQ(*reader.outcome(), MirrorOutcome::success);
-  const std::vector<StatementResult> want{{'C', "INSERT 0 1", 0}};
+  const StatementResults want{{'C', "INSERT 0 1", 0}};
   EXPECT_EQ(reader.results(), want);
   EXPECT_TRUE(server.tracker.idle());  // every answer matched its message
   EXPECT_TRUE(server.prepared.contains(global));
