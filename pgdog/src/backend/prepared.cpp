@@ -128,6 +128,7 @@ std::optional<std::string> PreparedCache::insert(const std::string& name) {
   }
   order_.push_back(name);
   index_.emplace(name, std::prev(order_.end()));
+  ++inserts_;
   return evicted;
 }
 

@@ -80,6 +80,9 @@ class PreparedCache {
   void clear();
   std::size_t size() const { return index_.size(); }
   void set_limit(std::size_t limit) { limit_ = limit; }
+  // Names added so far (not counting those already there): tells whether a rewrite prepared
+  // anything.
+  std::uint64_t inserts() const { return inserts_; }
 
   // Whose unnamed statement the server holds: the serial of the client's unnamed Parse
   // (Rewriter), 0 for none known. A simple Query drops it, as does any Parse of another.
@@ -89,6 +92,7 @@ class PreparedCache {
  private:
   std::size_t limit_;
   std::uint64_t unnamed_ = 0;
+  std::uint64_t inserts_ = 0;
   std::list<std::string> order_;  // front: least recently used
   std::unordered_map<std::string, std::list<std::string>::iterator> index_;
 };

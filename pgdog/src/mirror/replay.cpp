@@ -1,5 +1,6 @@
 #include "mirror/replay.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include <spdlog/spdlog.h>
@@ -12,7 +13,7 @@ namespace pgdog::mirror {
 using stats::MirrorOutcome;
 
 bool pipelinable(const Channel& channel, const Request& request) {
-  return !channel.pinned && !channel.lease && !request.keep_server && request.statements == nullptr;
+  return !channel.pinned && !channel.lease && !request.keep_server;
 }
 
 bool same_connection(const Request& first, const Request& next) {
@@ -29,12 +30,15 @@ Replay::Replay(std::span<const Queue::Item> items, std::shared_ptr<backend::Pool
       timeout_(timeout),
       compare_(compare),
       cluster_(cluster),
-      track_(items.size() == 1 && first().statements != nullptr && !channel().pinned),
-      rewriter_(registry, overlay_, first().statements.get()),
+      registry_(registry),
+      // A pipeline's channels are never pinned (pipelinable).
+      track_(!channel().pinned && std::any_of(items.begin(), items.end(),
+                                              [](const Queue::Item& item) {
+                                                return item.request->statements != nullptr;
+                                              })),
       to_send_(first().frames),
-      ready_(first().syncs),
       ends_(items.size()) {
-  if (items.size() == 1) return;
+  if (items.size() == 1 || track_) return;  // rewrite() joins a tracked pipeline
   std::size_t size = 0;
   for (const auto& item : items)
     size += item.request->frames.size();
@@ -145,22 +149,26 @@ Task<void> Replay::exchange() {
     const bool done = co_await sync_parameters();
     if (!done) co_return;
   }
-  if (track_) rewrite();
-  if (timed_out_) co_return;
-  auto& server = *lease_;
-  written_ = Clock::now();
-  sent_ = true;
-  // Most pipelines fit in the socket's buffer: written without a coroutine's round.
-  error_code ec;
-  const std::size_t now = server.stream().write_now_some(to_send_, ec);
-  if (!ec && now < to_send_.size()) ec = co_await server.stream().write(to_send_.substr(now));
-  if (ec) {
-    fail(&server, "connection lost: " + ec.message());
-    co_return;
-  }
-  for (std::size_t i = 0; i < items_.size(); ++i) {
-    const bool more = co_await read_answers(i);
-    if (!more) co_return;
+  // Written in one part, or with tracking in parts (see rewrite()); each part's answers are read
+  // before the next part is written.
+  for (std::size_t next = 0; next < items_.size();) {
+    const std::size_t end = track_ ? rewrite(next) : items_.size();
+    if (timed_out_) co_return;
+    auto& server = *lease_;
+    written_ = Clock::now();
+    sent_ = true;
+    // Most pipelines fit in the socket's buffer: written without a coroutine's round.
+    error_code ec;
+    const std::size_t now = server.stream().write_now_some(to_send_, ec);
+    if (!ec && now < to_send_.size()) ec = co_await server.stream().write(to_send_.substr(now));
+    if (ec) {
+      fail(&server, "connection lost: " + ec.message());
+      co_return;
+    }
+    for (; next < end; ++next) {
+      const bool more = co_await read_answers(next);
+      if (!more) co_return;
+    }
   }
 }
 
@@ -170,7 +178,7 @@ Task<bool> Replay::read_answers(std::size_t i) {
   const auto& request = *items_[i].request;
   const bool tags = compare_ != config::MirrorCompare::off;
   ReplayReader reader(
-      ReplayReader::Settings{i == 0 ? ready_ : request.syncs, request.primary_errors, tags,
+      ReplayReader::Settings{expected_ready(i), request.primary_errors, tags,
                              compare_ == config::MirrorCompare::results, server.max_message_size()},
       server.prepared(), server.params(), server.status(), track_ ? &tracker_ : nullptr);
   while (true) {
@@ -236,22 +244,45 @@ Task<bool> Replay::sync_parameters() {
   co_return true;
 }
 
-void Replay::rewrite() {
+std::size_t Replay::expected_ready(std::size_t i) const {
+  return track_ ? ready_[i] : items_[i].request->syncs;
+}
+
+std::size_t Replay::rewrite(std::size_t first) {
   auto& server = *lease_;
+  auto& cache = server.prepared();
+  ready_.resize(items_.size());
+  rewritten_.clear();
   bool rewrote = false;
-  const auto& frames = first().frames;
-  for (auto rest = std::string_view(frames); !rest.empty();) {
-    auto f = *protocol::next_frame(rest, frames.size());
-    rest.remove_prefix(f.size());
-    if (!rewriter_.rewrite(f, server.prepared(), rewritten_, tracker_)) {
-      rewritten_.append(f.raw);
-      tracker_.push_plain(f);
-    } else {
-      rewrote = true;
-      if (f.type == protocol::fe::kQuery) --ready_;  // answered without the server
+  std::size_t i = first;
+  while (i < items_.size()) {
+    // Each request against its own client's statements, as that client had them when it
+    // committed; what it prepares itself is its own (the overlay), the server's cache is shared.
+    const auto& request = *items_[i].request;
+    backend::ClientStatements overlay;
+    backend::Rewriter rewriter(registry_, overlay, request.statements.get());
+    const std::uint64_t inserts = cache.inserts();
+    std::size_t ready = request.syncs;
+    for (auto rest = std::string_view(request.frames); !rest.empty();) {
+      auto f = *protocol::next_frame(rest, request.frames.size());
+      rest.remove_prefix(f.size());
+      if (!rewriter.rewrite(f, cache, rewritten_, tracker_)) {
+        rewritten_.append(f.raw);
+        tracker_.push_plain(f);
+      } else {
+        rewrote = true;
+        if (f.type == protocol::fe::kQuery) --ready;  // answered without the server
+      }
     }
+    ready_[i++] = ready;
+    // It prepares a statement on the server: the requests after it are rewritten once its
+    // answers are read. Written behind it they would count on the statement even if an error
+    // before its Parse made the server skip it, and fail for that alone.
+    if (cache.inserts() != inserts) break;
   }
-  if (rewrote) to_send_ = rewritten_;
+  to_send_ = rewrote || i - first > 1 ? std::string_view(rewritten_)
+                                      : std::string_view(items_[first].request->frames);
+  return i;
 }
 
 bool Replay::conclude(ReplayReader& reader, std::size_t i) {
@@ -273,6 +304,11 @@ bool Replay::conclude(ReplayReader& reader, std::size_t i) {
   if (last) return false;
   if (end.outcome == MirrorOutcome::connection) {
     fail(&server, "connection lost during an earlier transaction of its pipeline: " + end.reason);
+  } else if (reader.status() == 'I') {
+    // A statement the rewriter prepared for it failed: what the connection holds is unknown.
+    fail(&server,
+         "an earlier transaction of its pipeline left the mirror connection's prepared "
+         "statements unknown; the connection was closed, this one unconfirmed");
   } else {
     fail(&server, std::string("an earlier transaction of its pipeline left the mirror connection "
                               "in transaction status '") +

@@ -41,9 +41,9 @@ struct ReplayEnd {
 };
 
 // Whether a request may share a mirror connection with other channels' requests in one
-// pipeline: not one whose channel keeps a connection of its own (session mode, a pinned client),
-// and not one that uses named prepared statements (those are rewritten for the server that
-// replays them, one request at a time).
+// pipeline: not one whose channel keeps a connection of its own (session mode, a pinned client).
+// Requests that use named prepared statements may: they are rewritten for the server that
+// replays the pipeline, in order.
 bool pipelinable(const Channel& channel, const Request& request);
 // Whether `next` may follow `first` on the connection leased for `first`: the same pool (user)
 // and the same session parameters, which are set once for the whole pipeline.
@@ -110,7 +110,9 @@ class Replay {
   // The parts after the lease work on the leased server.
   bool synced() const;  // at the requests' parameters already
   Task<bool> sync_parameters();
-  void rewrite();
+  // Rewrites the requests from `first` on for the leased server, into to_send_, up to and
+  // including the first one that prepares a statement there; returns the index after the last.
+  std::size_t rewrite(std::size_t first);
   // False when the connection cannot serve the requests after `i`.
   bool conclude(ReplayReader& reader, std::size_t i);
   void time_out();
@@ -123,18 +125,24 @@ class Replay {
   config::Millis timeout_;
   config::MirrorCompare compare_;
   std::string_view cluster_;
+  // ReadyForQuery messages the server will send for request `i`.
+  std::size_t expected_ready(std::size_t i) const;
+
+  backend::StatementRegistry& registry_;
   // A pinned session replays verbatim: its statements live on its own mirror connection under
-  // the client's names, as on the primary. Otherwise named statements are prepared on the
-  // mirror server the way the primary path does it, and the server's answers are followed so
-  // its statement cache stays exact.
+  // the client's names, as on the primary. Otherwise requests that use named statements are
+  // rewritten for the mirror server the way the primary path does it, one after the other
+  // against the server's statement cache (a pipeline's second request finds prepared what the
+  // first prepared), and the server's answers are followed by one tracker, in the order they
+  // come, so that the cache stays exact.
   const bool track_;
-  backend::ClientStatements overlay_;
-  backend::Rewriter rewriter_;
   backend::ResponseTracker tracker_;
   std::string rewritten_;
   std::string joined_;  // a pipeline's frames, one request after the other
   std::string_view to_send_;
-  std::size_t ready_ = 0;  // ReadyForQuery messages the server will send for the first request
+  // With track_: ReadyForQuery messages the server will send for each request (a Query the
+  // rewriter answered alone, a DEALLOCATE, has none).
+  std::vector<std::size_t> ready_;
   backend::Lease lease_;
   std::vector<ReplayEnd> ends_;
   std::size_t answered_ = 0;          // requests whose answers were read whole

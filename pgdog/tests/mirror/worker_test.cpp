@@ -44,11 +44,14 @@ struct Received {
 // The mirror database behind the scripted server. It answers each statement as PostgreSQL
 // would, unless the statement's text asks for a fault: "stall" (no answer, ever), "reset" (RST),
 // "fatal" (FATAL, then close), "fatal_stay" (FATAL, the connection left open), "fail" (ERROR
-// 23505), "slow" (the answer after kSlow), "late" (after kLate).
+// 23505), "slow" (the answer after kSlow), "late" (after kLate). The extended protocol as far
+// as prepared statements go: each connection's statements; a Bind of one it lacks, or an
+// Execute whose statement's text says "fail", is an error, and the messages up to the Sync
+// are skipped.
 class MirrorDatabase {
  public:
   Reply operator()(const Message& m) {
-    if (m.type != protocol::fe::kQuery) return test::answer_ok(m);
+    if (m.type != protocol::fe::kQuery) return extended(m);
     const auto text = protocol::decode_query(m.body);
     const std::string sql = text ? std::string(*text) : std::string();
     log.push_back({sql, m.connection, Clock::now()});
@@ -63,9 +66,51 @@ class MirrorDatabase {
     return out;
   }
 
-  std::vector<Received> log;  // every Query, in the order the server read them
+  std::vector<Received> log;     // every Query, in the order the server read them
+  std::vector<Received> parses;  // every Parse (its statement's name), likewise
 
  private:
+  struct Extended {
+    std::map<std::string, std::string> statements;  // name -> SQL
+    std::string bound;                              // the SQL of the portal bound last
+    bool skipping = false;                          // after an error, until Sync
+  };
+
+  Reply extended(const Message& m) {
+    auto& c = extended_[m.connection];
+    if (m.type == protocol::fe::kSync) {
+      c.skipping = false;
+      return Reply::send(wire::ready(status_.try_emplace(m.connection, 'I').first->second));
+    }
+    if (c.skipping) return Reply::none();
+    const auto error = [&](std::string_view code) {
+      c.skipping = true;
+      return Reply::send(wire::error(code));
+    };
+    switch (m.type) {
+      case protocol::fe::kParse: {
+        const auto p = protocol::decode_parse(m.body);
+        if (!p) return error("08P01");
+        parses.push_back({std::string(p->name), m.connection, Clock::now()});
+        c.statements[std::string(p->name)] = p->query;
+        return Reply::send(wire::parse_complete());
+      }
+      case protocol::fe::kBind: {
+        const auto b = protocol::decode_bind(m.body);
+        const auto it = b ? c.statements.find(std::string(b->statement)) : c.statements.end();
+        if (it == c.statements.end()) return error("26000");
+        c.bound = it->second;
+        return Reply::send(wire::bind_complete());
+      }
+      case protocol::fe::kExecute:
+        if (c.bound.find("fail") != std::string::npos) return error("23505");
+        return Reply::send(wire::complete("INSERT 0 1"));
+      default:
+        return test::answer_ok(m);
+    }
+  }
+
+  std::map<std::size_t, Extended> extended_;
   static Reply answer(const std::string& sql, char& status) {
     const auto has = [&](std::string_view word) { return sql.find(word) != std::string::npos; };
     if (has("stall")) return Reply::stall();
@@ -123,6 +168,42 @@ class Client {
   // A statement the primary ran in autocommit: one transaction.
   void autocommit(std::string_view sql) {
     send(sql, wire::complete("INSERT 0 1") + wire::ready('I'));
+  }
+  // The client's frames and the primary's answers, frame by frame, for the extended protocol.
+  void exchange(const std::string& frames, const std::string& primary) {
+    for (std::string_view rest = frames; !rest.empty();) {
+      const auto f = *protocol::next_frame(rest, rest.size());
+      tap_->client_frame(f);
+      rest.remove_prefix(f.size());
+    }
+    for (std::string_view rest = primary; !rest.empty();) {
+      const auto f = *protocol::next_frame(rest, rest.size());
+      if (tap_->wants_server_frame(f.type)) tap_->server_frame(f);
+      rest.remove_prefix(f.size());
+    }
+  }
+  // Prepares `name` and executes it once, in one transaction.
+  void prepare(std::string_view name, std::string_view sql) {
+    exchange(wire::parse(name, sql) + wire::bind(name) + wire::execute() + wire::sync(),
+             wire::parse_complete() + wire::bind_complete() + wire::complete("INSERT 0 1") +
+                 wire::ready('I'));
+  }
+  // Prepares `name` in a transaction that rolls back: the client has it, and no mirror was
+  // handed the Parse.
+  void declare(std::string_view name, std::string_view sql) {
+    send("BEGIN", wire::complete("BEGIN") + wire::ready('T'));
+    exchange(wire::parse(name, sql) + wire::sync(), wire::parse_complete() + wire::ready('T'));
+    send("ROLLBACK", wire::complete("ROLLBACK") + wire::ready('I'));
+  }
+  // Executes the statements `names` in one transaction, all before one Sync.
+  void execute(const std::vector<std::string>& names) {
+    std::string frames;
+    std::string primary;
+    for (const auto& name : names) {
+      frames += wire::bind(name) + wire::execute();
+      primary += wire::bind_complete() + wire::complete("INSERT 0 1");
+    }
+    exchange(frames + wire::sync(), primary + wire::ready('I'));
   }
   // BEGIN; `sql`; COMMIT: one transaction.
   void block(std::string_view sql) {
@@ -601,6 +682,50 @@ TEST_F(MirrorPipeline, LeavesOutSessionsThatKeepTheirConnection) {
   EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 3}));
   EXPECT_EQ(database_.queries(0), (std::vector<std::string>{"INSERT a0", "INSERT b0"}));
   EXPECT_EQ(database_.queries(1), std::vector<std::string>{"INSERT s0"});
+}
+
+// Transactions that use named prepared statements join pipelines too: each is rewritten for the
+// mirror connection in turn, and one that prepares a statement there goes last in its write, so
+// that the transactions after it are rewritten once its answers say whether the statement
+// exists. Here the first write ends with a's transaction (it prepares ins_x); b's, rewritten
+// after it, finds ins_x prepared; then the same pair again in one write, where a's connection
+// reset leaves b's unanswered (a connection failure: one at a time, b's would have been a
+// success on a new connection).
+TEST_F(MirrorPipeline, CarriesTransactionsThatUseNamedStatements) {
+  start();
+  auto& a = client();
+  auto& b = client();
+  a.prepare("s", "INSERT x");
+  b.prepare("t", "INSERT x");
+  EXPECT_EQ(settled(2), (Counts{.handed = 2, .success = 2}));
+  ASSERT_EQ(database_.parses.size(), 1u);
+  EXPECT_EQ(database_.parses[0].connection, 0u);
+  a.autocommit("INSERT a reset");
+  b.execute({"t"});
+  EXPECT_EQ(settled(4), (Counts{.handed = 4, .success = 2, .connection = 2}));
+  EXPECT_EQ(server_.connections(), 1u);
+}
+
+// An error before the Parse the rewriter put in makes the server skip it: the statement does not
+// exist there. The transaction after it, of another client, is rewritten only then, and
+// prepares it again: a success, where written behind the first it would have failed on a
+// missing statement.
+TEST_F(MirrorPipeline, RewritesTheNextTransactionOnceAParseIsAnswered) {
+  start();
+  auto& a = client();
+  auto& b = client();
+  // "bad" is prepared on the mirror too (its execution fails there only: a query failure);
+  // "s" and "t", one statement, only on the primary.
+  a.prepare("bad", "INSERT fail");
+  a.declare("s", "INSERT y");
+  b.declare("t", "INSERT y");
+  EXPECT_EQ(settled(1), (Counts{.handed = 1, .query = 1}));
+  ASSERT_EQ(database_.parses.size(), 1u);
+  a.execute({"bad", "s"});  // the error skips the Parse put in for "s"
+  b.execute({"t"});
+  EXPECT_EQ(settled(3), (Counts{.handed = 3, .success = 1, .query = 2}));
+  EXPECT_EQ(database_.parses.size(), 2u) << "b's transaction prepared the statement";
+  EXPECT_EQ(server_.connections(), 1u);
 }
 
 }  // namespace
