@@ -49,7 +49,7 @@ Stream::Stream(Socket socket) : socket_(std::move(socket)), local_(unix_domain(s
 Stream::~Stream() = default;
 
 Socket& Stream::socket() {
-  return tls_ ? tls_->next_layer() : socket_;
+  return tls_ ? tls_->next_layer().socket() : socket_;
 }
 
 Executor Stream::get_executor() {
@@ -96,7 +96,8 @@ void Stream::write_now(std::string_view data) {
   error_code ec;
   if (tls_) {
     // Best effort through the TLS engine; the socket never blocks (non-blocking mode).
-    if (tls_->next_layer().is_open()) tls_->write_some(asio::buffer(data.data(), data.size()), ec);
+    if (tls_->next_layer().socket().is_open())
+      tls_->write_some(asio::buffer(data.data(), data.size()), ec);
     return;
   }
   if (!socket_.is_open()) return;
@@ -104,14 +105,16 @@ void Stream::write_now(std::string_view data) {
 }
 
 Task<error_code> Stream::tls_accept(asio::ssl::context& context) {
-  tls_ = std::make_unique<asio::ssl::stream<Socket>>(std::move(socket_), context);
+  tls_ = std::make_unique<asio::ssl::stream<TlsSocket>>(TlsSocket(std::move(socket_), reactor_),
+                                                        context);
   auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_nothrow);
   co_return ec;
 }
 
 Task<error_code> Stream::tls_connect(asio::ssl::context& context, const std::string& host,
                                      bool verify_host) {
-  tls_ = std::make_unique<asio::ssl::stream<Socket>>(std::move(socket_), context);
+  tls_ = std::make_unique<asio::ssl::stream<TlsSocket>>(TlsSocket(std::move(socket_), reactor_),
+                                                        context);
   // SNI only makes sense for names, not IP literals.
   error_code addr_ec;
   asio::ip::make_address(host, addr_ec);

@@ -22,6 +22,52 @@ using Socket = asio::generic::stream_protocol::socket;
 // "address:port" of the other end; "unix(<pid>)" on a Unix socket, as the kernel reports the peer.
 std::string peer_address(Socket& socket);
 
+// The socket under a TLS stream. Its reads go through async_read_socket as a plain socket's do,
+// so the TLS engine reads the socket when it may hold bytes instead of trying at once after every
+// short read (each try that finds nothing is a failed recvfrom); writes are the socket's.
+class TlsSocket {
+ public:
+  using executor_type = Socket::executor_type;
+  using lowest_layer_type = Socket::lowest_layer_type;
+
+  // `reactor` is the cache of the Stream that owns this, which outlives it.
+  TlsSocket(Socket socket, ReactorCache& reactor)
+      : socket_(std::move(socket)), reactor_(&reactor) {}
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
+  const lowest_layer_type& lowest_layer() const { return socket_.lowest_layer(); }
+  Socket& socket() { return socket_; }
+
+  // The engine reads into one buffer at a time.
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const asio::mutable_buffer& into) {
+          async_read_socket(socket_, *reactor_,
+                            std::span<char>(static_cast<char*>(into.data()), into.size()),
+                            std::move(handler));
+        },
+        token, asio::mutable_buffer(*asio::buffer_sequence_begin(buffers)));
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return socket_.async_write_some(buffers, std::forward<Token>(token));
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    return socket_.read_some(buffers, ec);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
+    return socket_.write_some(buffers, ec);
+  }
+
+ private:
+  Socket socket_;
+  ReactorCache* reactor_;
+};
+
 // A connection to a client or a server: plain TCP, TLS after an upgrade, or a Unix socket.
 class Stream {
  public:
@@ -31,8 +77,8 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
 
   // A read with any completion token; with a plain callback it holds no coroutine frame,
-  // which is how an idle client waits (see ClientSession::park). On a plain socket it tries at
-  // once only when the socket may hold bytes (net/socket_read.hpp).
+  // which is how an idle client waits (see ClientSession::park). It tries the socket at once
+  // only when the socket may hold bytes (net/socket_read.hpp), under TLS too (TlsSocket).
   template <class Token>
   auto async_read_some(std::span<char> buffer, Token&& token) {
     return asio::async_initiate<Token, void(error_code, std::size_t)>(
@@ -82,8 +128,8 @@ class Stream {
 
  private:
   Socket socket_;
-  std::unique_ptr<asio::ssl::stream<Socket>> tls_;
-  ReactorCache reactor_;  // the plain socket's, for its reads
+  std::unique_ptr<asio::ssl::stream<TlsSocket>> tls_;
+  ReactorCache reactor_;  // the socket's, for its reads (under TLS too)
   bool local_ = false;
 };
 

@@ -114,6 +114,25 @@ TEST_F(SocketRead, AfterAShortReadTheNextWaitsForTheReactor) {
   expect_read("answer");
 }
 
+// The socket under a TLS stream reads by the same rule (TlsSocket): the engine's read after a
+// short one leaves new bytes to the reactor instead of trying at once.
+TEST_F(SocketRead, UnderTlsTheSocketReadsByTheSameRule) {
+  TlsSocket tls(std::move(pair_.ours), pair_.cache);
+  const auto read = [&] {
+    tls.async_read_some(asio::buffer(buffer_.data(), buffer_.size()), record());
+  };
+  pair_.peer_sends("request");
+  turn();
+  asio::post(io_, read);
+  expect_read("request");
+  pair_.peer_sends("answer");
+  std::fill(buffer_.begin(), buffer_.end(), '\0');
+  result_.reset();
+  read();
+  EXPECT_EQ(buffer_.front(), '\0') << "the read tried the socket at once";
+  expect_read("answer");
+}
+
 TEST_F(SocketRead, ReadsAtOnceWhatCameWhileNoReadWaited) {
   // A COPY that failed at once: the server's error came while the proxy was writing the rest of
   // the data, no read waited, and the server will send nothing more. A read that skipped its try
