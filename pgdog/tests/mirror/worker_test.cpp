@@ -687,10 +687,10 @@ TEST_F(MirrorPipeline, LeavesOutSessionsThatKeepTheirConnection) {
 // Transactions that use named prepared statements join pipelines too: each is rewritten for the
 // mirror connection in turn, and one that prepares a statement there goes last in its write, so
 // that the transactions after it are rewritten once its answers say whether the statement
-// exists. Here the first write ends with a's transaction (it prepares ins_x); b's, rewritten
-// after it, finds ins_x prepared; then the same pair again in one write, where a's connection
-// reset leaves b's unanswered (a connection failure: one at a time, b's would have been a
-// success on a new connection).
+// exists. Here the first write ends with a's transaction (it prepares "INSERT x" on the mirror);
+// b's, rewritten after it, finds that statement prepared; then a pair again in one write, where
+// a's connection reset leaves b's unanswered (a connection failure: one at a time, b's would
+// have been a success on a new connection).
 TEST_F(MirrorPipeline, CarriesTransactionsThatUseNamedStatements) {
   start();
   auto& a = client();
