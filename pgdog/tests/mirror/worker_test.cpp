@@ -157,13 +157,7 @@ class Client {
 
   // The client sends `sql`; the primary answers `primary`.
   void send(std::string_view sql, const std::string& primary) {
-    const std::string q = wire::query(sql);
-    tap_->client_frame(*protocol::next_frame(q, q.size()));
-    for (std::string_view rest = primary; !rest.empty();) {
-      const auto f = *protocol::next_frame(rest, rest.size());
-      if (tap_->wants_server_frame(f.type)) tap_->server_frame(f);
-      rest.remove_prefix(f.size());
-    }
+    exchange(wire::query(sql), primary);
   }
   // A statement the primary ran in autocommit: one transaction.
   void autocommit(std::string_view sql) {
