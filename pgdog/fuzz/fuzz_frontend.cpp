@@ -46,7 +46,18 @@ void check_frame(const Frame& f) {
     FUZZ_CHECK(same_frame(f, out));
   }
 
+  if (auto n = protocol::decode_bind_names(body)) {
+    FUZZ_CHECK(fuzz::within(n->portal, body) && no_nul(n->portal));
+    FUZZ_CHECK(fuzz::within(n->statement, body) && no_nul(n->statement));
+    FUZZ_CHECK(fuzz::within(n->rest, body));
+    std::string out;
+    protocol::write_bind(out, n->portal, n->statement, n->rest);
+    FUZZ_CHECK(same_frame(f, out));
+  }
   if (auto b = protocol::decode_bind(body)) {
+    // What the full decode accepts, the names alone read the same way.
+    auto n = protocol::decode_bind_names(body);
+    FUZZ_CHECK(n && n->portal == b->portal && n->statement == b->statement && n->rest == b->rest);
     FUZZ_CHECK(fuzz::within(b->portal, body) && no_nul(b->portal));
     FUZZ_CHECK(fuzz::within(b->statement, body) && no_nul(b->statement));
     FUZZ_CHECK(fuzz::within(b->rest, body));

@@ -34,7 +34,10 @@ void check_tracker(backend::ResponseTracker& t) {
   std::size_t special = 0;
   for (const Expect& e : t.expect()) {
     if (e.kind != Expect::Kind::forward) ++special;
-    if (e.kind == Expect::Kind::synthetic || e.kind == Expect::Kind::ready) check_frames(e.bytes);
+    if (e.kind == Expect::Kind::synthetic || e.kind == Expect::Kind::ready) {
+      FUZZ_CHECK(e.detail != nullptr);  // the answer they stand for
+      check_frames(e.detail->bytes);
+    }
   }
   FUZZ_CHECK(t.idle() == t.expect().empty());
   FUZZ_CHECK(t.passthrough() == (special == 0));

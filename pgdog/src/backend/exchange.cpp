@@ -178,9 +178,9 @@ void Exchange::observe(const protocol::Frame& f) {
     sql = p->query;
   } else if (f.type == fe::kBind) {
     // A statement prepared once may run many times: what it does is noted at each run.
-    auto b = protocol::decode_bind(f.body);
+    auto b = protocol::decode_bind_names(f.body);
     if (!b || b->statement.empty() || !rewriter_) return;
-    auto it = statements_.find(std::string(b->statement));
+    auto it = statements_.find(b->statement);
     if (it == statements_.end() || !it->second->affects_session) return;
     sql = it->second->query;
   } else {

@@ -109,10 +109,11 @@ std::size_t StatementRegistry::size() const {
   return by_key_.size();
 }
 
-void PreparedCache::touch(const std::string& name) {
+bool PreparedCache::touch(const std::string& name) {
   auto it = index_.find(name);
-  if (it == index_.end()) return;
+  if (it == index_.end()) return false;
   order_.splice(order_.end(), order_, it->second);
+  return true;
 }
 
 std::optional<std::string> PreparedCache::insert(const std::string& name) {
@@ -227,28 +228,23 @@ std::optional<std::string> Rewriter::deallocate(std::string_view sql) {
   return std::string("DEALLOCATE");
 }
 
-StatementPtr Rewriter::find(const std::string& name) const {
-  if (auto it = mine_.find(name); it != mine_.end()) return it->second;
+const StatementPtr* Rewriter::find(std::string_view name) const {
+  if (auto it = mine_.find(name); it != mine_.end()) return &it->second;
   if (base_ != nullptr) {
-    if (auto it = base_->find(name); it != base_->end()) return it->second;
+    if (auto it = base_->find(name); it != base_->end()) return &it->second;
   }
   return nullptr;
 }
 
 void Rewriter::ensure_prepared(const StatementPtr& s, PreparedCache& cache, std::string& out,
                                ResponseTracker& tracker) {
-  if (cache.contains(s->name)) {
-    cache.touch(s->name);
-    return;
-  }
+  if (cache.touch(s->name)) return;
   if (auto evicted = cache.insert(s->name)) {
     protocol::write_describe(out, protocol::fe::kClose, 'S', *evicted);
     tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
   }
   out += s->parse;
-  Expect e{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name};
-  e.learn = s;
-  tracker.push(std::move(e));
+  tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kParse, 0, {}, s->name, {}, s});
 }
 
 bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker) {
@@ -268,7 +264,7 @@ bool Rewriter::rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracke
       return synthetic(protocol::fe::kParse, empty_message(protocol::be::kParseComplete));
     }
     case protocol::fe::kBind: {
-      auto b = protocol::decode_bind(f.body);
+      auto b = protocol::decode_bind_names(f.body);
       if (!b) return false;
       if (deallocate_portal_ == b->portal) deallocate_portal_.reset();
       if (!b->statement.empty() || !unnamed_deallocate_) return false;
@@ -346,7 +342,7 @@ bool Rewriter::can_answer_alone(std::string_view batch, std::size_t max_size) co
     default:
       return false;
   }
-  std::unordered_map<std::string, StatementPtr> parsed;  // in this batch
+  ClientStatements parsed;  // in this batch
   bool any = false;
   const bool ok = all_frames(batch, max_size, [&](const protocol::Frame& f) {
     switch (f.type) {
@@ -361,9 +357,9 @@ bool Rewriter::can_answer_alone(std::string_view batch, std::size_t max_size) co
       case protocol::fe::kDescribe: {
         auto d = protocol::decode_describe(f.body);
         if (!d || d->kind != 'S' || d->name.empty()) return false;
-        auto it = parsed.find(std::string(d->name));
-        const StatementPtr s = it != parsed.end() ? it->second : find(std::string(d->name));
-        return s && s->description().has_value();
+        auto it = parsed.find(d->name);
+        const StatementPtr* s = it != parsed.end() ? &it->second : find(d->name);
+        return s != nullptr && (*s)->description().has_value();
       }
       case protocol::fe::kClose:
       case protocol::fe::kSync:
@@ -387,7 +383,7 @@ void Rewriter::answer_alone(std::string_view batch, std::size_t max_size, std::s
         break;
       }
       case protocol::fe::kDescribe:
-        out += *find(std::string(protocol::decode_describe(f.body)->name))->description();
+        out += *(*find(protocol::decode_describe(f.body)->name))->description();
         break;
       case protocol::fe::kClose:
         if (auto c = protocol::decode_describe(f.body); c && c->kind == 'S') {
@@ -412,8 +408,7 @@ bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std
   auto s = registry_.intern(p->query, p->param_types);
   mine_[std::string(p->name)] = s;
   ++version_;
-  if (cache.contains(s->name)) {
-    cache.touch(s->name);
+  if (cache.touch(s->name)) {
     tracker.push(Expect{Expect::Kind::synthetic, protocol::fe::kParse, 0,
                         empty_message(protocol::be::kParseComplete), {}});
     return true;
@@ -423,9 +418,8 @@ bool Rewriter::rewrite_parse(const protocol::Frame& f, PreparedCache& cache, std
     tracker.push(Expect{Expect::Kind::swallow, protocol::fe::kClose, 0, {}, *evicted});
   }
   out += s->parse;
-  Expect e{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name, std::string(p->name)};
-  e.learn = s;
-  tracker.push(std::move(e));
+  tracker.push(
+      Expect{Expect::Kind::forward, protocol::fe::kParse, 0, {}, s->name, std::string(p->name), s});
   return true;
 }
 
@@ -481,25 +475,24 @@ bool Rewriter::rewrite(const protocol::Frame& f, PreparedCache& cache, std::stri
     case protocol::fe::kParse:
       return rewrite_parse(f, cache, out, tracker);
     case protocol::fe::kBind: {
-      auto b = protocol::decode_bind(f.body);
+      auto b = protocol::decode_bind_names(f.body);
       if (!b || b->statement.empty()) return false;
-      const auto s = find(std::string(b->statement));
-      if (!s) return false;  // the server will say it does not exist
-      ensure_prepared(s, cache, out, tracker);
-      protocol::write_bind(out, b->portal, s->name, b->rest);
-      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kBind, 0, {}, {}});
+      const StatementPtr* s = find(b->statement);
+      if (s == nullptr) return false;  // the server will say it does not exist
+      ensure_prepared(*s, cache, out, tracker);
+      protocol::write_bind(out, b->portal, (*s)->name, b->rest);
+      tracker.push_forward(protocol::fe::kBind);
       return true;
     }
     case protocol::fe::kDescribe: {
+      if (f.body.empty() || f.body[0] != 'S') return false;  // a portal: most Describes
       auto d = protocol::decode_describe(f.body);
-      if (!d || d->kind != 'S' || d->name.empty()) return false;
-      const auto s = find(std::string(d->name));
-      if (!s) return false;
-      ensure_prepared(s, cache, out, tracker);
-      protocol::write_describe(out, protocol::fe::kDescribe, 'S', s->name);
-      Expect e{Expect::Kind::forward, protocol::fe::kDescribe, 'S', {}, {}};
-      e.learn = s;
-      tracker.push(std::move(e));
+      if (!d || d->name.empty()) return false;
+      const StatementPtr* s = find(d->name);
+      if (s == nullptr) return false;
+      ensure_prepared(*s, cache, out, tracker);
+      protocol::write_describe(out, protocol::fe::kDescribe, 'S', (*s)->name);
+      tracker.push(Expect{Expect::Kind::forward, protocol::fe::kDescribe, 'S', {}, {}, {}, *s});
       return true;
     }
     case protocol::fe::kClose: {
@@ -541,7 +534,7 @@ void ResponseTracker::push_plain(const protocol::Frame& f) {
   }
 }
 
-void ResponseTracker::push(Expect e) {
+void ResponseTracker::push(Expect&& e) {
   if (e.kind != Expect::Kind::forward) ++special_;
   expect_.push_back(std::move(e));
 }
@@ -577,9 +570,9 @@ void ResponseTracker::flush_head(std::string& out, char status) {
   while (!expect_.empty()) {
     auto& head = expect_.front();
     if (head.kind == Expect::Kind::synthetic) {
-      out += head.bytes;
+      out += head.detail->bytes;
     } else if (head.kind == Expect::Kind::ready) {
-      out += head.bytes;
+      out += head.detail->bytes;
       protocol::write_ready_for_query(out, status);
     } else {
       return;
@@ -589,12 +582,13 @@ void ResponseTracker::flush_head(std::string& out, char status) {
 }
 
 void ResponseTracker::undo_parse(const Expect& e, PreparedCache& cache) {
-  if (e.message != protocol::fe::kParse || e.statement.empty()) return;
-  cache.erase(e.statement);
+  if (e.message != protocol::fe::kParse || !e.detail || e.detail->statement.empty()) return;
+  const auto& d = *e.detail;
+  cache.erase(d.statement);
   // The client's name goes too, unless a later Parse already reused it.
-  if (mine_ != nullptr && !e.client.empty()) {
-    auto it = mine_->find(e.client);
-    if (it != mine_->end() && it->second->name == e.statement) mine_->erase(it);
+  if (mine_ != nullptr && !d.client.empty()) {
+    auto it = mine_->find(d.client);
+    if (it != mine_->end() && it->second->name == d.statement) mine_->erase(it);
   }
 }
 
@@ -614,15 +608,16 @@ void ResponseTracker::skip_to_sync(PreparedCache& cache) {
 
 void ResponseTracker::learn(Expect& e, const protocol::Frame& f) {
   // A server accepted the statement, or described it: the next client that prepares it is
-  // answered from this.
+  // answered from this. (The Describe's ParameterDescription waits in `bytes` for the rest.)
+  auto& d = *e.detail;
   if (e.message == protocol::fe::kParse && f.type == protocol::be::kParseComplete) {
-    e.learn->accepted();
+    d.learn->accepted();
   } else if (e.message == protocol::fe::kDescribe) {
     if (f.type == protocol::be::kParameterDescription) {
-      e.bytes.assign(f.raw);
+      d.bytes.assign(f.raw);
     } else if ((f.type == protocol::be::kRowDescription || f.type == protocol::be::kNoData) &&
-               !e.bytes.empty()) {
-      e.learn->describe(e.bytes + std::string(f.raw));
+               !d.bytes.empty()) {
+      d.learn->describe(d.bytes + std::string(f.raw));
     }
   }
 }
@@ -650,7 +645,7 @@ void ResponseTracker::on_frame(const protocol::Frame& f, PreparedCache& cache, c
     skip_to_sync(cache);
     return;
   }
-  if (head.learn) learn(head, f);
+  if (head.detail && head.detail->learn) learn(head, f);
   if (ends(head, type)) {
     if (head.kind == Expect::Kind::swallow) forward = false;
     pop_front();

@@ -73,7 +73,8 @@ class PreparedCache {
  public:
   explicit PreparedCache(std::size_t limit = 1'000) : limit_(limit) {}
   bool contains(const std::string& name) const { return index_.contains(name); }
-  void touch(const std::string& name);
+  // Marks `name` the most recently used; false when the server lacks it.
+  bool touch(const std::string& name);
   // Adds `name`; returns the name evicted to make room, if any.
   std::optional<std::string> insert(const std::string& name);
   void erase(const std::string& name);
@@ -97,8 +98,16 @@ class PreparedCache {
   std::unordered_map<std::string, std::list<std::string>::iterator> index_;
 };
 
+// Hashes names as views, so that a name found in a message is looked up without a copy.
+struct NameHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view name) const noexcept {
+    return std::hash<std::string_view>{}(name);
+  }
+};
+
 // A client's statements by the names it gave them.
-using ClientStatements = std::unordered_map<std::string, StatementPtr>;
+using ClientStatements = std::unordered_map<std::string, StatementPtr, NameHash, std::equal_to<>>;
 
 // What the proxy must do with the server's answers to the messages it sent, in order.
 struct Expect {
@@ -108,24 +117,28 @@ struct Expect {
     synthetic,  // a client message the proxy answered itself: send `bytes` in its place
     ready,      // a client Query answered by the proxy: CommandComplete + ReadyForQuery now
   };
-  // A client message forwarded as it is (most of them): no string to build or move.
+  // What the rarer entries carry. Most entries are a client message forwarded as it is and
+  // carry none: an entry stays small, and moves as a pointer when the tracker's queue grows.
+  struct Detail {
+    std::string bytes;      // synthetic answer
+    std::string statement;  // global name a Parse put on the server (undone if skipped)
+    std::string client;     // the client's name for that statement (a Parse that failed or
+                            // was skipped never existed, as in PostgreSQL)
+    StatementPtr learn;     // a Parse or Describe whose answer teaches the statement's Statement
+  };
   Expect(Kind k, char m, char d) : kind(k), message(m), describe(d) {}
-  Expect(Kind k, char m, char d, std::string b, std::string st = {}, std::string cl = {})
+  Expect(Kind k, char m, char d, std::string bytes, std::string statement = {},
+         std::string client = {}, StatementPtr learn = nullptr)
       : kind(k),
         message(m),
         describe(d),
-        bytes(std::move(b)),
-        statement(std::move(st)),
-        client(std::move(cl)) {}
+        detail(std::make_unique<Detail>(
+            Detail{std::move(bytes), std::move(statement), std::move(client), std::move(learn)})) {}
 
   Kind kind = Kind::forward;
-  char message = 0;        // frontend message type
-  char describe = 0;       // 'S' or 'P' for Describe
-  std::string bytes;       // synthetic answer
-  std::string statement;   // global name a Parse put on the server (undone if skipped)
-  std::string client;      // the client's name for that statement (a Parse that failed or
-                           // was skipped never existed, as in PostgreSQL)
-  StatementPtr learn;      // a Parse or Describe whose answer teaches the statement's Statement
+  char message = 0;   // frontend message type
+  char describe = 0;  // 'S' or 'P' for Describe
+  std::unique_ptr<Detail> detail;
 };
 
 class ResponseTracker;
@@ -187,7 +200,9 @@ class Rewriter {
  private:
   void ensure_prepared(const StatementPtr& s, PreparedCache& cache, std::string& out,
                        ResponseTracker& tracker);
-  StatementPtr find(const std::string& name) const;
+  // The statement the client calls `name`, or null; it stays alive while the client's
+  // statements are left as they are.
+  const StatementPtr* find(std::string_view name) const;
 
   bool rewrite_unnamed(const protocol::Frame& f, ResponseTracker& tracker);
   // A named Parse: prepared under the global name unless this server has it already.
@@ -245,7 +260,7 @@ class Fifo {
   const T& front() const { return items_[head_]; }
   auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
   auto end() const { return items_.end(); }
-  void push_back(T v) { items_.push_back(std::move(v)); }
+  void push_back(T&& v) { items_.push_back(std::move(v)); }
   template <class... Args>
   void emplace_back(Args&&... args) {
     items_.emplace_back(std::forward<Args>(args)...);
@@ -272,9 +287,12 @@ class ResponseTracker {
   // The pending expectations, oldest first (for inspection).
   const Fifo<Expect>& expect() const { return expect_; }
 
-  void push(Expect e);
+  void push(Expect&& e);
   // A client message forwarded unchanged (no entry for messages the server never answers).
   void push_plain(const protocol::Frame& f);
+  // A client message forwarded rewritten, whose answers are the client's as they come (a Bind
+  // under the global name): an entry without strings to build or move.
+  void push_forward(char message) { expect_.emplace_back(Expect::Kind::forward, message, '\0'); }
   // The oldest pending entry is one the proxy answers itself: due now, whatever the server does.
   bool head_answerable() const {
     return !expect_.empty() && (expect_.front().kind == Expect::Kind::synthetic ||

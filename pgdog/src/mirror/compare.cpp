@@ -63,7 +63,7 @@ std::vector<std::string> statement_texts(std::string_view frames,
         if (auto p = protocol::decode_parse(f->body)) parsed[std::string(p->name)] = p->query;
         break;
       case protocol::fe::kBind:
-        if (auto b = protocol::decode_bind(f->body)) {
+        if (auto b = protocol::decode_bind_names(f->body)) {
           portals[std::string(b->portal)] = std::string(b->statement);
         }
         break;

@@ -166,7 +166,7 @@ Traits Tap::Work::classify(const protocol::Frame& f) {
       }
       break;
     case protocol::fe::kBind:
-      if (auto b = protocol::decode_bind(f.body)) return bound(std::string(b->statement));
+      if (auto b = protocol::decode_bind_names(f.body)) return bound(std::string(b->statement));
       break;
     case protocol::fe::kCopyData:
     case protocol::fe::kCopyDone:

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "protocol/messages.hpp"
 
 namespace pgdog::protocol {
@@ -129,7 +131,19 @@ void write_parse(std::string& out, std::string_view name, std::string_view query
 
 void write_bind(std::string& out, std::string_view portal, std::string_view statement,
                 std::string_view rest) {
-  Writer(out).begin(fe::kBind).cstring(portal).cstring(statement).bytes(rest).finish();
+  // One resize and three copies: the mirror and the statement rewrite write one per Bind.
+  const std::size_t length = 4 + portal.size() + 1 + statement.size() + 1 + rest.size();
+  const std::size_t at = out.size();
+  out.resize(at + 1 + length);
+  char* p = out.data() + at;
+  *p++ = fe::kBind;
+  write_u32(p, static_cast<std::uint32_t>(length));
+  p += 4;
+  p = std::copy(portal.begin(), portal.end(), p);
+  *p++ = '\0';
+  p = std::copy(statement.begin(), statement.end(), p);
+  *p++ = '\0';
+  std::copy(rest.begin(), rest.end(), p);
 }
 
 void write_describe(std::string& out, char type, char kind, std::string_view name) {

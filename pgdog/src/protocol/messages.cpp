@@ -263,6 +263,16 @@ Result<Bind> decode_bind(std::string_view body) {
   return b;
 }
 
+Result<BindNames> decode_bind_names(std::string_view body) {
+  const auto portal_end = body.find('\0');
+  if (portal_end == std::string_view::npos) return Error::malformed;
+  const auto statement_end = body.find('\0', portal_end + 1);
+  if (statement_end == std::string_view::npos) return Error::malformed;
+  return BindNames{body.substr(0, portal_end),
+                   body.substr(portal_end + 1, statement_end - portal_end - 1),
+                   body.substr(statement_end + 1)};
+}
+
 Result<Describe> decode_describe(std::string_view body) {
   Reader r(body);
   Describe d;

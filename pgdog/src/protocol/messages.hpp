@@ -142,6 +142,16 @@ struct Bind {
 };
 Result<Bind> decode_bind(std::string_view body);
 
+// Only the two names at the front of a Bind; `rest` is whatever follows them, unchecked (the
+// server checks it). For the paths that look up or rename a Bind's statement: they run for every
+// Bind, and the full decode walks every parameter.
+struct BindNames {
+  std::string_view portal;
+  std::string_view statement;
+  std::string_view rest;
+};
+Result<BindNames> decode_bind_names(std::string_view body);
+
 struct Describe {  // also Close: the same layout
   char kind = 0;   // 'S' statement or 'P' portal
   std::string_view name;

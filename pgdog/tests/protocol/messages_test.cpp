@@ -165,6 +165,22 @@ TEST(Frontend, ParseBindDescribeExecute) {
   out.clear();
   write_bind(out, "", "s1", bad_rest);
   EXPECT_FALSE(decode_bind(only_frame(out).body));
+  // The names alone do not look past them: the server judges the rest.
+  auto names = decode_bind_names(only_frame(out).body);
+  ASSERT_TRUE(names);
+  EXPECT_EQ(names->portal, "");
+  EXPECT_EQ(names->statement, "s1");
+  EXPECT_EQ(names->rest, bad_rest);
+  out.clear();
+  write_bind(out, "p1", "__pgdog_7", rest);
+  names = decode_bind_names(only_frame(out).body);
+  ASSERT_TRUE(names);
+  EXPECT_EQ(names->portal, "p1");
+  EXPECT_EQ(names->statement, "__pgdog_7");
+  EXPECT_EQ(names->rest, rest);
+  // A statement name without its terminator.
+  EXPECT_FALSE(decode_bind_names(std::string_view("p1\0s1", 5)));
+  EXPECT_FALSE(decode_bind_names(""));
 
   out.clear();
   write_describe(out, fe::kDescribe, 'S', "s1");
