@@ -229,6 +229,38 @@ TEST(Prepared, BindOnAServerThatLacksTheStatementPreparesItFirst) {
   EXPECT_EQ(types(a.round_trip(describe('S', "s1") + sync(), second, second_cache)), "tTZ");
 }
 
+TEST(Prepared, ABindIsRenamedWithItsPortalAndParametersAsTheClientSentThem) {
+  StatementRegistry registry;
+  FakeServer server;
+  PreparedCache cache;
+  Session a{registry};
+  a.round_trip(parse("s1", "select $1") + sync(), server, cache);
+  ASSERT_EQ(server.statements.size(), 1U);
+  const std::string global = *server.statements.begin();
+  // One text parameter and a binary result; then a parameter whose length runs past the end:
+  // the proxy reads only the names, and the server, under the statement's real name, judges
+  // the rest (under the client's name it would have said the statement does not exist).
+  std::string good;
+  protocol::Writer(good).i16(0).i16(1).i32(2).bytes("42").i16(1).i16(1);
+  std::string past_the_end;
+  protocol::Writer(past_the_end).i16(0).i16(1).i32(100).bytes("42").i16(0);
+  for (const std::string& rest : {good, past_the_end}) {
+    std::string client;
+    protocol::Writer(client).begin('B').cstring("portal").cstring("s1").bytes(rest).finish();
+    std::string expected;
+    protocol::Writer(expected).begin('B').cstring("portal").cstring(global).bytes(rest).finish();
+    std::string_view bytes = client;
+    const auto f = *protocol::next_frame(bytes, 1 << 20);
+    std::string out;
+    ResponseTracker tracker;
+    ASSERT_TRUE(a.rewriter.rewrite(f, cache, out, tracker));
+    EXPECT_EQ(out, expected);
+    ASSERT_EQ(tracker.expect().size(), 1U);
+    EXPECT_EQ(tracker.expect().front().message, 'B');
+    EXPECT_TRUE(tracker.passthrough());  // its answers go to the client as they come
+  }
+}
+
 TEST(Prepared, SameNameDifferentSqlNeverCollide) {
   StatementRegistry registry;
   FakeServer server;
