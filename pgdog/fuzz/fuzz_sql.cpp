@@ -1,9 +1,11 @@
 // The SQL lexer behind statement classification (mirror levels, transaction tracking),
-// statement splitting and fingerprints (what logs and metrics may show of a query).
+// statement splitting, fingerprints (what logs and metrics may show of a query) and the
+// session-effects scan.
 
 #include <string>
 
 #include "fuzz.hpp"
+#include "protocol/session_sql.hpp"
 #include "protocol/sql.hpp"
 
 namespace {
@@ -68,5 +70,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(limited.size() == std::min(full.size(), max_length));
   // Leading whitespace and comments are dropped.
   FUZZ_CHECK(full.empty() || full.front() != ' ');
+
+  // The session-effects scan skips lexing only where lexing would find nothing.
+  const auto effects = protocol::sql::session_effects(query);
+  if (protocol::sql::may_have_effects(query)) {
+    FUZZ_CHECK(effects == protocol::sql::session_effects_lexed(query));
+  } else {
+    FUZZ_CHECK(effects.empty());
+  }
   return 0;
 }

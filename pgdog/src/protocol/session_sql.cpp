@@ -375,13 +375,13 @@ constexpr auto kLead = [] {
   return lead;
 }();
 
-// Whether a hint begins at `i` (which has a byte after it).
-bool hint_at(std::string_view query, std::size_t i) {
+// Which hint begins at `i` (which has a byte after it): 1 + its index in kHints, or 0.
+std::size_t hint_at(std::string_view query, std::size_t i) {
   const std::size_t a = kLetter[static_cast<unsigned char>(query[i])];
-  if (a == 0) return false;
+  if (a == 0) return 0;
   const std::size_t b = kLetter[static_cast<unsigned char>(query[i + 1])];
   std::size_t k = kLead[a * 27 + b];
-  if (k-- == 0) return false;
+  if (k-- == 0) return 0;
   const char first = kHints[k][0];
   const char second = kHints[k][1];
   for (; k < kHints.size() && kHints[k][0] == first && kHints[k][1] == second; ++k) {
@@ -390,19 +390,27 @@ bool hint_at(std::string_view query, std::size_t i) {
     std::size_t j = 2;
     while (j < hint.size() && ascii_lower(query[i + j]) == hint[j])
       ++j;
-    if (j == hint.size()) return true;
+    if (j == hint.size()) return k + 1;
   }
-  return false;
+  return 0;
 }
 
-}  // namespace
+constexpr unsigned kSetHint = 1U << 8;
+static_assert(kHints[8] == "set");
 
-// Runs on every simple query, so it looks further only where two letters begin a hint: sixteen
-// positions at a time where SSE2 is there (every x86-64; the last bytes padded with zeros), one
-// at a time otherwise. (A lookup per letter sent most letters of a plain SELECT into the
-// comparisons, about 1,100 instructions for pgbench's query; a lookup per pair about 960; the
-// blocks about 190.)
-bool may_have_effects(std::string_view query) {
+// The hints in `query`, a bit per index in kHints: all of them, or only the first found when
+// `kFirstOnly`. Runs on every simple query, so it looks further only where two letters begin a
+// hint: sixteen positions at a time where SSE2 is there (every x86-64; the last bytes padded
+// with zeros), one at a time otherwise. (A lookup per letter sent most letters of a plain
+// SELECT into the comparisons, about 1,100 instructions for pgbench's query; a lookup per pair
+// about 960; the blocks about 190.)
+template <bool kFirstOnly>
+unsigned hints_in(std::string_view query) {
+  unsigned found_hints = 0;
+  const auto note = [&](std::size_t at) {
+    if (const std::size_t k = hint_at(query, at)) found_hints |= 1U << (k - 1);
+    return kFirstOnly && found_hints != 0;
+  };
 #if defined(__SSE2__)
   // Positions i .. i+15 where a pair of kPairs begins, as a bit mask; `at` has 17 bytes.
   const auto candidates = [](const char* at) {
@@ -428,30 +436,57 @@ bool may_have_effects(std::string_view query) {
     pair(kPairs[8][0], kPairs[8][1]);
     return static_cast<unsigned>(_mm_movemask_epi8(found));
   };
-  const auto any_hint = [&](std::size_t i, unsigned mask) {
+  const auto block = [&](std::size_t i, unsigned mask) {
     for (; mask != 0; mask &= mask - 1) {
       const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
-      if (at + 1 < query.size() && hint_at(query, at)) return true;
+      if (at + 1 < query.size() && note(at)) return true;
     }
     return false;
   };
   std::size_t i = 0;
   for (; i + kBlock + 1 <= query.size(); i += kBlock) {
-    if (any_hint(i, candidates(query.data() + i))) return true;
+    if (block(i, candidates(query.data() + i))) return found_hints;
   }
   // The last bytes, padded with zeros (which begin no pair).
   if (i + 1 < query.size()) {
     std::array<char, 2 * kBlock> tail{};
     std::copy(query.begin() + static_cast<std::ptrdiff_t>(i), query.end(), tail.begin());
-    return any_hint(i, candidates(tail.data()));
+    block(i, candidates(tail.data()));
   }
-  return false;
 #else
   for (std::size_t i = 0; i + 1 < query.size(); ++i) {
-    if (hint_at(query, i)) return true;
+    if (note(i)) break;
   }
-  return false;
 #endif
+  return found_hints;
+}
+
+// A query whose only hint is "set" (an UPDATE's SET, OFFSET, a column named settings, ...):
+// whether it is one statement that begins with no word an effect could begin with. The effects
+// that need "set" are SET and RESET statements and set_config() calls, and DO and CALL are
+// opaque whatever their hint; any other statement with only this hint has none, and lexing it
+// whole would be for nothing (a third of the instructions of a pgbench TPC-B transaction went to
+// lexing its three UPDATEs). Any ';' but those that end the text (a second statement, or one
+// inside a string) or any set_config: no shortcut.
+bool only_set_in_another_statement(std::string_view query) {
+  const auto last = query.find_last_not_of("; \t\r\n\f\v");
+  if (query.find(';') < last) return false;
+  constexpr std::string_view set_config = "set_config";
+  for (auto at = query.find('_'); at != std::string_view::npos; at = query.find('_', at + 1)) {
+    if (at >= 3 && iequals(query.substr(at - 3, set_config.size()), set_config)) return false;
+  }
+  const Token first = Lexer(query).next();
+  if (first.type != Tok::word) return true;  // only calls would count: none here
+  for (const std::string_view word : {"SET", "RESET", "DO", "CALL"}) {
+    if (iequals(first.text, word)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool may_have_effects(std::string_view query) {
+  return hints_in<true>(query) != 0;
 }
 
 std::uint8_t SessionEffects::pin_kinds() const {
@@ -482,8 +517,14 @@ const char* to_string(Pin p) {
 }
 
 SessionEffects session_effects(std::string_view query) {
+  const unsigned hints = hints_in<false>(query);
+  if (hints == 0) return {};
+  if (hints == kSetHint && only_set_in_another_statement(query)) return {};
+  return session_effects_lexed(query);
+}
+
+SessionEffects session_effects_lexed(std::string_view query) {
   SessionEffects e;
-  if (!may_have_effects(query)) return e;
   Lexer lx(query);
   Words words;
   for (Token t = lx.next();; t = lx.next()) {

@@ -28,10 +28,12 @@ struct SessionEffects {
     std::string name;    // lower case (quoted names as written)
     bool reset = false;  // RESET name, SET name TO DEFAULT: back to the session's default
     bool local = false;  // SET LOCAL: gone when the transaction ends
+    bool operator==(const Setting&) const = default;
   };
   struct Object {
     Pin kind;
     std::string name;  // lower case unless quoted; without a pg_temp. qualifier
+    bool operator==(const Object&) const = default;
   };
   std::vector<Setting> settings;
   bool reset_all = false;       // RESET ALL, DISCARD ALL
@@ -45,6 +47,7 @@ struct SessionEffects {
   // session changed, every kind of pinned state).
   bool opaque = false;
 
+  bool operator==(const SessionEffects&) const = default;
   bool empty() const {
     return settings.empty() && !reset_all && created.empty() && dropped.empty() && !advisory &&
            cleared == 0 && !opaque;
@@ -57,8 +60,12 @@ struct SessionEffects {
 };
 
 // The effects of a query string (every statement in it). Text that cannot have any (no SET,
-// TEMP, DROP, LISTEN, ... anywhere in it) is not lexed: the common query costs a scan.
+// TEMP, DROP, LISTEN, ... anywhere in it, or one statement whose only such word is an
+// UPDATE's SET) is not lexed: the common query costs a scan.
 SessionEffects session_effects(std::string_view query);
+// The same without looking for hints first: every query lexed (a DO or CALL is then opaque even
+// when its text mentions no session state). The tests hold session_effects() to it.
+SessionEffects session_effects_lexed(std::string_view query);
 
 // Whether `query` contains, in any case, one of the words every session effect needs somewhere
 // in its text (session_effects() lexes only the queries that do).

@@ -79,6 +79,71 @@ TEST(SessionSql, PrefilterFindsWhatASubstringSearchFinds) {
   EXPECT_LT(found, 18000);
 }
 
+// A statement whose only hint is "set" (an UPDATE's SET) is not lexed when it begins with no
+// word an effect begins with: compared with lexing every query on generated statements built
+// from the words that matter there (SET and RESET statements, set_config(), DO and CALL,
+// comments before them, a ';' in a string or between statements, other hints).
+TEST(SessionSql, TheShortcutForAnUpdatesSetAgreesWithLexing) {
+  // What session_effects() was before the shortcut: every text with a hint lexed.
+  const auto reference = [](std::string_view q) {
+    return may_have_effects(q) ? session_effects_lexed(q) : SessionEffects{};
+  };
+  for (auto q : {"UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1",
+                 "SELECT * FROM t OFFSET 5", "/* c */ SET x = 1", "-- c\nRESET x",
+                 "UPDATE t SET a = Set_Config('x', '1', false)", "call reset_things()",
+                 "DO $$BEGIN UPDATE t SET a = 1; END$$", "(SET x = 1)", "SELECT 'a;b' OFFSET 1",
+                 "UPDATE t SET a = 1; SET b = 2", "E'\\';' SET x = 1", "UPDATE t SET a = 1;\n",
+                 "SET x = 1;", ";SET x = 1", "UPDATE t SET a = 1; -- x\n"}) {
+    EXPECT_EQ(session_effects(q), reference(q)) << q;
+  }
+  EXPECT_TRUE(session_effects("UPDATE t SET a = 1").empty());
+  EXPECT_EQ(names(session_effects("/* c */ SET x = 1")), "x");
+  EXPECT_EQ(names(session_effects("UPDATE t SET a = set_config('x', '1', false)")), "x");
+  EXPECT_TRUE(session_effects("call reset_things()").opaque);
+
+  static constexpr std::array<std::string_view, 24> kPieces = {"SET ",
+                                                               "set x = 1",
+                                                               "RESET ",
+                                                               "reset",
+                                                               "DO ",
+                                                               "CALL ",
+                                                               "UPDATE ",
+                                                               "t ",
+                                                               " SET a = 1 ",
+                                                               "set_config",
+                                                               "('x', '1', false)",
+                                                               "OFFSET ",
+                                                               ";",
+                                                               "-- c\n",
+                                                               "/* ; */",
+                                                               "'a;b'",
+                                                               "$$ SET x $$",
+                                                               "(",
+                                                               ")",
+                                                               "SELECT ",
+                                                               "x",
+                                                               "TEMP ",
+                                                               "settings",
+                                                               " "};
+  std::mt19937 rng(11);
+  int with_effects = 0;
+  for (int n = 0; n < 20000; ++n) {
+    std::string text;
+    const int parts = static_cast<int>(1 + rng() % 8);
+    for (int p = 0; p < parts; ++p) {
+      std::string piece(kPieces[rng() % kPieces.size()]);
+      for (char& c : piece)
+        if (c >= 'a' && c <= 'z' && rng() % 3 == 0) c = static_cast<char>(c - 32);
+      text += piece;
+    }
+    const auto expected = reference(text);
+    ASSERT_EQ(session_effects(text), expected) << '"' << text << '"';
+    with_effects += expected.empty() ? 0 : 1;
+  }
+  EXPECT_GT(with_effects, 2000);  // both answers were exercised
+  EXPECT_LT(with_effects, 18000);
+}
+
 TEST(SessionSql, CommonQueriesHaveNoEffects) {
   for (auto q : {"SELECT abalance FROM pgbench_accounts WHERE aid = 42",
                  "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1",
