@@ -238,12 +238,25 @@ Result<Parse> decode_parse(std::string_view body) {
   return p;
 }
 
+Result<BindNames> decode_bind_names(std::string_view body) {
+  // Two finds rather than a Reader: this runs for every Bind (a Reader costs half as much again).
+  const auto portal_end = body.find('\0');
+  if (portal_end == std::string_view::npos) return Error::malformed;
+  const auto statement_end = body.find('\0', portal_end + 1);
+  if (statement_end == std::string_view::npos) return Error::malformed;
+  return BindNames{body.substr(0, portal_end),
+                   body.substr(portal_end + 1, statement_end - portal_end - 1),
+                   body.substr(statement_end + 1)};
+}
+
 Result<Bind> decode_bind(std::string_view body) {
-  Reader r(body);
+  auto names = decode_bind_names(body);
+  if (!names) return names.error();
   Bind b;
-  b.portal = r.cstring();
-  b.statement = r.cstring();
-  const auto rest_start = r.position();
+  b.portal = names->portal;
+  b.statement = names->statement;
+  b.rest = names->rest;
+  Reader r(b.rest);
   const auto formats = r.i16();
   if (!r.ok() || formats < 0) return Error::malformed;
   r.bytes(static_cast<std::size_t>(formats) * 2);
@@ -259,18 +272,7 @@ Result<Bind> decode_bind(std::string_view body) {
   if (!r.ok() || result_formats < 0) return Error::malformed;
   r.bytes(static_cast<std::size_t>(result_formats) * 2);
   if (!r.ok() || !r.at_end()) return Error::malformed;
-  b.rest = body.substr(rest_start);
   return b;
-}
-
-Result<BindNames> decode_bind_names(std::string_view body) {
-  const auto portal_end = body.find('\0');
-  if (portal_end == std::string_view::npos) return Error::malformed;
-  const auto statement_end = body.find('\0', portal_end + 1);
-  if (statement_end == std::string_view::npos) return Error::malformed;
-  return BindNames{body.substr(0, portal_end),
-                   body.substr(portal_end + 1, statement_end - portal_end - 1),
-                   body.substr(statement_end + 1)};
 }
 
 Result<Describe> decode_describe(std::string_view body) {
