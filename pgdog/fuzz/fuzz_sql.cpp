@@ -78,5 +78,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     FUZZ_CHECK(effects.empty());
   }
+  // Handed the hints of a Query message's body (the text and its terminator), as the exchange
+  // does: the same effects.
+  const std::string body = std::string(query) + '\0';
+  FUZZ_CHECK(protocol::sql::session_effects(query, protocol::sql::hints_in(body)) == effects);
   return 0;
 }

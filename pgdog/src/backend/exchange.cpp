@@ -166,9 +166,12 @@ void Exchange::note(const protocol::sql::SessionEffects& e) {
 
 void Exchange::observe(const protocol::Frame& f) {
   std::string_view sql;
+  std::optional<protocol::sql::Hints> hints;  // known when prepare() scanned the query
   if (f.type == fe::kQuery) {
-    // prepare() found no word of a session effect in it.
-    if (f.body.data() == unhinted_.data() && f.body.size() == unhinted_.size()) return;
+    if (f.body.data() == scanned_.data() && f.body.size() == scanned_.size()) {
+      if (scanned_hints_ == 0) return;  // no word of a session effect in it
+      hints = scanned_hints_;
+    }
     auto q = protocol::decode_query(f.body);
     if (!q) return;
     sql = *q;
@@ -186,7 +189,8 @@ void Exchange::observe(const protocol::Frame& f) {
   } else {
     return;
   }
-  const auto effects = protocol::sql::session_effects(sql);
+  const auto effects =
+      hints ? protocol::sql::session_effects(sql, *hints) : protocol::sql::session_effects(sql);
   if (!effects.empty()) note(effects);
 }
 
@@ -235,7 +239,7 @@ ClientBatch Exchange::read_client(std::string_view data) {
 }
 
 std::string_view Exchange::prepare(std::string_view batch, ServerState& server) {
-  unhinted_ = {};
+  scanned_ = {};
   if (!rewriter_) {
     each_frame(batch, max_message_size_, [&](const auto& f) {
       observe(f);
@@ -250,12 +254,11 @@ std::string_view Exchange::prepare(std::string_view batch, ServerState& server) 
     bool may_deallocate = true;
     if (f.type == fe::kQuery) {
       has_unnamed = false;
-      // DEALLOCATE is one of the words every session effect needs: a query with none of them
-      // is scanned once for both (observe() skips it).
-      if (!protocol::sql::may_have_effects(f.body)) {
-        unhinted_ = f.body;
-        may_deallocate = false;
-      }
+      // DEALLOCATE is one of the words every session effect needs: one scan serves the
+      // rewriter and observe().
+      scanned_ = f.body;
+      scanned_hints_ = protocol::sql::hints_in(f.body);
+      may_deallocate = scanned_hints_ != 0;
     }
     if (protocol::parses_unnamed(f)) has_unnamed = true;
     rewrite = rewrite || rewriter_->needs_rewrite(f, may_deallocate) ||

@@ -200,9 +200,9 @@ class Exchange {
   protocol::StreamScanner scanner_{0};
   FrameTap* tap_ = nullptr;
   std::string rewritten_;  // a batch rewritten for the server
-  // Within prepare(): the last Query it found without any word of a session effect
-  // (sql::may_have_effects), which observe() then skips.
-  std::string_view unhinted_;
+  // Within prepare(): the last Query it scanned for the words of session effects, whose hints
+  // (scanned_hints_) observe() then uses rather than scanning again.
+  std::string_view scanned_;
   std::string assembled_;  // answers changed on their way to the client
   // Packed (mode_ beside pending_, the flags in one byte): every idle client holds an Exchange.
   int pending_ = 0;        // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
@@ -216,6 +216,7 @@ class Exchange {
   char last_tag_ = 0;       // the transaction's last CommandComplete: 'C' COMMIT, 'R' ROLLBACK
   std::uint8_t new_pins_ = 0;
   std::uint16_t errors_ = 0;  // ErrorResponses in the transaction
+  protocol::sql::Hints scanned_hints_ = 0;  // in the padding after errors_
 };
 
 }  // namespace pgdog::backend

@@ -395,21 +395,21 @@ std::size_t hint_at(std::string_view query, std::size_t i) {
   return 0;
 }
 
-constexpr unsigned kSetHint = 1U << 8;
+constexpr Hints kSetHint = 1U << 8;
 static_assert(kHints[8] == "set");
+static_assert(kHints.size() <= 16, "a hint is a bit of Hints");
 
-// The hints in `query`, a bit per index in kHints: all of them, or only the first found when
-// `kFirstOnly`. Runs on every simple query, so it looks further only where two letters begin a
-// hint: sixteen positions at a time where SSE2 is there (every x86-64; the last bytes padded
-// with zeros), one at a time otherwise. (A lookup per letter sent most letters of a plain
-// SELECT into the comparisons, about 1,100 instructions for pgbench's query; a lookup per pair
-// about 960; the blocks about 190.)
-template <bool kFirstOnly>
-unsigned hints_in(std::string_view query) {
-  unsigned found_hints = 0;
+}  // namespace
+
+// Runs on every simple query, so it looks further only where two letters begin a hint: sixteen
+// positions at a time where SSE2 is there (every x86-64; the last bytes padded with zeros), one
+// at a time otherwise. (A lookup per letter sent most letters of a plain SELECT into the
+// comparisons, about 1,100 instructions for pgbench's query; a lookup per pair about 960; the
+// blocks about 190.)
+Hints hints_in(std::string_view query) {
+  Hints found_hints = 0;
   const auto note = [&](std::size_t at) {
-    if (const std::size_t k = hint_at(query, at)) found_hints |= 1U << (k - 1);
-    return kFirstOnly && found_hints != 0;
+    if (const std::size_t k = hint_at(query, at)) found_hints |= static_cast<Hints>(1U << (k - 1));
   };
 #if defined(__SSE2__)
   // Positions i .. i+15 where a pair of kPairs begins, as a bit mask; `at` has 17 bytes.
@@ -439,14 +439,12 @@ unsigned hints_in(std::string_view query) {
   const auto block = [&](std::size_t i, unsigned mask) {
     for (; mask != 0; mask &= mask - 1) {
       const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
-      if (at + 1 < query.size() && note(at)) return true;
+      if (at + 1 < query.size()) note(at);
     }
-    return false;
   };
   std::size_t i = 0;
-  for (; i + kBlock + 1 <= query.size(); i += kBlock) {
-    if (block(i, candidates(query.data() + i))) return found_hints;
-  }
+  for (; i + kBlock + 1 <= query.size(); i += kBlock)
+    block(i, candidates(query.data() + i));
   // The last bytes, padded with zeros (which begin no pair).
   if (i + 1 < query.size()) {
     std::array<char, 2 * kBlock> tail{};
@@ -454,12 +452,13 @@ unsigned hints_in(std::string_view query) {
     block(i, candidates(tail.data()));
   }
 #else
-  for (std::size_t i = 0; i + 1 < query.size(); ++i) {
-    if (note(i)) break;
-  }
+  for (std::size_t i = 0; i + 1 < query.size(); ++i)
+    note(i);
 #endif
   return found_hints;
 }
+
+namespace {
 
 // A query whose only hint is "set" (an UPDATE's SET, OFFSET, a column named settings, ...):
 // whether it is one statement that begins with no word an effect could begin with. The effects
@@ -486,7 +485,7 @@ bool only_set_in_another_statement(std::string_view query) {
 }  // namespace
 
 bool may_have_effects(std::string_view query) {
-  return hints_in<true>(query) != 0;
+  return hints_in(query) != 0;
 }
 
 std::uint8_t SessionEffects::pin_kinds() const {
@@ -517,7 +516,10 @@ const char* to_string(Pin p) {
 }
 
 SessionEffects session_effects(std::string_view query) {
-  const unsigned hints = hints_in<false>(query);
+  return session_effects(query, hints_in(query));
+}
+
+SessionEffects session_effects(std::string_view query, Hints hints) {
   if (hints == 0) return {};
   if (hints == kSetHint && only_set_in_another_statement(query)) return {};
   return session_effects_lexed(query);

@@ -59,16 +59,23 @@ struct SessionEffects {
   }
 };
 
-// The effects of a query string (every statement in it). Text that cannot have any (no SET,
-// TEMP, DROP, LISTEN, ... anywhere in it, or one statement whose only such word is an
-// UPDATE's SET) is not lexed: the common query costs a scan.
+// The words every session effect needs (SET, TEMP, DROP, LISTEN, DEALLOCATE, ...) that occur
+// anywhere in a text, in any case: a bit each, 0 for none.
+using Hints = std::uint16_t;
+Hints hints_in(std::string_view query);
+
+// The effects of a query string (every statement in it). Text that cannot have any (no hint
+// anywhere in it, or one statement whose only hint is an UPDATE's SET) is not lexed: the common
+// query costs a scan. A caller that has scanned it already hands on what it found (the hints of
+// a text that holds the query, such as a Query message's body, do as well: more hints only ever
+// mean lexing).
 SessionEffects session_effects(std::string_view query);
+SessionEffects session_effects(std::string_view query, Hints hints);
 // The same without looking for hints first: every query lexed (a DO or CALL is then opaque even
 // when its text mentions no session state). The tests hold session_effects() to it.
 SessionEffects session_effects_lexed(std::string_view query);
 
-// Whether `query` contains, in any case, one of the words every session effect needs somewhere
-// in its text (session_effects() lexes only the queries that do).
+// Whether `query` has any hint (session_effects() lexes only the queries that do).
 bool may_have_effects(std::string_view query);
 
 }  // namespace pgdog::protocol::sql
